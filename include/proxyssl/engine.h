@@ -1,0 +1,183 @@
+/*
+ * proxyssl engine contract.
+ *
+ * An engine runs the proxy's expensive cryptography off the forwarding path:
+ * RSA private-key decryption of the pre-master secret and TLS record
+ * open/seal. The caller fills a job, submits it, and later collects it from
+ * poll(). Completions are signalled on `event_fd` (an eventfd): the io_uring
+ * loop keeps a read armed on it, so a connection waits for a job exactly as
+ * it waits for a socket, and one thread per core runs everything.
+ *
+ * Ownership: a submitted job belongs to the engine until poll() hands it
+ * back; the caller must keep everything the job points to (record buffer,
+ * traffic keys) alive until then. Jobs may complete in any order; `owner`
+ * and `tag` are for the caller and are never read by the engine.
+ *
+ * Every engine (cpu, emu, xrt) passes the same test suite.
+ */
+#ifndef PROXYSSL_ENGINE_H
+#define PROXYSSL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxyssl/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum pxy_job_type {
+	PXY_JOB_RSA_DECRYPT = 1, /**< RSAES-PKCS1-v1_5 pre-master decryption, implicit rejection */
+	PXY_JOB_RECORD_OPEN = 2, /**< decrypt and authenticate one TLS record */
+	PXY_JOB_RECORD_SEAL = 3, /**< encrypt and protect one TLS record */
+};
+
+/** Bulk ciphers of the suites the engines implement. */
+enum pxy_bulk {
+	PXY_BULK_NONE = 0,
+	PXY_BULK_AES_128_GCM = 1,
+	PXY_BULK_AES_256_GCM = 2,
+	PXY_BULK_AES_128_CBC = 3,
+	PXY_BULK_AES_256_CBC = 4,
+};
+
+/** Record MAC; AEAD suites carry PXY_MAC_AEAD. */
+enum pxy_mac {
+	PXY_MAC_AEAD = 0,
+	PXY_MAC_SHA1 = 1,
+	PXY_MAC_SHA256 = 2,
+	PXY_MAC_SHA384 = 3,
+};
+
+#define PXY_TLS_HDR_LEN 5
+#define PXY_TLS_MAX_PLAINTEXT 16384u
+/* RFC 5246 §6.2.3: TLSCiphertext.length <= 2^14 + 2048 */
+#define PXY_TLS_MAX_CIPHERTEXT (16384u + 2048u)
+#define PXY_TLS_MAX_RECORD (PXY_TLS_HDR_LEN + PXY_TLS_MAX_CIPHERTEXT)
+
+#define PXY_PMS_LEN 48
+#define PXY_RSA_MAX_BYTES 512 /* RSA-4096 */
+#define PXY_RSA_MIN_BITS 1024
+
+/** One direction's traffic keys, from the key block (RFC 5246 §6.3). */
+struct pxy_traffic_keys {
+	uint8_t bulk;        /**< enum pxy_bulk */
+	uint8_t mac;         /**< enum pxy_mac */
+	uint8_t etm;         /**< 1: encrypt-then-MAC (RFC 7366) */
+	uint8_t key_len;     /**< 16 or 32 */
+	uint8_t mac_key_len; /**< 0 (AEAD), 20, 32 or 48 */
+	uint8_t mac_len;     /**< bytes of MAC or AEAD tag on the wire */
+	uint8_t iv_len;      /**< 4 (GCM salt), 16 (TLS 1.0 CBC), 0 (CBC with explicit IV) */
+	uint8_t pad_;
+	uint16_t version; /**< negotiated version, 0x0301..0x0303 */
+	uint8_t key[32];
+	uint8_t mac_key[48];
+	uint8_t iv[16];
+};
+
+struct pxy_rsa_job {
+	uint32_t key_id;         /**< from key_load() */
+	uint16_t client_version; /**< ClientHello.client_version: the PMS's first two bytes */
+	uint16_t in_len;         /**< EncryptedPreMasterSecret length */
+	uint8_t in[PXY_RSA_MAX_BYTES];
+	/**
+	 * Out: always 48 bytes. On a bad padding, a wrong length or a wrong
+	 * version the engine writes an unpredictable value instead, in
+	 * constant time (RFC 5246 §7.4.7.1), and `status` stays PXY_OK: the
+	 * caller cannot tell, and so cannot leak, which happened.
+	 */
+	uint8_t pms[PXY_PMS_LEN];
+};
+
+struct pxy_rec_job {
+	const struct pxy_traffic_keys *keys;
+	uint64_t seq;    /**< record sequence number in this direction */
+	uint8_t *rec;    /**< whole record: 5-byte header + fragment; opened in place */
+	size_t rec_len;  /**< header + fragment */
+	size_t rec_cap;  /**< bytes available at rec (seal grows the record) */
+	uint8_t iv[16];  /**< TLS 1.0 CBC only: the chained IV for this record */
+	/* out */
+	size_t pt_off;   /**< plaintext offset in rec */
+	size_t pt_len;   /**< plaintext length */
+	uint32_t ok;     /**< 1: authenticated; 0: forged, corrupt or wrong keys */
+};
+
+struct pxy_job {
+	struct pxy_job *next; /**< engine-private while submitted */
+	void *owner;          /**< caller's; never read by the engine */
+	uint64_t tag;         /**< caller's; never read by the engine */
+	uint32_t type;        /**< enum pxy_job_type */
+	int32_t status;       /**< out: PXY_OK or an engine/internal error */
+	uint64_t submit_ns;   /**< set by pxy_engine_submit (latency accounting) */
+	union {
+		struct pxy_rsa_job rsa;
+		struct pxy_rec_job rec;
+	} u;
+};
+
+/** A big-endian unsigned integer. */
+struct pxy_bn {
+	const uint8_t *p;
+	size_t len;
+};
+
+/** RSA private key in CRT form, as engines load it into their key table. */
+struct pxy_rsa_priv {
+	uint32_t bits;
+	struct pxy_bn n, e, d, p, q, dp, dq, qinv;
+};
+
+struct pxy_engine_params {
+	unsigned threads;    /**< worker threads; 0: run jobs inline in submit (tests, fuzzing) */
+	unsigned max_jobs;   /**< bound on jobs in flight; submit returns PXY_E_BUSY beyond it */
+	unsigned batch;      /**< jobs per device launch (device engines) */
+	const char *xclbin;  /**< device engines */
+};
+
+struct pxy_engine_stats {
+	uint64_t rsa_ops, rec_open, rec_seal, rec_bad, busy_rejects, errors;
+	uint64_t bytes_in;
+	uint64_t inflight;
+};
+
+struct pxy_engine;
+
+struct pxy_engine_ops {
+	const char *name;
+	int (*open)(const struct pxy_engine_params *p, struct pxy_engine **out);
+	/** Load an RSA private key into the engine's key table. */
+	int (*key_load)(struct pxy_engine *e, const struct pxy_rsa_priv *k, uint32_t *key_id);
+	/** Queue one job. PXY_E_BUSY when the engine is at max_jobs. */
+	int (*submit)(struct pxy_engine *e, struct pxy_job *job);
+	/** Start whatever was queued (device engines batch until here). May be NULL. */
+	void (*flush)(struct pxy_engine *e);
+	/** Collect up to max finished jobs; never blocks. */
+	size_t (*poll)(struct pxy_engine *e, struct pxy_job **out, size_t max);
+	void (*close)(struct pxy_engine *e);
+};
+
+struct pxy_engine {
+	const struct pxy_engine_ops *ops;
+	int event_fd; /**< readable (eventfd counter > 0) when poll() has jobs */
+	struct pxy_engine_stats stats;
+};
+
+/** Look up an engine by name ("cpu"); NULL when unknown. */
+const struct pxy_engine_ops *pxy_engine_find(const char *name);
+/** Names of the engines compiled in, space-separated. */
+const char *pxy_engine_names(void);
+
+int pxy_engine_open(const char *name, const struct pxy_engine_params *p, struct pxy_engine **out);
+int pxy_engine_submit(struct pxy_engine *e, struct pxy_job *job);
+void pxy_engine_flush(struct pxy_engine *e);
+size_t pxy_engine_poll(struct pxy_engine *e, struct pxy_job **out, size_t max);
+/** Drain the eventfd counter (after a read completion or before poll in tests). */
+void pxy_engine_ack(struct pxy_engine *e);
+void pxy_engine_close(struct pxy_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
