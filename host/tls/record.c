@@ -1,0 +1,111 @@
+#include "tls/record.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxyssl/engine.h"
+
+void pxy_rec_init(struct pxy_rec_rd *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void pxy_rec_free(struct pxy_rec_rd *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+}
+
+int pxy_rec_parse_hdr(const uint8_t hdr[5], struct pxy_rec_hdr *h)
+{
+	struct pxy_cur c = pxy_cur_make(hdr, 5);
+	uint8_t type;
+	uint16_t version, len;
+
+	PXY_TRY(pxy_cur_u8(&c, &type));
+	PXY_TRY(pxy_cur_u16(&c, &version));
+	PXY_TRY(pxy_cur_u16(&c, &len));
+	/* An SSLv2-format hello has the high bit of its first byte set. */
+	if (type & 0x80)
+		return PXY_E_NOT_TLS;
+	if (type < PXY_CT_CHANGE_CIPHER_SPEC || type > PXY_CT_HEARTBEAT)
+		return PXY_E_RECORD_TYPE;
+	/* RFC 5246 appendix E: record versions are {3, x}. */
+	if ((version >> 8) != 3)
+		return PXY_E_RECORD_VERSION;
+	/* RFC 5246 §6.2.3: TLSCiphertext.length MUST NOT exceed 2^14 + 2048. */
+	if (len > PXY_TLS_MAX_CIPHERTEXT)
+		return PXY_E_RECORD_OVERFLOW;
+	h->type = type;
+	h->version = version;
+	h->len = len;
+	return PXY_OK;
+}
+
+int pxy_rec_next(struct pxy_rec_rd *r, struct pxy_cur *in, struct pxy_record *out)
+{
+	if (!r->in_body) {
+		size_t want = sizeof(r->hdr) - r->hdr_have;
+		size_t n = in->left < want ? in->left : want;
+
+		PXY_TRY(pxy_cur_copy(in, r->hdr + r->hdr_have, n));
+		r->hdr_have = (uint8_t)(r->hdr_have + n);
+		if (r->hdr_have < sizeof(r->hdr))
+			return PXY_REC_MORE;
+		PXY_TRY(pxy_rec_parse_hdr(r->hdr, &r->h));
+		r->in_body = 1;
+		r->skip = 0;
+		r->have = 0;
+		return PXY_REC_HEADER;
+	}
+
+	if (!r->skip && !r->buf) {
+		r->buf = malloc(PXY_TLS_HDR_LEN + (size_t)r->h.len);
+		if (!r->buf)
+			return PXY_E_NOMEM;
+		memcpy(r->buf, r->hdr, PXY_TLS_HDR_LEN);
+	}
+	{
+		size_t want = r->h.len - r->have;
+		size_t n = in->left < want ? in->left : want;
+
+		if (r->skip)
+			PXY_TRY(pxy_cur_skip(in, n));
+		else
+			PXY_TRY(pxy_cur_copy(in, r->buf + PXY_TLS_HDR_LEN + r->have, n));
+		r->have += n;
+		if (r->have < r->h.len)
+			return PXY_REC_MORE;
+	}
+	out->h = r->h;
+	out->buf = r->buf;
+	out->buf_len = r->buf ? PXY_TLS_HDR_LEN + (size_t)r->h.len : 0;
+	r->buf = NULL;
+	r->in_body = 0;
+	r->hdr_have = 0;
+	r->records++;
+	return PXY_REC_RECORD;
+}
+
+void pxy_rec_skip(struct pxy_rec_rd *r)
+{
+	r->skip = 1;
+	free(r->buf);
+	r->buf = NULL;
+}
+
+int pxy_rec_idle(const struct pxy_rec_rd *r)
+{
+	return !r->in_body && r->hdr_have == 0;
+}
+
+void pxy_rec_alert(uint8_t out[7], uint16_t version, uint8_t level, uint8_t desc)
+{
+	out[0] = PXY_CT_ALERT;
+	out[1] = (uint8_t)(version >> 8);
+	out[2] = (uint8_t)version;
+	out[3] = 0;
+	out[4] = 2;
+	out[5] = level;
+	out[6] = desc;
+}
