@@ -1,0 +1,209 @@
+#include "tls/cert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "util/ct.h"
+#include "util/util.h"
+
+/* msg, then OpenSSL's reason for the failure when it has one */
+static void set_err(char *err, size_t n, const char *path, const char *msg)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	if (why)
+		snprintf(err, n, "%s: %s (%s)", path, msg, why);
+	else
+		snprintf(err, n, "%s: %s", path, msg);
+}
+
+static void fill_info(X509 *x, const uint8_t *der, size_t der_len, struct pxy_cert_info *ci)
+{
+	const ASN1_INTEGER *sn;
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+
+	memset(ci, 0, sizeof(*ci));
+	EVP_Digest(der, der_len, ci->sha256, NULL, EVP_sha256(), NULL);
+	strcpy(ci->serial, "?");
+	strcpy(ci->subject, "?");
+	if (!x)
+		return;
+	sn = X509_get0_serialNumber(x);
+	if (sn && (bn = ASN1_INTEGER_to_BN(sn, NULL)) && (hex = BN_bn2hex(bn))) {
+		snprintf(ci->serial, sizeof(ci->serial), "%s", hex);
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_NAME_oneline(X509_get_subject_name(x), ci->subject, (int)sizeof(ci->subject));
+	/* subjects go into log lines: keep them printable */
+	for (char *p = ci->subject; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || *p == ' ')
+			*p = (*p == ' ') ? '_' : '?';
+}
+
+void pxy_cert_describe(const uint8_t *der, size_t len, struct pxy_cert_info *out)
+{
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+
+	fill_info(x, der, len, out);
+	X509_free(x);
+	ERR_clear_error();
+}
+
+void pxy_cert_fp_str(const struct pxy_cert_info *ci, char out[96])
+{
+	pxy_hex_colon(out, ci->sha256, 32);
+}
+
+int pxy_identity_load(struct pxy_identity *id, const char *cert_path, const char *key_path, char *err,
+		      size_t err_len)
+{
+	FILE *fp = NULL;
+	X509 *x = NULL;
+	EVP_PKEY *pk = NULL;
+	unsigned char *der = NULL;
+	int der_len, ret = PXY_E_FILE;
+
+	memset(id, 0, sizeof(*id));
+	if (!cert_path || !key_path) {
+		snprintf(err, err_len, "both --cert and --key are required");
+		return PXY_E_CONFIG;
+	}
+	fp = fopen(cert_path, "re");
+	if (!fp) {
+		snprintf(err, err_len, "cannot read certificate %s: %s", cert_path, strerror(errno));
+		goto out;
+	}
+	x = PEM_read_X509(fp, NULL, NULL, NULL);
+	fclose(fp);
+	fp = NULL;
+	if (!x) {
+		set_err(err, err_len, cert_path, "not a PEM certificate");
+		goto out;
+	}
+	fp = fopen(key_path, "re");
+	if (!fp) {
+		snprintf(err, err_len, "cannot read private key %s: %s", key_path, strerror(errno));
+		goto out;
+	}
+	pk = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	fp = NULL;
+	if (!pk) {
+		set_err(err, err_len, key_path, "not a PEM private key (encrypted keys are not supported)");
+		goto out;
+	}
+	ret = PXY_E_CONFIG;
+	if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+		snprintf(err, err_len, "%s: the key is %s, but RSA key exchange needs an RSA key", key_path,
+			 EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "not RSA");
+		goto out;
+	}
+	if (EVP_PKEY_get_bits(pk) < PXY_RSA_MIN_BITS || EVP_PKEY_get_bits(pk) > PXY_RSA_MAX_BYTES * 8) {
+		snprintf(err, err_len, "%s: RSA-%d is outside the supported range %d..%d bits", key_path,
+			 EVP_PKEY_get_bits(pk), PXY_RSA_MIN_BITS, PXY_RSA_MAX_BYTES * 8);
+		goto out;
+	}
+	if (EVP_PKEY_eq(X509_get0_pubkey(x), pk) != 1) {
+		snprintf(err, err_len, "%s is not the private key of the certificate %s", key_path, cert_path);
+		ERR_clear_error();
+		goto out;
+	}
+	der_len = i2d_X509(x, &der);
+	if (der_len <= 0) {
+		set_err(err, err_len, cert_path, "cannot encode the certificate");
+		goto out;
+	}
+	id->x509 = x;
+	id->pkey = pk;
+	id->der = der;
+	id->der_len = (size_t)der_len;
+	id->bits = (uint32_t)EVP_PKEY_get_bits(pk);
+	fill_info(x, der, (size_t)der_len, &id->info);
+	return PXY_OK;
+out:
+	if (fp)
+		fclose(fp);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	ERR_clear_error();
+	return ret;
+}
+
+void pxy_identity_free(struct pxy_identity *id)
+{
+	if (!id)
+		return;
+	X509_free(id->x509);
+	EVP_PKEY_free(id->pkey);
+	OPENSSL_free(id->der);
+	memset(id, 0, sizeof(*id));
+}
+
+static int export_bn(EVP_PKEY *pk, const char *name, struct pxy_bn *out)
+{
+	BIGNUM *bn = NULL;
+	uint8_t *buf;
+	int n;
+
+	if (!EVP_PKEY_get_bn_param(pk, name, &bn))
+		return PXY_E_KEY;
+	n = BN_num_bytes(bn);
+	buf = OPENSSL_secure_malloc(n > 0 ? (size_t)n : 1);
+	if (!buf) {
+		BN_clear_free(bn);
+		return PXY_E_NOMEM;
+	}
+	BN_bn2bin(bn, buf);
+	BN_clear_free(bn);
+	out->p = buf;
+	out->len = (size_t)n;
+	return PXY_OK;
+}
+
+int pxy_identity_rsa_priv(const struct pxy_identity *id, struct pxy_rsa_priv *k)
+{
+	EVP_PKEY *pk = id->pkey;
+	int r;
+
+	memset(k, 0, sizeof(*k));
+	k->bits = id->bits;
+	if ((r = export_bn(pk, OSSL_PKEY_PARAM_RSA_N, &k->n)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_E, &k->e)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_D, &k->d)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, &k->p)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR2, &k->q)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, &k->dp)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, &k->dq)) < 0 ||
+	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, &k->qinv)) < 0) {
+		pxy_rsa_priv_free(k);
+		ERR_clear_error();
+		return r;
+	}
+	return PXY_OK;
+}
+
+void pxy_rsa_priv_free(struct pxy_rsa_priv *k)
+{
+	struct pxy_bn *all[] = { &k->n, &k->e, &k->d, &k->p, &k->q, &k->dp, &k->dq, &k->qinv };
+
+	for (size_t i = 0; i < PXY_ARRAY_LEN(all); i++) {
+		if (all[i]->p)
+			OPENSSL_secure_clear_free((void *)all[i]->p, all[i]->len ? all[i]->len : 1);
+		all[i]->p = NULL;
+		all[i]->len = 0;
+	}
+}

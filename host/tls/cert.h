@@ -1,0 +1,51 @@
+/*
+ * The server identity the proxy holds: the configured certificate (what the
+ * server must present) and its RSA private key (what recovers pre-master
+ * secrets).
+ */
+#ifndef PXY_CERT_H
+#define PXY_CERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxyssl/engine.h"
+
+#define PXY_SERIAL_MAX 130 /* 64 bytes of hex, ':'-free, NUL */
+
+struct pxy_cert_info {
+	uint8_t sha256[32];
+	char serial[PXY_SERIAL_MAX]; /* upper-case hex, "?" when unparseable */
+	char subject[256];
+};
+
+struct pxy_identity {
+	void *x509;    /* X509 * */
+	void *pkey;    /* EVP_PKEY * */
+	uint8_t *der;  /* leaf certificate, DER */
+	size_t der_len;
+	struct pxy_cert_info info;
+	uint32_t bits;   /* RSA modulus size */
+	uint32_t key_id; /* engine key-table slot */
+};
+
+/**
+ * Load a PEM certificate and PEM private key and check that the key is the
+ * certificate's RSA key. On failure writes one line to err and returns
+ * PXY_E_FILE/PXY_E_CONFIG.
+ */
+int pxy_identity_load(struct pxy_identity *id, const char *cert_path, const char *key_path, char *err,
+		      size_t err_len);
+void pxy_identity_free(struct pxy_identity *id);
+
+/** Export the RSA private key in CRT form; pxy_rsa_priv_free releases it. */
+int pxy_identity_rsa_priv(const struct pxy_identity *id, struct pxy_rsa_priv *out);
+void pxy_rsa_priv_free(struct pxy_rsa_priv *k);
+
+/** Fingerprint, serial and subject of a DER certificate received from a peer. */
+void pxy_cert_describe(const uint8_t *der, size_t len, struct pxy_cert_info *out);
+
+/** "AB:CD:..." (96 bytes incl. NUL) */
+void pxy_cert_fp_str(const struct pxy_cert_info *ci, char out[96]);
+
+#endif

@@ -1,0 +1,134 @@
+#include "tls/keys.h"
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include "util/ct.h"
+
+size_t pxy_prf_hash_len(uint8_t prf)
+{
+	return prf == PXY_PRF_SHA384 ? 48 : 32;
+}
+
+static const char *prf_digest(uint8_t prf)
+{
+	return prf == PXY_PRF_SHA384 ? "SHA384" : "SHA256";
+}
+
+int pxy_prf(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *label,
+	    const uint8_t *seed1, size_t seed1_len, const uint8_t *seed2, size_t seed2_len,
+	    uint8_t *out, size_t out_len)
+{
+	EVP_KDF *kdf = NULL;
+	EVP_KDF_CTX *ctx = NULL;
+	OSSL_PARAM params[6], *p = params;
+	int ret = PXY_E_CRYPTO_LIB;
+
+	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
+	if (!kdf)
+		goto out;
+	ctx = EVP_KDF_CTX_new(kdf);
+	if (!ctx)
+		goto out;
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)prf_digest(prf), 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, (void *)secret, secret_len);
+	/* the TLS1-PRF concatenates repeated seed parameters: label || seed1 || seed2 */
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)label, strlen(label));
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed1, seed1_len);
+	if (seed2_len)
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed2, seed2_len);
+	*p = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(ctx, out, out_len, params) <= 0)
+		goto out;
+	ret = PXY_OK;
+out:
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	return ret;
+}
+
+int pxy_transcript_hash(uint8_t prf, const uint8_t *msgs, size_t len, uint8_t *out, size_t *out_len)
+{
+	unsigned int n = 0;
+	const EVP_MD *md = prf == PXY_PRF_SHA384 ? EVP_sha384() : EVP_sha256();
+
+	if (!EVP_Digest(msgs, len, out, &n, md, NULL))
+		return PXY_E_CRYPTO_LIB;
+	*out_len = n;
+	return PXY_OK;
+}
+
+int pxy_keys_master(uint8_t prf, const uint8_t pms[PXY_PMS_LEN], const uint8_t client_random[32],
+		    const uint8_t server_random[32], uint8_t ms[PXY_MASTER_LEN])
+{
+	/* RFC 5246 §8.1: PRF(pre_master_secret, "master secret", ClientHello.random + ServerHello.random) */
+	return pxy_prf(prf, pms, PXY_PMS_LEN, "master secret", client_random, 32, server_random, 32, ms,
+		       PXY_MASTER_LEN);
+}
+
+int pxy_keys_master_ems(uint8_t prf, const uint8_t pms[PXY_PMS_LEN], const uint8_t *session_hash,
+			size_t hash_len, uint8_t ms[PXY_MASTER_LEN])
+{
+	/* RFC 7627 §4: PRF(pre_master_secret, "extended master secret", session_hash) */
+	return pxy_prf(prf, pms, PXY_PMS_LEN, "extended master secret", session_hash, hash_len, NULL, 0, ms,
+		       PXY_MASTER_LEN);
+}
+
+static void fill_dir(struct pxy_traffic_keys *k, const struct pxy_suite *s, uint16_t version, int etm)
+{
+	memset(k, 0, sizeof(*k));
+	k->bulk = s->bulk;
+	k->mac = s->mac;
+	k->version = version;
+	k->key_len = (uint8_t)pxy_bulk_key_len(s->bulk);
+	k->mac_key_len = (uint8_t)pxy_mac_len(s->mac);
+	if (s->mac == PXY_MAC_AEAD) {
+		k->mac_len = 16; /* GCM tag */
+		k->iv_len = 4;   /* RFC 5288 §3: the implicit salt */
+		k->etm = 0;
+	} else {
+		k->mac_len = k->mac_key_len;
+		/* RFC 5246 §6.3: the key block has IVs only for TLS 1.0's implicit CBC IV */
+		k->iv_len = version <= PXY_TLS10 ? 16 : 0;
+		k->etm = (uint8_t)(etm != 0);
+	}
+}
+
+int pxy_keys_traffic(const struct pxy_suite *s, uint16_t version, int etm, const uint8_t ms[PXY_MASTER_LEN],
+		     const uint8_t client_random[32], const uint8_t server_random[32],
+		     struct pxy_traffic_keys *cw, struct pxy_traffic_keys *sw)
+{
+	uint8_t block[2 * (48 + 32 + 16)];
+	size_t off = 0, need;
+	int r;
+
+	if (s->bulk == PXY_BULK_NONE)
+		return PXY_E_STATE;
+	fill_dir(cw, s, version, etm);
+	fill_dir(sw, s, version, etm);
+	need = 2u * ((size_t)cw->mac_key_len + cw->key_len + cw->iv_len);
+	/* RFC 5246 §6.3: PRF(master_secret, "key expansion", server_random + client_random) */
+	r = pxy_prf(s->prf, ms, PXY_MASTER_LEN, "key expansion", server_random, 32, client_random, 32, block, need);
+	if (r < 0)
+		goto out;
+	memcpy(cw->mac_key, block + off, cw->mac_key_len), off += cw->mac_key_len;
+	memcpy(sw->mac_key, block + off, sw->mac_key_len), off += sw->mac_key_len;
+	memcpy(cw->key, block + off, cw->key_len), off += cw->key_len;
+	memcpy(sw->key, block + off, sw->key_len), off += sw->key_len;
+	memcpy(cw->iv, block + off, cw->iv_len), off += cw->iv_len;
+	memcpy(sw->iv, block + off, sw->iv_len);
+out:
+	pxy_wipe(block, sizeof(block));
+	return r;
+}
+
+int pxy_keys_finished(uint8_t prf, const uint8_t ms[PXY_MASTER_LEN], int is_client,
+		      const uint8_t *transcript_hash, size_t hash_len, uint8_t out[12])
+{
+	return pxy_prf(prf, ms, PXY_MASTER_LEN, is_client ? "client finished" : "server finished",
+		       transcript_hash, hash_len, NULL, 0, out, 12);
+}

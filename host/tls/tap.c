@@ -1,0 +1,1027 @@
+#include "tls/tap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls/keys.h"
+#include "tls/record.h"
+#include "tls/suites.h"
+#include "util/ct.h"
+#include "util/util.h"
+
+/* ---- names --------------------------------------------------------------- */
+
+const char *pxy_verdict_name(enum pxy_verdict v)
+{
+	switch (v) {
+	case PXY_V_PENDING: return "pending";
+	case PXY_V_ALLOW: return "allow";
+	case PXY_V_REJECT: return "reject";
+	}
+	return "?";
+}
+
+const char *pxy_outcome_name(enum pxy_outcome o)
+{
+	switch (o) {
+	case PXY_O_DECRYPTED: return "decrypted";
+	case PXY_O_PASSTHROUGH: return "passthrough";
+	case PXY_O_REJECTED: return "rejected";
+	case PXY_O_NOT_DECRYPTED: return "not-decrypted";
+	}
+	return "?";
+}
+
+static const char *const reason_names[PXY_R__COUNT] = {
+	[PXY_R_NONE] = "-",
+	[PXY_R_TLS13] = "tls13",
+	[PXY_R_UNSUPPORTED_VERSION] = "unsupported-version",
+	[PXY_R_NON_RSA_KX] = "non-rsa-kx",
+	[PXY_R_UNSUPPORTED_SUITE] = "unsupported-suite",
+	[PXY_R_CERT_MISMATCH] = "cert-mismatch",
+	[PXY_R_NOT_TLS] = "not-tls",
+	[PXY_R_CLIENT_PROTOCOL] = "client-protocol-error",
+	[PXY_R_SERVER_PROTOCOL] = "server-protocol-error",
+	[PXY_R_HANDSHAKE_TOO_LARGE] = "handshake-too-large",
+	[PXY_R_SERVER_ALERT] = "server-alert",
+	[PXY_R_CLIENT_ALERT] = "client-alert",
+	[PXY_R_RESUMPTION_UNKNOWN] = "resumption-unknown",
+	[PXY_R_FINISHED_MISMATCH] = "finished-mismatch",
+	[PXY_R_RECORD_AUTH] = "record-auth-failed",
+	[PXY_R_RENEGOTIATION] = "renegotiation",
+	[PXY_R_ENGINE] = "engine-error",
+	[PXY_R_INCOMPLETE] = "incomplete-handshake",
+	[PXY_R_BACKEND_UNREACHABLE] = "backend-unreachable",
+	[PXY_R_INTERNAL] = "internal-error",
+};
+
+const char *pxy_reason_name(enum pxy_reason r)
+{
+	return (unsigned)r < PXY_R__COUNT && reason_names[r] ? reason_names[r] : "?";
+}
+
+/* ---- the handshake as a table (RFC 5246 §7.3, RFC 5077 §3.1) -------------- */
+
+struct hs_step {
+	uint8_t dir;
+	uint16_t msg;
+	uint8_t optional;
+};
+
+struct hs_shape {
+	const char *name;
+	const struct hs_step *steps;
+	size_t n;
+};
+
+#define C PXY_C2S
+#define S PXY_S2C
+static const struct hs_step full_steps[] = {
+	{ C, PXY_HS_CLIENT_HELLO, 0 },
+	{ S, PXY_HS_SERVER_HELLO, 0 },
+	{ S, PXY_HS_CERTIFICATE, 0 },
+	{ S, PXY_HS_CERTIFICATE_STATUS, 1 },
+	{ S, PXY_HS_CERTIFICATE_REQUEST, 1 },
+	{ S, PXY_HS_SERVER_HELLO_DONE, 0 },
+	{ C, PXY_HS_CERTIFICATE, 1 },
+	{ C, PXY_HS_CLIENT_KEY_EXCHANGE, 0 },
+	{ C, PXY_HS_CERTIFICATE_VERIFY, 1 },
+	{ C, PXY_HS_CCS, 0 },
+	{ C, PXY_HS_FINISHED, 0 },
+	{ S, PXY_HS_NEW_SESSION_TICKET, 1 },
+	{ S, PXY_HS_CCS, 0 },
+	{ S, PXY_HS_FINISHED, 0 },
+};
+static const struct hs_step resumed_steps[] = {
+	{ C, PXY_HS_CLIENT_HELLO, 0 },
+	{ S, PXY_HS_SERVER_HELLO, 0 },
+	{ S, PXY_HS_NEW_SESSION_TICKET, 1 },
+	{ S, PXY_HS_CCS, 0 },
+	{ S, PXY_HS_FINISHED, 0 },
+	{ C, PXY_HS_CCS, 0 },
+	{ C, PXY_HS_FINISHED, 0 },
+};
+#undef C
+#undef S
+
+static const struct hs_shape shape_full = { "full", full_steps, PXY_ARRAY_LEN(full_steps) };
+static const struct hs_shape shape_resumed = { "resumed", resumed_steps, PXY_ARRAY_LEN(resumed_steps) };
+/* Both shapes start ClientHello, ServerHello; the server's next message picks one. */
+#define HS_BRANCH_STEP 2
+
+/* ---- state ---------------------------------------------------------------- */
+
+enum fin_state { FIN_NONE = 0, FIN_RESERVED, FIN_RECEIVED, FIN_DONE };
+
+struct tap_job {
+	struct pxy_job job; /* first: the engine hands back &job */
+	struct tap_job *next;
+	uint8_t dir;
+	uint8_t done;
+	uint8_t fin; /* carries the direction's Finished */
+	size_t cost; /* ciphertext bytes counted against max_pending */
+};
+
+struct tap_dir {
+	struct pxy_rec_rd rec;
+	struct pxy_hs_rd hs;
+	uint64_t seq;
+	uint16_t last_version;
+	uint8_t encrypted; /* ChangeCipherSpec seen */
+	uint8_t fin_seen;  /* first encrypted record (the Finished) arrived */
+	uint8_t fin_state;
+	uint8_t fin_msg[PXY_HS_HDR_LEN + PXY_FINISHED_LEN];
+	size_t fin_hole;   /* transcript offset reserved for this direction's Finished */
+	size_t fin_prefix; /* transcript bytes that its verify_data covers */
+	struct tap_job *wait_head, *wait_tail; /* waiting for keys */
+	struct tap_job *fly_head, *fly_tail;   /* in the engine, oldest first */
+	size_t queued_bytes;
+};
+
+struct pxy_tap {
+	struct pxy_tap_cfg cfg;
+	struct pxy_tap_hooks hooks;
+	struct pxy_tap_info info;
+	struct pxy_tap_counters *cnt;
+	struct pxy_tap_counters own_cnt;
+	struct tap_dir dir[2];
+	const struct hs_shape *shape;
+	size_t step;
+	struct pxy_client_hello ch;
+	struct pxy_server_hello sh;
+	const struct pxy_suite *suite;
+	uint8_t have_ch, have_sh, cert_request;
+	uint8_t inspect;    /* still parsing */
+	uint8_t decrypting; /* still decrypting */
+	uint8_t keys_ready;
+	uint8_t keylogged;
+	uint8_t closed;
+	unsigned inflight;
+	uint8_t *tr; /* handshake transcript */
+	size_t tr_len, tr_cap, tr_max;
+	uint8_t session_hash[PXY_MAX_HASH];
+	size_t session_hash_len;
+	uint8_t ms[PXY_MASTER_LEN];
+	struct pxy_traffic_keys keys[2]; /* [C2S] client_write, [S2C] server_write */
+};
+
+static void set_reason(struct pxy_tap *t, enum pxy_reason r)
+{
+	if (r != PXY_R_NONE && t->info.reason == PXY_R_NONE) {
+		t->info.reason = r;
+		t->cnt->reasons[r]++;
+	}
+}
+
+void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r)
+{
+	set_reason(t, r);
+}
+
+static void set_verdict(struct pxy_tap *t, enum pxy_verdict v)
+{
+	if (t->info.verdict != PXY_V_PENDING)
+		return;
+	t->info.verdict = v;
+	t->cnt->verdicts[v]++;
+}
+
+static void free_job(struct tap_job *j)
+{
+	if (j->job.type == PXY_JOB_RECORD_OPEN)
+		free(j->job.u.rec.rec);
+	else
+		pxy_wipe(j->job.u.rsa.pms, sizeof(j->job.u.rsa.pms));
+	free(j);
+}
+
+static void free_waiting(struct tap_dir *td)
+{
+	while (td->wait_head) {
+		struct tap_job *j = td->wait_head;
+		td->wait_head = j->next;
+		td->queued_bytes -= j->cost;
+		free_job(j);
+	}
+	td->wait_tail = NULL;
+}
+
+static void free_transcript(struct pxy_tap *t)
+{
+	free(t->tr);
+	t->tr = NULL;
+	t->tr_len = t->tr_cap = 0;
+}
+
+/* Stop decrypting; forwarding is not affected. Jobs in flight are dropped as they return. */
+static void stop_decrypt(struct pxy_tap *t, enum pxy_reason r)
+{
+	set_reason(t, r);
+	t->decrypting = 0;
+	free_waiting(&t->dir[0]);
+	free_waiting(&t->dir[1]);
+}
+
+static void stop_inspect(struct pxy_tap *t, enum pxy_reason r)
+{
+	stop_decrypt(t, r);
+	t->inspect = 0;
+	free_transcript(t);
+}
+
+/* A parse or protocol failure in direction d. Before the verdict the proxy
+ * cannot vouch for the session and rejects it; after, it only stops looking. */
+static void tap_fail(struct pxy_tap *t, enum pxy_dir d, int err)
+{
+	enum pxy_reason r;
+
+	if (!t->info.error) {
+		t->info.error = err;
+		t->info.error_dir = (uint8_t)d;
+	}
+	t->cnt->protocol_errors++;
+	if (err == PXY_E_NOT_TLS && d == PXY_C2S)
+		r = PXY_R_NOT_TLS;
+	else if (err == PXY_E_HS_TOO_LARGE)
+		r = PXY_R_HANDSHAKE_TOO_LARGE;
+	else if (pxy_err_class(err) == PXY_EC_INTERNAL)
+		r = PXY_R_INTERNAL;
+	else
+		r = d == PXY_C2S ? PXY_R_CLIENT_PROTOCOL : PXY_R_SERVER_PROTOCOL;
+	set_reason(t, r);
+	set_verdict(t, PXY_V_REJECT);
+	stop_inspect(t, r);
+}
+
+static int tr_append(struct pxy_tap *t, const uint8_t *p, size_t n)
+{
+	if (t->tr_len + n > t->tr_max)
+		return PXY_E_HS_TOO_LARGE;
+	if (t->tr_len + n > t->tr_cap) {
+		size_t cap = t->tr_cap ? t->tr_cap : 4096;
+		uint8_t *nb;
+
+		while (cap < t->tr_len + n)
+			cap *= 2;
+		nb = realloc(t->tr, cap);
+		if (!nb)
+			return PXY_E_NOMEM;
+		t->tr = nb;
+		t->tr_cap = cap;
+	}
+	if (p)
+		memcpy(t->tr + t->tr_len, p, n);
+	else
+		memset(t->tr + t->tr_len, 0, n);
+	t->tr_len += n;
+	return PXY_OK;
+}
+
+/* Is message `msg` from `d` allowed now? Advances the table if so. */
+static int hs_expect(struct pxy_tap *t, enum pxy_dir d, unsigned msg)
+{
+	const struct hs_shape *sh = t->shape;
+
+	for (size_t i = t->step; i < sh->n; i++) {
+		if (sh->steps[i].dir == d && sh->steps[i].msg == msg) {
+			t->step = i + 1;
+			return PXY_OK;
+		}
+		if (!sh->steps[i].optional)
+			break;
+	}
+	/* the abbreviated handshake leaves the full one right after ServerHello */
+	if (sh == &shape_full && t->step == HS_BRANCH_STEP && d == PXY_S2C &&
+	    (msg == PXY_HS_NEW_SESSION_TICKET || msg == PXY_HS_CCS)) {
+		t->shape = &shape_resumed;
+		return hs_expect(t, d, msg);
+	}
+	return PXY_E_UNEXPECTED_MSG;
+}
+
+/* ---- the policy verdict -------------------------------------------------- */
+
+/* RFC 5246 §7.4.2: the server's leaf must be exactly the configured certificate
+ * (public data: memcmp is fine). Checks in order of what the user most needs
+ * to hear first. */
+static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
+{
+	const struct pxy_identity *id = t->cfg.identity;
+	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
+	enum pxy_reason r = PXY_R_NONE;
+
+	if (cert && cert->leaf) {
+		pxy_cert_describe(cert->leaf, cert->leaf_len, &t->info.received);
+		t->info.has_received_cert = 1;
+	}
+	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry)
+		r = PXY_R_TLS13;
+	else if (!s)
+		r = PXY_R_UNSUPPORTED_SUITE;
+	else if (s->kx != PXY_KX_RSA)
+		r = PXY_R_NON_RSA_KX;
+	else if (t->sh.version != PXY_TLS12)
+		r = PXY_R_UNSUPPORTED_VERSION;
+	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0)
+		r = PXY_R_UNSUPPORTED_SUITE;
+	else if (!cert || !cert->leaf || !id || cert->leaf_len != id->der_len ||
+		 memcmp(cert->leaf, id->der, id->der_len) != 0)
+		r = PXY_R_CERT_MISMATCH;
+
+	if (r != PXY_R_NONE) {
+		set_reason(t, r);
+		set_verdict(t, PXY_V_REJECT);
+		stop_inspect(t, r);
+		return;
+	}
+	t->suite = s;
+	t->decrypting = 1;
+	set_verdict(t, PXY_V_ALLOW);
+}
+
+/* ---- engine jobs ---------------------------------------------------------- */
+
+static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
+{
+	struct tap_dir *td = &t->dir[d];
+	int r;
+
+	j->job.u.rec.keys = &t->keys[d];
+	j->next = NULL;
+	r = pxy_engine_submit(t->cfg.engine, &j->job);
+	if (r < 0) {
+		/* engine saturated: this record goes uninspected; forwarding is unaffected */
+		t->info.dropped[d]++;
+		t->cnt->records_dropped++;
+		td->queued_bytes -= j->cost;
+		if (j->fin)
+			stop_decrypt(t, PXY_R_ENGINE);
+		free_job(j);
+		return;
+	}
+	t->inflight++;
+	if (td->fly_tail)
+		td->fly_tail->next = j;
+	else
+		td->fly_head = j;
+	td->fly_tail = j;
+}
+
+static void submit_waiting(struct pxy_tap *t, enum pxy_dir d)
+{
+	struct tap_dir *td = &t->dir[d];
+
+	while (td->wait_head && t->decrypting) {
+		struct tap_job *j = td->wait_head;
+		td->wait_head = j->next;
+		if (!td->wait_head)
+			td->wait_tail = NULL;
+		submit_rec(t, d, j);
+	}
+}
+
+static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
+{
+	struct tap_job *j;
+	int r;
+
+	if (!t->cfg.engine || !t->cfg.identity) {
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return;
+	}
+	j->job.type = PXY_JOB_RSA_DECRYPT;
+	j->job.owner = t;
+	j->job.u.rsa.key_id = t->cfg.identity->key_id;
+	j->job.u.rsa.client_version = t->ch.version;
+	/* A wrong length is public; the engine answers it like a bad padding. */
+	if (len <= PXY_RSA_MAX_BYTES) {
+		memcpy(j->job.u.rsa.in, enc, len);
+		j->job.u.rsa.in_len = (uint16_t)len;
+	}
+	r = pxy_engine_submit(t->cfg.engine, &j->job);
+	if (r < 0) {
+		free_job(j);
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	t->cnt->rsa_jobs++;
+	t->inflight++;
+}
+
+static void on_rsa_done(struct pxy_tap *t, struct tap_job *j)
+{
+	uint8_t prf;
+	int r;
+
+	if (t->closed || !t->decrypting)
+		return;
+	if (j->job.status < 0) {
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	prf = t->suite->prf;
+	/* RFC 7627 §5.2: EMS is in force when the server echoed the extension */
+	if (t->sh.ems)
+		r = pxy_keys_master_ems(prf, j->job.u.rsa.pms, t->session_hash, t->session_hash_len, t->ms);
+	else
+		r = pxy_keys_master(prf, j->job.u.rsa.pms, t->ch.random, t->sh.random, t->ms);
+	if (r == PXY_OK)
+		r = pxy_keys_traffic(t->suite, t->sh.version, t->sh.etm, t->ms, t->ch.random, t->sh.random,
+				     &t->keys[PXY_C2S], &t->keys[PXY_S2C]);
+	if (r < 0) {
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return;
+	}
+	t->keys_ready = 1;
+	submit_waiting(t, PXY_C2S);
+	submit_waiting(t, PXY_S2C);
+}
+
+/* ---- Finished (RFC 5246 §7.4.9) -------------------------------------------- */
+
+/* Verify each received Finished once every earlier Finished it covers is known. */
+static void try_verify(struct pxy_tap *t)
+{
+	for (int d = 0; d < 2 && t->decrypting; d++) {
+		struct tap_dir *td = &t->dir[d], *other = &t->dir[!d];
+		uint8_t hash[PXY_MAX_HASH], expect[PXY_FINISHED_LEN];
+		size_t hlen;
+		uint32_t ok;
+
+		if (td->fin_state != FIN_RECEIVED)
+			continue;
+		if (other->fin_state == FIN_RESERVED && other->fin_hole < td->fin_prefix)
+			continue; /* covers the other Finished, still being decrypted */
+		if (pxy_transcript_hash(t->suite->prf, t->tr, td->fin_prefix, hash, &hlen) < 0 ||
+		    pxy_keys_finished(t->suite->prf, t->ms, d == PXY_C2S, hash, hlen, expect) < 0) {
+			stop_decrypt(t, PXY_R_INTERNAL);
+			return;
+		}
+		ok = pxy_ct_memeq(expect, td->fin_msg + PXY_HS_HDR_LEN, PXY_FINISHED_LEN);
+		pxy_wipe(expect, sizeof(expect));
+		td->fin_state = FIN_DONE;
+		if (!ok) {
+			t->cnt->finished_mismatch++;
+			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			return;
+		}
+		t->info.fin_ok[d] = 1;
+		if (!t->keylogged) {
+			t->keylogged = 1;
+			t->cnt->keys_verified++;
+			if (t->hooks.keylog)
+				t->hooks.keylog(t->hooks.ctx, t->ch.random, t->ms);
+		}
+	}
+	if (t->dir[0].fin_state == FIN_DONE && t->dir[1].fin_state == FIN_DONE)
+		free_transcript(t); /* handshake over: the transcript is no longer needed */
+}
+
+/* ---- handshake messages ---------------------------------------------------- */
+
+static int on_client_hello(struct pxy_tap *t, struct pxy_cur body)
+{
+	PXY_TRY(pxy_hs_parse_client_hello(body, &t->ch));
+	t->have_ch = 1;
+	memcpy(t->info.sni, t->ch.sni, sizeof(t->info.sni));
+	return PXY_OK;
+}
+
+static int on_server_hello(struct pxy_tap *t, struct pxy_cur body)
+{
+	PXY_TRY(pxy_hs_parse_server_hello(body, &t->sh));
+	t->have_sh = 1;
+	t->info.version = t->sh.version;
+	t->info.suite = t->sh.suite;
+	t->info.has_suite = 1;
+	t->info.ems = t->sh.ems;
+	t->info.etm = t->sh.etm;
+	/* RFC 5246 §7.4.1.3: a session ID echoed from the ClientHello means resumption */
+	if (t->sh.sid_len && t->sh.sid_len == t->ch.sid_len && !memcmp(t->sh.sid, t->ch.sid, t->sh.sid_len))
+		t->shape = &shape_resumed;
+	/* TLS 1.3 encrypts the certificate: nothing more to wait for */
+	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry)
+		judge(t, NULL);
+	return PXY_OK;
+}
+
+static int on_cke(struct pxy_tap *t, struct pxy_cur body)
+{
+	const uint8_t *enc;
+	size_t len;
+
+	PXY_TRY(pxy_hs_parse_cke_rsa(body, t->sh.version, &enc, &len));
+	if (!t->decrypting)
+		return PXY_OK;
+	if (t->sh.ems) {
+		/* RFC 7627 §3: session_hash = Hash(handshake_messages) up to and
+		 * including the ClientKeyExchange (already in the transcript) */
+		PXY_TRY(pxy_transcript_hash(t->suite->prf, t->tr, t->tr_len, t->session_hash, &t->session_hash_len));
+	}
+	start_rsa(t, enc, len);
+	return PXY_OK;
+}
+
+/* A plaintext handshake message from d. */
+static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
+{
+	struct pxy_certificate cert;
+	uint32_t lifetime;
+	const uint8_t *ticket;
+	size_t ticket_len;
+
+	/* Finished is always encrypted; HelloRequest is not part of a first handshake */
+	PXY_GUARD(m->type != PXY_HS_FINISHED && m->type != PXY_HS_HELLO_REQUEST, PXY_E_UNEXPECTED_MSG);
+	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && t->have_sh && m->type != PXY_HS_CERTIFICATE) {
+		if (m->type == PXY_HS_NEW_SESSION_TICKET) {
+			/* an abbreviated handshake: the ticket comes before ChangeCipherSpec */
+			PXY_TRY(hs_expect(t, d, m->type));
+			t->info.resumed = 1;
+			set_verdict(t, PXY_V_ALLOW);
+			stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
+			return PXY_OK;
+		}
+		/* no Certificate after ServerHello: judge on what we have (anon, PSK, ...) */
+		judge(t, NULL);
+		if (t->info.verdict == PXY_V_REJECT)
+			return PXY_OK;
+	}
+	PXY_TRY(hs_expect(t, d, m->type));
+	/* RFC 5246 §7.4.9: every handshake message but HelloRequest is hashed */
+	PXY_TRY(tr_append(t, m->raw, m->raw_len));
+
+	switch (m->type) {
+	case PXY_HS_CLIENT_HELLO:
+		return on_client_hello(t, m->body);
+	case PXY_HS_SERVER_HELLO:
+		return on_server_hello(t, m->body);
+	case PXY_HS_CERTIFICATE:
+		PXY_TRY(pxy_hs_parse_certificate(m->body, &cert));
+		if (d == PXY_S2C) {
+			judge(t, &cert);
+		} else {
+			/* RFC 5246 §7.4.6: only in answer to a CertificateRequest */
+			PXY_GUARD(t->cert_request, PXY_E_UNEXPECTED_MSG);
+			t->info.client_cert = cert.count > 0;
+		}
+		return PXY_OK;
+	case PXY_HS_CERTIFICATE_STATUS:
+		PXY_GUARD(t->sh.status_request, PXY_E_UNEXPECTED_MSG);
+		return pxy_hs_parse_certificate_status(m->body);
+	case PXY_HS_CERTIFICATE_REQUEST:
+		t->cert_request = 1;
+		return pxy_hs_parse_certificate_request(m->body, t->sh.version);
+	case PXY_HS_SERVER_HELLO_DONE:
+		return pxy_hs_parse_empty(m->body);
+	case PXY_HS_CLIENT_KEY_EXCHANGE:
+		return on_cke(t, m->body);
+	case PXY_HS_CERTIFICATE_VERIFY:
+		/* RFC 5246 §7.4.8: only after a client certificate */
+		PXY_GUARD(t->info.client_cert, PXY_E_UNEXPECTED_MSG);
+		return pxy_hs_parse_certificate_verify(m->body, t->sh.version);
+	case PXY_HS_NEW_SESSION_TICKET:
+		/* RFC 5077 §3.2: only when the ServerHello carried the extension */
+		PXY_GUARD(t->sh.ticket, PXY_E_UNEXPECTED_MSG);
+		return pxy_hs_parse_new_session_ticket(m->body, &lifetime, &ticket, &ticket_len);
+	default:
+		return PXY_E_UNEXPECTED_MSG;
+	}
+}
+
+/* A decrypted handshake message from d. */
+static int on_hs_encrypted(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
+{
+	struct tap_dir *td = &t->dir[d];
+	const uint8_t *vd;
+
+	if (td->fin_state == FIN_RESERVED) {
+		PXY_GUARD(m->type == PXY_HS_FINISHED, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(pxy_hs_parse_finished(m->body, &vd));
+		memcpy(td->fin_msg, m->raw, sizeof(td->fin_msg));
+		/* fill the transcript slot reserved when the record arrived */
+		if (t->tr)
+			memcpy(t->tr + td->fin_hole, m->raw, sizeof(td->fin_msg));
+		td->fin_state = FIN_RECEIVED;
+		try_verify(t);
+		return PXY_OK;
+	}
+	/* HelloRequest or ClientHello after the handshake: renegotiation */
+	stop_decrypt(t, PXY_R_RENEGOTIATION);
+	return PXY_OK;
+}
+
+static void drain_hs(struct pxy_tap *t, enum pxy_dir d, int encrypted)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct pxy_hs_msg m;
+	int r;
+
+	while (t->inspect && (r = pxy_hs_peek(&td->hs, &m)) != 0) {
+		if (r < 0) {
+			tap_fail(t, d, r);
+			return;
+		}
+		r = encrypted ? on_hs_encrypted(t, d, &m) : on_hs_plain(t, d, &m);
+		if (r < 0) {
+			tap_fail(t, d, r);
+			return;
+		}
+		pxy_hs_pop(&td->hs);
+	}
+}
+
+static void on_alert(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body)
+{
+	uint8_t level, desc;
+
+	if (pxy_cur_u8(&body, &level) < 0 || pxy_cur_u8(&body, &desc) < 0 || pxy_cur_end(&body) < 0) {
+		tap_fail(t, d, PXY_E_DECODE);
+		return;
+	}
+	t->info.alert[d][0] = level;
+	t->info.alert[d][1] = desc;
+	t->info.has_alert[d] = 1;
+	if (level != 2 && desc != PXY_ALERT_CLOSE_NOTIFY)
+		return; /* warnings do not end the handshake */
+	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
+		/* the server decided for itself: its alert goes on to the client */
+		set_verdict(t, PXY_V_ALLOW);
+		stop_inspect(t, PXY_R_SERVER_ALERT);
+	} else if (!t->keys_ready || !(t->info.fin_ok[0] | t->info.fin_ok[1])) {
+		stop_inspect(t, d == PXY_S2C ? PXY_R_SERVER_ALERT : PXY_R_CLIENT_ALERT);
+	}
+}
+
+/* ---- records ---------------------------------------------------------------- */
+
+static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
+{
+	struct tap_dir *td = &t->dir[d];
+	const struct pxy_rec_job *rj = &j->job.u.rec;
+	const uint8_t *pt;
+	int r;
+
+	if (j->job.status < 0) {
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	if (!rj->ok) {
+		/* Before a Finished verified, a failed record means the keys are wrong;
+		 * whether the pre-master was well padded is never looked at. */
+		if (!t->info.fin_ok[d]) {
+			t->cnt->finished_mismatch++;
+			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		} else {
+			t->cnt->record_auth_fail++;
+			stop_decrypt(t, PXY_R_RECORD_AUTH);
+		}
+		return;
+	}
+	t->cnt->records_decrypted++;
+	pt = rj->rec + rj->pt_off;
+	switch (rj->rec[0]) {
+	case PXY_CT_HANDSHAKE:
+		if (rj->pt_len == 0) {
+			tap_fail(t, d, PXY_E_EMPTY_RECORD);
+			return;
+		}
+		r = pxy_hs_feed(&td->hs, pt, rj->pt_len);
+		if (r < 0) {
+			tap_fail(t, d, r);
+			return;
+		}
+		drain_hs(t, d, 1);
+		break;
+	case PXY_CT_APPLICATION_DATA:
+		t->info.decrypted[d] += rj->pt_len;
+		t->cnt->plaintext_bytes += rj->pt_len;
+		if (rj->pt_len && t->hooks.plaintext)
+			t->hooks.plaintext(t->hooks.ctx, d, pt, rj->pt_len);
+		break;
+	case PXY_CT_ALERT:
+		on_alert(t, d, pxy_cur_make(pt, rj->pt_len));
+		break;
+	default:
+		break; /* heartbeat: nothing to inspect */
+	}
+}
+
+/* Hand back finished jobs of direction d in sequence order. */
+static void drain_done(struct pxy_tap *t, enum pxy_dir d)
+{
+	struct tap_dir *td = &t->dir[d];
+
+	while (td->fly_head && td->fly_head->done) {
+		struct tap_job *j = td->fly_head;
+
+		td->fly_head = j->next;
+		if (!td->fly_head)
+			td->fly_tail = NULL;
+		td->queued_bytes -= j->cost;
+		if (t->decrypting && !t->closed)
+			on_decrypted(t, d, j);
+		free_job(j);
+	}
+}
+
+static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct tap_job *j;
+	uint64_t seq = td->seq++;
+	int fin = 0;
+
+	if (!t->decrypting || !r->buf) {
+		free(r->buf);
+		return;
+	}
+	if (!td->fin_seen) {
+		/* RFC 5246 §7.4.9: the first record after ChangeCipherSpec is the Finished */
+		int e = r->h.type == PXY_CT_HANDSHAKE ? hs_expect(t, d, PXY_HS_FINISHED) : PXY_E_UNEXPECTED_MSG;
+
+		if (e == PXY_OK)
+			e = tr_append(t, NULL, PXY_HS_HDR_LEN + PXY_FINISHED_LEN);
+		if (e < 0) {
+			free(r->buf);
+			tap_fail(t, d, e);
+			return;
+		}
+		td->fin_seen = 1;
+		td->fin_prefix = t->tr_len - (PXY_HS_HDR_LEN + PXY_FINISHED_LEN);
+		td->fin_hole = td->fin_prefix;
+		td->fin_state = FIN_RESERVED;
+		fin = 1;
+	}
+	if (td->queued_bytes + r->buf_len > t->cfg.max_pending) {
+		t->info.dropped[d]++;
+		t->cnt->records_dropped++;
+		free(r->buf);
+		if (fin)
+			stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		free(r->buf);
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return;
+	}
+	j->job.type = PXY_JOB_RECORD_OPEN;
+	j->job.owner = t;
+	j->job.tag = (uint64_t)d;
+	j->job.u.rec.seq = seq;
+	j->job.u.rec.rec = r->buf;
+	j->job.u.rec.rec_len = r->buf_len;
+	j->job.u.rec.rec_cap = r->buf_len;
+	j->dir = (uint8_t)d;
+	j->fin = (uint8_t)fin;
+	j->cost = r->buf_len;
+	td->queued_bytes += j->cost;
+	if (t->keys_ready) {
+		submit_rec(t, d, j);
+	} else {
+		if (td->wait_tail)
+			td->wait_tail->next = j;
+		else
+			td->wait_head = j;
+		td->wait_tail = j;
+	}
+}
+
+static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct pxy_cur body = pxy_cur_make(r->buf ? r->buf + PXY_TLS_HDR_LEN : NULL, r->h.len);
+	int e = PXY_OK;
+
+	td->last_version = r->h.version;
+	t->info.records[d]++;
+	if (td->encrypted) {
+		on_encrypted_record(t, d, r);
+		return;
+	}
+	/* RFC 5246 §6.2.1: TLSPlaintext.length <= 2^14, and no empty handshake,
+	 * alert or ChangeCipherSpec fragments */
+	if (r->h.len > PXY_TLS_MAX_PLAINTEXT) {
+		e = PXY_E_RECORD_OVERFLOW;
+		goto out;
+	}
+	if (r->h.len == 0 && r->h.type != PXY_CT_APPLICATION_DATA) {
+		e = PXY_E_EMPTY_RECORD;
+		goto out;
+	}
+	if (!t->have_ch && (d != PXY_C2S || r->h.type != PXY_CT_HANDSHAKE)) {
+		e = d == PXY_C2S ? PXY_E_NOT_TLS : PXY_E_UNEXPECTED_MSG;
+		goto out;
+	}
+	switch (r->h.type) {
+	case PXY_CT_CHANGE_CIPHER_SPEC: {
+		uint8_t v;
+
+		if (pxy_cur_u8(&body, &v) < 0 || v != 1 || body.left) {
+			e = PXY_E_DECODE;
+			break;
+		}
+		/* a handshake message may not straddle ChangeCipherSpec */
+		if (!pxy_hs_empty(&td->hs)) {
+			e = PXY_E_UNEXPECTED_MSG;
+			break;
+		}
+		e = hs_expect(t, d, PXY_HS_CCS);
+		if (e < 0)
+			break;
+		if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
+			/* an abbreviated handshake for a session we have no secret for */
+			t->info.resumed = 1;
+			set_verdict(t, PXY_V_ALLOW);
+			stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
+			break;
+		}
+		td->encrypted = 1;
+		td->seq = 0;
+		break;
+	}
+	case PXY_CT_ALERT:
+		on_alert(t, d, body);
+		break;
+	case PXY_CT_HANDSHAKE:
+		e = pxy_hs_feed(&td->hs, body.p, body.left);
+		if (e == PXY_OK)
+			drain_hs(t, d, 0);
+		break;
+	case PXY_CT_HEARTBEAT:
+		break;
+	default:
+		e = PXY_E_UNEXPECTED_MSG; /* application data before ChangeCipherSpec */
+		break;
+	}
+out:
+	free(r->buf);
+	if (e < 0)
+		tap_fail(t, d, e);
+}
+
+/* ---- public ---------------------------------------------------------------- */
+
+struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_hooks *hooks)
+{
+	struct pxy_tap *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->cfg = *cfg;
+	if (hooks)
+		t->hooks = *hooks;
+	t->cnt = cfg->counters ? cfg->counters : &t->own_cnt;
+	if (!t->cfg.max_hs_msg)
+		t->cfg.max_hs_msg = 64 * 1024;
+	if (!t->cfg.max_pending)
+		t->cfg.max_pending = 1024 * 1024;
+	t->tr_max = 4 * t->cfg.max_hs_msg + 4096;
+	t->shape = &shape_full;
+	t->inspect = 1;
+	for (int d = 0; d < 2; d++) {
+		pxy_rec_init(&t->dir[d].rec);
+		pxy_hs_init(&t->dir[d].hs, t->cfg.max_hs_msg);
+	}
+	return t;
+}
+
+void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct pxy_cur in = pxy_cur_make(p, n);
+
+	while (t->inspect) {
+		struct pxy_record r;
+		int ev = pxy_rec_next(&td->rec, &in, &r);
+
+		if (ev < 0) {
+			tap_fail(t, d, ev);
+			return;
+		}
+		if (ev == PXY_REC_MORE)
+			return;
+		if (ev == PXY_REC_HEADER) {
+			/* ciphertext we will not decrypt is counted, not copied */
+			if (td->encrypted && !t->decrypting)
+				pxy_rec_skip(&td->rec);
+			continue;
+		}
+		on_record(t, d, &r);
+	}
+}
+
+void pxy_tap_eof(struct pxy_tap *t, enum pxy_dir d)
+{
+	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
+		/* nothing more will come to judge; what is held can go */
+		set_verdict(t, PXY_V_ALLOW);
+		stop_inspect(t, PXY_R_INCOMPLETE);
+	}
+}
+
+void pxy_tap_hold_overflow(struct pxy_tap *t)
+{
+	if (t->info.verdict != PXY_V_PENDING)
+		return;
+	set_reason(t, PXY_R_HANDSHAKE_TOO_LARGE);
+	set_verdict(t, PXY_V_REJECT);
+	stop_inspect(t, PXY_R_HANDSHAKE_TOO_LARGE);
+}
+
+enum pxy_verdict pxy_tap_verdict(const struct pxy_tap *t)
+{
+	return t->info.verdict;
+}
+
+uint16_t pxy_tap_alert_version(const struct pxy_tap *t, enum pxy_dir d)
+{
+	/* an alert towards the client follows the server's record version, and vice versa */
+	uint16_t v = t->dir[d].last_version;
+
+	if (d == PXY_S2C && t->have_sh)
+		v = t->sh.legacy_version;
+	if ((v >> 8) != 3 || v > PXY_TLS12)
+		v = PXY_TLS12;
+	return v;
+}
+
+const struct pxy_tap_info *pxy_tap_info(const struct pxy_tap *t)
+{
+	return &t->info;
+}
+
+enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reason)
+{
+	enum pxy_reason r = t->info.reason;
+
+	if (t->info.verdict == PXY_V_REJECT) {
+		*reason = r;
+		return PXY_O_REJECTED;
+	}
+	if (t->info.fin_ok[0] || t->info.fin_ok[1]) {
+		*reason = r;
+		return PXY_O_DECRYPTED;
+	}
+	*reason = r != PXY_R_NONE ? r : PXY_R_INCOMPLETE;
+	return PXY_O_NOT_DECRYPTED;
+}
+
+unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t)
+{
+	return t->inflight;
+}
+
+static void tap_free(struct pxy_tap *t)
+{
+	for (int d = 0; d < 2; d++) {
+		struct tap_dir *td = &t->dir[d];
+
+		free_waiting(td);
+		while (td->fly_head) { /* all done by now (inflight == 0) */
+			struct tap_job *j = td->fly_head;
+			td->fly_head = j->next;
+			free_job(j);
+		}
+		pxy_rec_free(&td->rec);
+		pxy_hs_free(&td->hs);
+	}
+	free_transcript(t);
+	pxy_wipe(t->ms, sizeof(t->ms));
+	pxy_wipe(t->keys, sizeof(t->keys));
+	pxy_wipe(t->session_hash, sizeof(t->session_hash));
+	free(t);
+}
+
+void pxy_tap_job_done(struct pxy_job *job)
+{
+	struct tap_job *j = (struct tap_job *)job;
+	struct pxy_tap *t = job->owner;
+
+	t->inflight--;
+	if (job->type == PXY_JOB_RSA_DECRYPT) {
+		on_rsa_done(t, j);
+		free_job(j);
+	} else {
+		j->done = 1;
+		drain_done(t, (enum pxy_dir)j->dir);
+	}
+	if (t->closed && t->inflight == 0)
+		tap_free(t);
+}
+
+void pxy_tap_close(struct pxy_tap *t)
+{
+	if (!t)
+		return;
+	t->closed = 1;
+	stop_inspect(t, PXY_R_NONE);
+	if (t->inflight == 0)
+		tap_free(t);
+}

@@ -1,0 +1,153 @@
+/*
+ * The TLS tap: one per proxied connection.
+ *
+ * It sees every byte each way, in order, as it is forwarded; it reassembles
+ * records and handshake messages, follows the handshake through a table of
+ * allowed message sequences, judges the ServerHello + Certificate (the
+ * policy verdict), recovers the keys from the ClientKeyExchange through an
+ * engine job, verifies both Finished messages and decrypts the records.
+ *
+ * It does no I/O: bytes come in through pxy_tap_feed(), engine completions
+ * through pxy_tap_job_done(), and plaintext and key material leave through
+ * the hooks. The io_uring loop, the unit tests and the fuzzer drive it the
+ * same way.
+ */
+#ifndef PXY_TAP_H
+#define PXY_TAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxyssl/engine.h"
+#include "tls/cert.h"
+#include "tls/hs.h"
+
+enum pxy_dir { PXY_C2S = 0, PXY_S2C = 1 };
+
+/** The forwarding decision. */
+enum pxy_verdict {
+	PXY_V_PENDING = 0, /* server->client bytes from ServerHello on are held */
+	PXY_V_ALLOW = 1,   /* forward both ways */
+	PXY_V_REJECT = 2,  /* alert handshake_failure to both sides, then reset both */
+};
+
+/** What the connection log says happened; the fixed, documented list. */
+enum pxy_outcome {
+	PXY_O_DECRYPTED = 0,
+	PXY_O_PASSTHROUGH = 1,
+	PXY_O_REJECTED = 2,
+	PXY_O_NOT_DECRYPTED = 3,
+};
+
+/** Why; the fixed, documented list (README "Verdicts and reasons"). */
+enum pxy_reason {
+	PXY_R_NONE = 0,
+	PXY_R_TLS13,                /* server chose TLS 1.3 */
+	PXY_R_UNSUPPORTED_VERSION,  /* server chose a version this build does not decrypt */
+	PXY_R_NON_RSA_KX,           /* server chose (EC)DHE, PSK, anon, SRP, ... */
+	PXY_R_UNSUPPORTED_SUITE,    /* RSA key exchange, but a cipher no engine implements */
+	PXY_R_CERT_MISMATCH,        /* server's leaf certificate is not the configured one */
+	PXY_R_NOT_TLS,              /* client spoke something other than TLS records (or SSLv2) */
+	PXY_R_CLIENT_PROTOCOL,      /* malformed or out-of-order bytes from the client */
+	PXY_R_SERVER_PROTOCOL,      /* malformed or out-of-order bytes from the server */
+	PXY_R_HANDSHAKE_TOO_LARGE,  /* handshake flight over the hold/message limits */
+	PXY_R_SERVER_ALERT,         /* server ended the handshake with an alert */
+	PXY_R_CLIENT_ALERT,         /* client ended the handshake with an alert */
+	PXY_R_RESUMPTION_UNKNOWN,   /* abbreviated handshake for a session the proxy never saw */
+	PXY_R_FINISHED_MISMATCH,    /* recovered keys did not verify (Finished or first record) */
+	PXY_R_RECORD_AUTH,          /* a record failed authentication after the keys verified */
+	PXY_R_RENEGOTIATION,        /* renegotiation: not followed by this build */
+	PXY_R_ENGINE,               /* the engine failed or was saturated */
+	PXY_R_INCOMPLETE,           /* connection ended before the handshake finished */
+	PXY_R_BACKEND_UNREACHABLE,  /* TCP connect to the backend failed or timed out */
+	PXY_R_INTERNAL,             /* out of memory or a resource limit inside the proxy */
+	PXY_R__COUNT
+};
+
+const char *pxy_verdict_name(enum pxy_verdict v);
+const char *pxy_outcome_name(enum pxy_outcome o);
+const char *pxy_reason_name(enum pxy_reason r);
+
+struct pxy_tap_counters;
+
+struct pxy_tap_cfg {
+	const struct pxy_identity *identity; /* the configured server certificate and key */
+	struct pxy_engine *engine;
+	struct pxy_tap_counters *counters;   /* the owning loop's counters; may be NULL */
+	size_t max_hs_msg;   /* largest handshake message accepted (bytes) */
+	size_t max_pending;  /* ciphertext bytes per direction waiting for keys or in the engine */
+};
+
+struct pxy_tap_hooks {
+	void *ctx;
+	/* decrypted application data, in order, per direction */
+	void (*plaintext)(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
+	/* master secret recovered and verified */
+	void (*keylog)(void *ctx, const uint8_t client_random[32], const uint8_t ms[48]);
+};
+
+/** What the tap learned; read by the connection log. */
+struct pxy_tap_info {
+	char sni[PXY_MAX_SNI + 1];
+	uint16_t version; /* negotiated, 0 if unknown */
+	uint16_t suite;   /* 0 if unknown */
+	uint8_t has_suite;
+	uint8_t ems, etm, resumed;
+	uint8_t client_cert; /* client sent a non-empty Certificate */
+	uint8_t fin_ok[2];   /* Finished verified, per direction */
+	enum pxy_verdict verdict;
+	enum pxy_reason reason; /* first reason recorded */
+	int error;              /* first protocol/engine error, 0 if none */
+	uint8_t error_dir;
+	uint8_t has_received_cert;
+	struct pxy_cert_info received; /* server's leaf, when seen */
+	uint64_t records[2];    /* records seen per direction */
+	uint64_t decrypted[2];  /* application plaintext bytes per direction */
+	uint64_t dropped[2];    /* records not inspected for lack of engine capacity */
+	uint8_t alert[2][2];    /* last alert (level, description) seen per direction, if any */
+	uint8_t has_alert[2];
+};
+
+struct pxy_tap;
+
+struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_hooks *hooks);
+
+/** Bytes forwarded (or about to be) in direction d. Never fails the connection by itself. */
+void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n);
+
+/** Direction d reached EOF (FIN or reset). */
+void pxy_tap_eof(struct pxy_tap *t, enum pxy_dir d);
+
+/** The io layer could not hold the server's flight within its limit. */
+void pxy_tap_hold_overflow(struct pxy_tap *t);
+
+enum pxy_verdict pxy_tap_verdict(const struct pxy_tap *t);
+
+/** The record version to use for an alert sent towards the peer that receives direction d. */
+uint16_t pxy_tap_alert_version(const struct pxy_tap *t, enum pxy_dir d);
+
+const struct pxy_tap_info *pxy_tap_info(const struct pxy_tap *t);
+enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reason);
+
+/** Jobs of this tap still inside the engine. */
+unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t);
+
+/** A job of some tap came back from the engine (job->owner is the tap). */
+void pxy_tap_job_done(struct pxy_job *job);
+
+/** The connection is gone; frees the tap now or when its last job returns. */
+void pxy_tap_close(struct pxy_tap *t);
+
+/** Record a reason decided outside the tap (e.g. backend unreachable). */
+void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r);
+
+/* Tap counters, one set per io loop (each loop is one thread). */
+struct pxy_tap_counters {
+	uint64_t keys_verified, finished_mismatch, record_auth_fail, rsa_jobs;
+	uint64_t records_decrypted, records_dropped, plaintext_bytes;
+	uint64_t protocol_errors;
+	uint64_t verdicts[3];
+	uint64_t reasons[PXY_R__COUNT];
+};
+
+#endif
