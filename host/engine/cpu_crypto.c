@@ -1,0 +1,497 @@
+/*
+ * TLS record protection and RSA pre-master decryption on OpenSSL.
+ *
+ * Constant-time reasoning, path by path (the engine sees secrets: plaintext,
+ * padding, MAC keys, pre-master secrets):
+ *
+ * - GCM open: OpenSSL checks the tag with CRYPTO_memcmp; on failure the
+ *   plaintext is wiped and only `ok = 0` leaves. Lengths are public.
+ * - CBC MAC-then-encrypt open (RFC 5246 §6.2.3.2): the padding byte is
+ *   secret. The padding is checked over min(256, len) bytes under masks; a
+ *   bad padding is treated as zero-length padding; the MAC is computed over
+ *   the secret-length data and then a dummy hash of exactly the compression
+ *   blocks that the longest possible data would have cost is run (Lucky
+ *   Thirteen; the s2n-tls approach), so the number of compression-function
+ *   calls depends only on the public record length. The received MAC is
+ *   copied out of a secret offset by scanning a fixed window and rotating
+ *   under masks. Padding and MAC results are combined with `&` and leave as
+ *   one bit.
+ * - CBC encrypt-then-MAC open (RFC 7366): the MAC covers public bytes and is
+ *   compared in constant time before any decryption; padding is checked
+ *   under masks.
+ * - RSA: OpenSSL's RSA_PKCS1_WITH_TLS_PADDING mode checks PKCS#1 type 2
+ *   padding and the version bytes in constant time and substitutes a random
+ *   48-byte secret on failure (RFC 5246 §7.4.7.1). Its only error returns
+ *   are for public conditions (ciphertext length or value against the
+ *   modulus); those, too, leave a random secret and status PXY_OK.
+ */
+#include "engine/cpu_crypto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "util/ct.h"
+#include "util/util.h"
+
+#define AES_BLOCK 16
+#define GCM_EXPLICIT 8
+#define GCM_TAG 16
+#define MAX_MAC 48
+
+struct pxy_cpu_ctx {
+	EVP_CIPHER_CTX *cc;
+	EVP_CIPHER *cipher[5]; /* by enum pxy_bulk */
+	int cur_bulk, cur_enc;
+	EVP_MAC *hmac;
+	EVP_MAC_CTX *mac[4]; /* by enum pxy_mac, keyed per record */
+	EVP_MD *md[4];
+	EVP_MD_CTX *dummy;
+	uint8_t zeros[PXY_TLS_MAX_CIPHERTEXT + 256];
+};
+
+static const char *const cipher_names[5] = { NULL, "AES-128-GCM", "AES-256-GCM", "AES-128-CBC", "AES-256-CBC" };
+static const char *const md_names[4] = { NULL, "SHA1", "SHA256", "SHA384" };
+
+struct pxy_cpu_ctx *pxy_cpu_ctx_new(void)
+{
+	struct pxy_cpu_ctx *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->cc = EVP_CIPHER_CTX_new();
+	c->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	c->dummy = EVP_MD_CTX_new();
+	if (!c->cc || !c->hmac || !c->dummy)
+		goto fail;
+	for (int i = 1; i < 5; i++)
+		if (!(c->cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)))
+			goto fail;
+	for (int i = 1; i < 4; i++) {
+		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[i], 0),
+				    OSSL_PARAM_construct_end() };
+
+		if (!(c->md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)) || !(c->mac[i] = EVP_MAC_CTX_new(c->hmac)) ||
+		    !EVP_MAC_CTX_set_params(c->mac[i], p))
+			goto fail;
+	}
+	return c;
+fail:
+	pxy_cpu_ctx_free(c);
+	ERR_clear_error();
+	return NULL;
+}
+
+void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_CIPHER_CTX_free(c->cc);
+	for (int i = 0; i < 5; i++)
+		EVP_CIPHER_free(c->cipher[i]);
+	for (int i = 0; i < 4; i++) {
+		EVP_MAC_CTX_free(c->mac[i]);
+		EVP_MD_free(c->md[i]);
+	}
+	EVP_MAC_free(c->hmac);
+	EVP_MD_CTX_free(c->dummy);
+	free(c);
+}
+
+/* Key the shared cipher context; the cipher is (re)selected only when it changes. */
+static int cipher_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t *iv, int enc)
+{
+	if (k->bulk < 1 || k->bulk > 4)
+		return PXY_E_STATE;
+	if (c->cur_bulk != k->bulk || c->cur_enc != enc) {
+		if (!EVP_CipherInit_ex(c->cc, c->cipher[k->bulk], NULL, NULL, NULL, enc))
+			return PXY_E_CRYPTO_LIB;
+		c->cur_bulk = k->bulk;
+		c->cur_enc = enc;
+	}
+	if (!EVP_CipherInit_ex(c->cc, NULL, NULL, k->key, iv, enc))
+		return PXY_E_CRYPTO_LIB;
+	if (k->bulk == PXY_BULK_AES_128_CBC || k->bulk == PXY_BULK_AES_256_CBC)
+		EVP_CIPHER_CTX_set_padding(c->cc, 0);
+	return PXY_OK;
+}
+
+static int cipher_run(struct pxy_cpu_ctx *c, uint8_t *buf, size_t len)
+{
+	int outl = 0;
+
+	if (len == 0)
+		return PXY_OK;
+	if (!EVP_CipherUpdate(c->cc, buf, &outl, buf, (int)len) || (size_t)outl != len)
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
+/* seq_num || type || version || length (RFC 5246 §6.2.3.1 and §6.2.3.3) */
+static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t version[2], size_t len)
+{
+	for (int i = 0; i < 8; i++)
+		h[i] = (uint8_t)(seq >> (56 - 8 * i));
+	h[8] = type;
+	h[9] = version[0];
+	h[10] = version[1];
+	h[11] = (uint8_t)(len >> 8);
+	h[12] = (uint8_t)len;
+}
+
+static int hmac(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t hdr[13], const uint8_t *p,
+		size_t n, uint8_t out[MAX_MAC])
+{
+	EVP_MAC_CTX *m = c->mac[k->mac];
+	size_t outl = 0;
+
+	if (!EVP_MAC_init(m, k->mac_key, k->mac_key_len, NULL) || !EVP_MAC_update(m, hdr, 13) ||
+	    !EVP_MAC_update(m, p, n) || !EVP_MAC_final(m, out, &outl, MAX_MAC) || outl != k->mac_len)
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
+/* Compression-function calls of HMAC's inner hash over a 13-byte header and
+ * n bytes: one key block, the data, then 0x80 and the length field. */
+static uint32_t hmac_inner_blocks(uint32_t n, uint32_t bs, uint32_t len_field)
+{
+	return (bs + 13 + n + 1 + len_field + bs - 1) / bs;
+}
+
+/* HMAC over a secret-length prefix, padded out with dummy compressions to the
+ * cost of max_len (public). */
+static int hmac_ct(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, uint64_t seq, uint8_t type,
+		   const uint8_t version[2], const uint8_t *p, uint32_t len, uint32_t max_len, uint8_t out[MAX_MAC])
+{
+	uint32_t bs = k->mac == PXY_MAC_SHA384 ? 128 : 64;
+	uint32_t lf = k->mac == PXY_MAC_SHA384 ? 16 : 8;
+	uint32_t extra = (hmac_inner_blocks(max_len, bs, lf) - hmac_inner_blocks(len, bs, lf)) * bs;
+	uint8_t hdr[13];
+
+	mac_header(hdr, seq, type, version, len);
+	PXY_TRY(hmac(c, k, hdr, p, len, out));
+	if (!EVP_DigestInit_ex(c->dummy, c->md[k->mac], NULL) || !EVP_DigestUpdate(c->dummy, c->zeros, extra))
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
+/* Copy mac_len bytes from the secret offset mac_start of p[0..len) without a
+ * secret-dependent address (scan a fixed window, rotate under masks). The
+ * caller guarantees mac_start + mac_len <= len and mac_start + 256 + mac_len >= len. */
+static void ct_copy_mac(uint8_t *out, const uint8_t *p, uint32_t len, uint32_t mac_len, uint32_t mac_start)
+{
+	uint8_t rotated[MAX_MAC] = { 0 };
+	uint32_t scan_start = len > mac_len + 256 ? len - mac_len - 256 : 0;
+	uint32_t rot = 0, j = 0;
+
+	for (uint32_t i = scan_start; i < len; i++) {
+		uint32_t in_mac = pxy_ct_ge(i, mac_start) & pxy_ct_lt(i, mac_start + mac_len);
+
+		rot |= j & pxy_ct_mask(pxy_ct_eq(i, mac_start));
+		rotated[j] |= (uint8_t)(p[i] & pxy_ct_mask(in_mac));
+		j++;
+		j &= pxy_ct_mask(pxy_ct_lt(j, mac_len));
+	}
+	for (uint32_t m = 0; m < mac_len; m++) {
+		uint32_t idx = rot + m;
+		uint8_t b = 0;
+
+		idx = pxy_ct_select(pxy_ct_lt(idx, mac_len), idx, idx - mac_len);
+		for (uint32_t i = 0; i < mac_len; i++)
+			b |= (uint8_t)(rotated[i] & pxy_ct_mask(pxy_ct_eq(i, idx)));
+		out[m] = b;
+	}
+}
+
+/* 1 if p[len-1-i] == pad for every i <= pad, scanning min(256, len) bytes. */
+static uint32_t ct_check_padding(const uint8_t *p, uint32_t len, uint32_t pad)
+{
+	uint32_t to_check = len < 256 ? len : 256;
+	uint32_t good = 1;
+
+	for (uint32_t i = 0; i < to_check; i++) {
+		uint32_t in_pad = pxy_ct_lt(i, pad + 1);
+		uint32_t b = p[len - 1 - i];
+
+		good &= ~in_pad | pxy_ct_eq(b, pad);
+	}
+	return good & pxy_ct_ge(len, pad + 1) & 1u;
+}
+
+static int gcm_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+{
+	const struct pxy_traffic_keys *k = j->keys;
+	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
+	size_t flen = j->rec_len - PXY_TLS_HDR_LEN, ctlen;
+	uint8_t nonce[12], aad[13], fin[16];
+	int outl = 0, ok;
+
+	j->pt_off = PXY_TLS_HDR_LEN + GCM_EXPLICIT;
+	if (flen < GCM_EXPLICIT + GCM_TAG)
+		return PXY_OK; /* public: too short to be a record of this suite */
+	ctlen = flen - GCM_EXPLICIT - GCM_TAG;
+	/* RFC 5288 §3: nonce = salt (4, from the key block) || explicit nonce (8) */
+	memcpy(nonce, k->iv, 4);
+	memcpy(nonce + 4, frag, GCM_EXPLICIT);
+	mac_header(aad, j->seq, j->rec[0], j->rec + 1, ctlen);
+	PXY_TRY(cipher_init(c, k, nonce, 0));
+	if (!EVP_CipherUpdate(c->cc, NULL, &outl, aad, sizeof(aad)))
+		return PXY_E_CRYPTO_LIB;
+	PXY_TRY(cipher_run(c, frag + GCM_EXPLICIT, ctlen));
+	if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, GCM_TAG, frag + GCM_EXPLICIT + ctlen))
+		return PXY_E_CRYPTO_LIB;
+	ok = EVP_CipherFinal_ex(c->cc, fin, &outl) > 0;
+	if (!ok) {
+		/* unauthenticated plaintext never leaves the engine */
+		pxy_wipe(frag + GCM_EXPLICIT, ctlen);
+		ERR_clear_error();
+		return PXY_OK;
+	}
+	j->pt_len = ctlen;
+	j->ok = 1;
+	return PXY_OK;
+}
+
+static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+{
+	const struct pxy_traffic_keys *k = j->keys;
+	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
+	uint32_t flen = (uint32_t)(j->rec_len - PXY_TLS_HDR_LEN);
+	uint32_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0;
+	uint32_t maclen = k->mac_len;
+	uint8_t calc[MAX_MAC], got[MAX_MAC];
+	const uint8_t *iv = explicit_iv ? frag : j->iv;
+	uint8_t *ct = frag + explicit_iv;
+	uint32_t ctlen, pad, good, data_len, max_data;
+
+	j->pt_off = PXY_TLS_HDR_LEN + explicit_iv;
+	if (k->etm) {
+		/* RFC 7366 §3: MAC over IV + ciphertext, checked before decrypting */
+		uint32_t enc_len;
+		uint8_t hdr[13];
+
+		if (flen < explicit_iv + AES_BLOCK + maclen || (flen - maclen - explicit_iv) % AES_BLOCK)
+			return PXY_OK;
+		enc_len = flen - maclen;
+		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, enc_len);
+		PXY_TRY(hmac(c, k, hdr, frag, enc_len, calc));
+		if (!pxy_ct_memeq(calc, frag + enc_len, maclen))
+			return PXY_OK;
+		ctlen = enc_len - explicit_iv;
+		PXY_TRY(cipher_init(c, k, iv, 0));
+		PXY_TRY(cipher_run(c, ct, ctlen));
+		pad = ct[ctlen - 1];
+		good = ct_check_padding(ct, ctlen, pad);
+		j->pt_len = pxy_ct_select(good, ctlen - pad - 1, 0);
+		j->ok = good;
+		if (!good)
+			pxy_wipe(ct, ctlen);
+		return PXY_OK;
+	}
+
+	/* MAC-then-encrypt: the ciphertext must hold at least the MAC and one padding byte */
+	if (flen < explicit_iv + AES_BLOCK || (flen - explicit_iv) % AES_BLOCK || flen - explicit_iv < maclen + 1)
+		return PXY_OK; /* public lengths */
+	ctlen = flen - explicit_iv;
+	PXY_TRY(cipher_init(c, k, iv, 0));
+	PXY_TRY(cipher_run(c, ct, ctlen));
+	pad = ct[ctlen - 1];
+	good = ct_check_padding(ct, ctlen, pad) & pxy_ct_ge(ctlen, pad + 1 + maclen);
+	/* RFC 5246 §6.2.3.2: with a bad padding, compute the MAC as if there were none */
+	pad = pxy_ct_select(good, pad, 0);
+	max_data = ctlen - 1 - maclen;
+	data_len = max_data - pad;
+	PXY_TRY(hmac_ct(c, k, j->seq, j->rec[0], j->rec + 1, ct, data_len, max_data, calc));
+	ct_copy_mac(got, ct, ctlen, maclen, data_len);
+	good &= pxy_ct_memeq(calc, got, maclen);
+	pxy_wipe(calc, sizeof(calc));
+	j->pt_len = pxy_ct_select(good, data_len, 0);
+	j->ok = good;
+	if (!good)
+		pxy_wipe(ct, ctlen);
+	/* TLS 1.0 chains IVs: the next record's IV is this one's last ciphertext block,
+	 * which the caller takes from the record before opening it. */
+	return PXY_OK;
+}
+
+int pxy_cpu_record_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+{
+	int r;
+
+	j->ok = 0;
+	j->pt_len = 0;
+	j->pt_off = PXY_TLS_HDR_LEN;
+	if (!j->keys || j->rec_len < PXY_TLS_HDR_LEN)
+		return PXY_E_STATE;
+	switch (j->keys->bulk) {
+	case PXY_BULK_AES_128_GCM:
+	case PXY_BULK_AES_256_GCM: r = gcm_open(c, j); break;
+	case PXY_BULK_AES_128_CBC:
+	case PXY_BULK_AES_256_CBC: r = cbc_open(c, j); break;
+	default: return PXY_E_STATE;
+	}
+	if (r < 0)
+		ERR_clear_error();
+	return r;
+}
+
+size_t pxy_record_sealed_len(const struct pxy_traffic_keys *k, size_t pt_len)
+{
+	size_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0, body;
+
+	if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM)
+		return PXY_TLS_HDR_LEN + GCM_EXPLICIT + pt_len + GCM_TAG;
+	if (k->etm)
+		body = (pt_len / AES_BLOCK + 1) * AES_BLOCK + k->mac_len;
+	else
+		body = ((pt_len + k->mac_len) / AES_BLOCK + 1) * AES_BLOCK;
+	return PXY_TLS_HDR_LEN + explicit_iv + body;
+}
+
+static void set_len(uint8_t *rec, size_t frag_len)
+{
+	rec[3] = (uint8_t)(frag_len >> 8);
+	rec[4] = (uint8_t)frag_len;
+}
+
+int pxy_cpu_record_seal(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+{
+	const struct pxy_traffic_keys *k = j->keys;
+	size_t pt_len = j->rec_len - PXY_TLS_HDR_LEN;
+	size_t need = pxy_record_sealed_len(k, pt_len);
+	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
+	uint8_t hdr[13], mac[MAX_MAC];
+	int outl = 0;
+
+	j->ok = 0;
+	if (need > j->rec_cap || pt_len > PXY_TLS_MAX_PLAINTEXT)
+		return PXY_E_LIMIT;
+	if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM) {
+		uint8_t nonce[12], fin[16];
+
+		memmove(frag + GCM_EXPLICIT, frag, pt_len);
+		/* the explicit nonce is the sequence number, as OpenSSL and GnuTLS send it */
+		for (int i = 0; i < 8; i++)
+			frag[i] = (uint8_t)(j->seq >> (56 - 8 * i));
+		memcpy(nonce, k->iv, 4);
+		memcpy(nonce + 4, frag, 8);
+		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
+		PXY_TRY(cipher_init(c, k, nonce, 1));
+		if (!EVP_CipherUpdate(c->cc, NULL, &outl, hdr, sizeof(hdr)))
+			return PXY_E_CRYPTO_LIB;
+		PXY_TRY(cipher_run(c, frag + GCM_EXPLICIT, pt_len));
+		if (EVP_CipherFinal_ex(c->cc, fin, &outl) <= 0 ||
+		    !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_GET_TAG, GCM_TAG, frag + GCM_EXPLICIT + pt_len))
+			return PXY_E_CRYPTO_LIB;
+	} else {
+		size_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0;
+		uint8_t *body = frag + explicit_iv;
+		size_t n = pt_len, padded;
+		uint8_t pad;
+
+		memmove(body, frag, pt_len);
+		if (explicit_iv)
+			memcpy(frag, j->iv, AES_BLOCK);
+		if (!k->etm) {
+			mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
+			PXY_TRY(hmac(c, k, hdr, body, pt_len, mac));
+			memcpy(body + n, mac, k->mac_len);
+			n += k->mac_len;
+		}
+		padded = (n / AES_BLOCK + 1) * AES_BLOCK;
+		pad = (uint8_t)(padded - n - 1);
+		memset(body + n, pad, padded - n);
+		PXY_TRY(cipher_init(c, k, j->iv, 1));
+		PXY_TRY(cipher_run(c, body, padded));
+		if (k->etm) {
+			mac_header(hdr, j->seq, j->rec[0], j->rec + 1, explicit_iv + padded);
+			PXY_TRY(hmac(c, k, hdr, frag, explicit_iv + padded, mac));
+			memcpy(body + padded, mac, k->mac_len);
+		}
+	}
+	set_len(j->rec, need - PXY_TLS_HDR_LEN);
+	j->rec_len = need;
+	j->ok = 1;
+	return PXY_OK;
+}
+
+/* ---- RSA ------------------------------------------------------------------- */
+
+void *pxy_cpu_rsa_key(const struct pxy_rsa_priv *k)
+{
+	static const char *const names[8] = {
+		OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,         OSSL_PKEY_PARAM_RSA_D,
+		OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+		OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
+	};
+	const struct pxy_bn *v[8] = { &k->n, &k->e, &k->d, &k->p, &k->q, &k->dp, &k->dq, &k->qinv };
+	BIGNUM *bn[8] = { 0 };
+	OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pk = NULL;
+
+	if (!b)
+		goto out;
+	for (int i = 0; i < 8; i++) {
+		bn[i] = BN_secure_new();
+		if (!bn[i] || !v[i]->p || !BN_bin2bn(v[i]->p, (int)v[i]->len, bn[i]) ||
+		    !OSSL_PARAM_BLD_push_BN(b, names[i], bn[i]))
+			goto out;
+	}
+	params = OSSL_PARAM_BLD_to_param(b);
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+	    EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_KEYPAIR, params) <= 0)
+		pk = NULL;
+out:
+	for (int i = 0; i < 8; i++)
+		BN_clear_free(bn[i]);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(b);
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return pk;
+}
+
+void pxy_cpu_rsa_key_free(void *pkey)
+{
+	EVP_PKEY_free(pkey);
+}
+
+int pxy_cpu_rsa_decrypt(void *pkey, struct pxy_rsa_job *j)
+{
+	EVP_PKEY_CTX *ctx;
+	unsigned int cv = j->client_version;
+	OSSL_PARAM params[2];
+	uint8_t out[PXY_PMS_LEN];
+	size_t outlen = sizeof(out);
+	int r;
+
+	/* the fallback secret, drawn before anything is known about the ciphertext */
+	if (RAND_priv_bytes(j->pms, PXY_PMS_LEN) != 1)
+		return PXY_E_CRYPTO_LIB;
+	if (j->in_len == 0 || !pkey)
+		return PXY_OK;
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!ctx)
+		return PXY_E_NOMEM;
+	params[0] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, &cv);
+	params[1] = OSSL_PARAM_construct_end();
+	r = EVP_PKEY_decrypt_init(ctx) > 0 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_WITH_TLS_PADDING) > 0 &&
+	    EVP_PKEY_CTX_set_params(ctx, params) > 0 &&
+	    EVP_PKEY_decrypt(ctx, out, &outlen, j->in, j->in_len) > 0 && outlen == PXY_PMS_LEN;
+	/* r is 0 only for public reasons (length/value against the modulus) */
+	if (r)
+		memcpy(j->pms, out, PXY_PMS_LEN);
+	pxy_wipe(out, sizeof(out));
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return PXY_OK;
+}
