@@ -1,0 +1,281 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxyssl/error.h"
+#include "util/util.h"
+
+enum opt_kind { K_STR, K_U64, K_SIZE };
+
+struct opt_def {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;
+	uint64_t min, max;
+	const char *arg, *help;
+};
+
+#define STR(f) K_STR, offsetof(struct pxy_config, f), 0, 0
+#define U64(f, lo, hi) K_U64, offsetof(struct pxy_config, f), lo, hi
+#define SIZE(f, lo, hi) K_SIZE, offsetof(struct pxy_config, f), lo, hi
+
+/* One table drives the command line, the config file and --help. */
+static const struct opt_def opts[] = {
+	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)" },
+	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)" },
+	{ "cert", STR(cert), "FILE", "the server's certificate, PEM: the one the server must present (required)" },
+	{ "key", STR(key), "FILE", "the server's RSA private key, PEM, unencrypted (required)" },
+	{ "engine", STR(engine), "NAME", "crypto engine: cpu (default cpu)" },
+	{ "engine-threads", U64(engine_threads, 0, 256), "N", "engine worker threads; 0 runs jobs inline (default 1)" },
+	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
+	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
+	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
+	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)" },
+	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
+	{ "max-conns", U64(max_conns, 1, 1000000), "N", "concurrent connections; more are refused (default 16384)" },
+	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 1024)" },
+	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), "BYTES", "bytes per receive buffer (default 16K)" },
+	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30),
+	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
+	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), "BYTES", "largest handshake message (default 64K)" },
+	{ "max-pending", SIZE(max_pending, 65536, 1ull << 32),
+	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 4M)" },
+};
+
+static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+}
+
+static const struct opt_def *find_opt(const char *name)
+{
+	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++)
+		if (!strcmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *val, char *err, size_t n,
+		   const char *where)
+{
+	char **sp;
+	uint64_t *up;
+	int bad;
+
+	switch (o->kind) {
+	case K_STR:
+		sp = (char **)((char *)c + o->off);
+		if (!val || !*val) {
+			set_err(err, n, "%s--%s needs a value", where, o->name);
+			return PXY_E_USAGE;
+		}
+		free(*sp);
+		*sp = strdup(val);
+		return *sp ? PXY_OK : PXY_E_NOMEM;
+	case K_U64:
+	case K_SIZE:
+		up = (uint64_t *)((char *)c + o->off);
+		bad = o->kind == K_U64 ? pxy_parse_u64(val, o->min, o->max, up) : pxy_parse_size(val, o->min, o->max, up);
+		if (bad) {
+			set_err(err, n, "%s--%s: '%s' is not a %s between %llu and %llu", where, o->name, val ? val : "",
+				o->kind == K_SIZE ? "size" : "number", (unsigned long long)o->min,
+				(unsigned long long)o->max);
+			return PXY_E_USAGE;
+		}
+		return PXY_OK;
+	}
+	return PXY_E_USAGE;
+}
+
+struct ini_ctx {
+	struct pxy_config *c;
+	const char *path;
+	char *err;
+	size_t err_len;
+	int failed;
+	FILE *fp;
+	int line; /* Debian's libinih does not pass line numbers: the reader counts them */
+};
+
+static char *ini_read_line(char *str, int num, void *stream)
+{
+	struct ini_ctx *x = stream;
+	char *r = fgets(str, num, x->fp);
+
+	if (r)
+		x->line++;
+	return r;
+}
+
+static int ini_on_value(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *x = user;
+	const struct opt_def *o;
+	char where[512];
+	int lineno = x->line;
+
+	if (x->failed)
+		return 0;
+	if (strcmp(section, "proxy") != 0) {
+		set_err(x->err, x->err_len, "%s:%d: unknown section [%s] (expected [proxy])", x->path, lineno, section);
+		x->failed = 1;
+		return 0;
+	}
+	o = find_opt(name);
+	if (!o || !strcmp(name, "config")) {
+		set_err(x->err, x->err_len, "%s:%d: unknown setting '%s'", x->path, lineno, name);
+		x->failed = 1;
+		return 0;
+	}
+	snprintf(where, sizeof(where), "%s:%d: ", x->path, lineno);
+	if (set_opt(x->c, o, value, x->err, x->err_len, where) < 0) {
+		x->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+static int load_file(struct pxy_config *c, const char *path, char *err, size_t n)
+{
+	struct ini_ctx x = { c, path, err, n, 0, NULL, 0 };
+	int r;
+
+	x.fp = fopen(path, "re");
+	if (!x.fp) {
+		set_err(err, n, "cannot read config %s: %s", path, strerror(errno));
+		return PXY_E_FILE;
+	}
+	r = ini_parse_stream(ini_read_line, &x, ini_on_value, &x);
+	fclose(x.fp);
+	if (x.failed)
+		return PXY_E_CONFIG;
+	if (r > 0) {
+		set_err(err, n, "%s:%d: syntax error (expected 'name = value' or '[section]')", path, r);
+		return PXY_E_CONFIG;
+	}
+	return PXY_OK;
+}
+
+static void defaults(struct pxy_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->engine_threads = 1;
+	c->connect_timeout_ms = 5000;
+	c->max_conns = 16384;
+	c->buffers = 1024;
+	c->buffer_size = 16384;
+	c->max_queue = 256 * 1024;
+	c->max_handshake = 64 * 1024;
+	c->max_pending = 4 * 1024 * 1024;
+}
+
+int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)
+{
+	struct option lopts[PXY_ARRAY_LEN(opts) + 4];
+	size_t i;
+	int r, ch, idx;
+
+	defaults(c);
+	for (i = 0; i < PXY_ARRAY_LEN(opts); i++)
+		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, 1000 + (int)i };
+	lopts[i++] = (struct option){ "config", required_argument, NULL, 'c' };
+	lopts[i++] = (struct option){ "help", no_argument, NULL, 'h' };
+	lopts[i++] = (struct option){ "version", no_argument, NULL, 'V' };
+	lopts[i] = (struct option){ NULL, 0, NULL, 0 };
+
+	/* pass 1: find --config, so the command line can override the file */
+	opterr = 0;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, ":hV", lopts, &idx)) != -1) {
+		if (ch == 'c') {
+			free(c->config_file);
+			c->config_file = strdup(optarg);
+		}
+	}
+	if (c->config_file && (r = load_file(c, c->config_file, err, n)) < 0)
+		return r;
+
+	/* pass 2: everything */
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, ":hV", lopts, &idx)) != -1) {
+		switch (ch) {
+		case 'h': c->help = 1; break;
+		case 'V': c->version = 1; break;
+		case 'c': break;
+		case ':':
+			set_err(err, n, "option %s needs a value", argv[optind - 1]);
+			return PXY_E_USAGE;
+		case '?':
+			set_err(err, n, "unknown option %s (see --help)", argv[optind - 1]);
+			return PXY_E_USAGE;
+		default:
+			if (ch >= 1000 && ch < 1000 + (int)PXY_ARRAY_LEN(opts)) {
+				if ((r = set_opt(c, &opts[ch - 1000], optarg, err, n, "")) < 0)
+					return r;
+			}
+			break;
+		}
+	}
+	if (optind < argc) {
+		set_err(err, n, "unexpected argument '%s' (see --help)", argv[optind]);
+		return PXY_E_USAGE;
+	}
+	if (c->help || c->version)
+		return PXY_OK;
+	if (!c->listen || !c->backend || !c->cert || !c->key) {
+		set_err(err, n, "--listen, --backend, --cert and --key are required (see --help)");
+		return PXY_E_USAGE;
+	}
+	if (c->buffers & (c->buffers - 1)) {
+		set_err(err, n, "--buffers: %llu is not a power of two", (unsigned long long)c->buffers);
+		return PXY_E_USAGE;
+	}
+	if (c->max_queue < c->buffer_size) {
+		set_err(err, n, "--max-queue (%llu) must be at least --buffer-size (%llu)",
+			(unsigned long long)c->max_queue, (unsigned long long)c->buffer_size);
+		return PXY_E_USAGE;
+	}
+	if (c->log_level && strcmp(c->log_level, "error") && strcmp(c->log_level, "warn") &&
+	    strcmp(c->log_level, "info") && strcmp(c->log_level, "debug")) {
+		set_err(err, n, "--log-level: '%s' is not error, warn, info or debug", c->log_level);
+		return PXY_E_USAGE;
+	}
+	return PXY_OK;
+}
+
+void pxy_config_free(struct pxy_config *c)
+{
+	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++)
+		if (opts[i].kind == K_STR)
+			free(*(char **)((char *)c + opts[i].off));
+	free(c->config_file);
+	memset(c, 0, sizeof(*c));
+}
+
+void pxy_config_usage(FILE *out)
+{
+	fprintf(out, "usage: proxyssl --listen ADDR:PORT --backend ADDR:PORT --cert FILE --key FILE [options]\n\n"
+		     "Transparent Proxy SSL: forwards TLS unchanged, holds the server's RSA key,\n"
+		     "and decrypts both directions of RSA key-exchange sessions for inspection.\n\n"
+		     "options:\n");
+	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
+		char left[64];
+		snprintf(left, sizeof(left), "--%s %s", opts[i].name, opts[i].arg);
+		fprintf(out, "  %-28s %s\n", left, opts[i].help);
+	}
+	fprintf(out, "  %-28s %s\n", "--config FILE", "read settings from an INI file ([proxy] section, same names)");
+	fprintf(out, "  %-28s %s\n", "--help", "this text");
+	fprintf(out, "  %-28s %s\n", "--version", "print the version");
+	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGINT/SIGTERM stop.\n"
+		     "exit status: 0 stopped cleanly, 1 runtime failure, 2 bad options or files.\n");
+}

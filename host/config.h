@@ -1,0 +1,42 @@
+/*
+ * Configuration: command line (getopt_long) and an INI file (libinih).
+ * The file is read first; options on the command line override it.
+ */
+#ifndef PXY_CONFIG_H
+#define PXY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct pxy_config {
+	char *listen;
+	char *backend;
+	char *cert;
+	char *key;
+	char *engine;
+	char *keylog;
+	char *plaintext_dir;
+	char *log;
+	char *log_level;
+	char *config_file;
+	uint64_t engine_threads;
+	uint64_t connect_timeout_ms;
+	uint64_t max_conns;
+	uint64_t buffers;
+	uint64_t buffer_size;
+	uint64_t max_queue;
+	uint64_t max_handshake;
+	uint64_t max_pending;
+	int help, version;
+};
+
+/**
+ * Parse argv (and the --config file it names). On error writes one line to
+ * err and returns a negative pxy error; the caller exits with status 2.
+ */
+int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t err_len);
+void pxy_config_free(struct pxy_config *c);
+void pxy_config_usage(FILE *out);
+
+#endif

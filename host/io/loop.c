@@ -1,0 +1,1117 @@
+#include "io/loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sink/sinks.h"
+#include "tls/record.h"
+#include "util/ct.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* ---- user_data: {op, dir, connection slot} or a pointer for file writes ---- */
+
+enum op {
+	OP_ACCEPT = 1,
+	OP_CONNECT,
+	OP_CTIMEOUT,
+	OP_RECV,
+	OP_SEND,
+	OP_CANCEL,
+	OP_ENGINE,
+	OP_SIGNAL,
+};
+
+#define UD_PTR_BIT (1ull << 63)
+#define LOOP_SLOT 0xffffffu
+#define NO_BID UINT32_MAX
+#define SEND_IOV 16
+#define BGID 1
+
+static inline uint64_t ud_make(unsigned op, unsigned dir, uint32_t slot)
+{
+	return ((uint64_t)slot << 8) | ((uint64_t)dir << 4) | op;
+}
+static inline unsigned ud_op(uint64_t ud) { return ud & 15u; }
+static inline unsigned ud_dir(uint64_t ud) { return (ud >> 4) & 1u; }
+static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)(ud >> 8); }
+
+/* ---- state ---------------------------------------------------------------- */
+
+/* A file the loop appends to (plaintext per connection and direction, key log). */
+struct wfile {
+	int fd;
+	unsigned refs;  /* owner + writes in flight */
+	uint64_t off;   /* next offset; UINT64_MAX: append at the file position */
+	uint8_t failed;
+	char path[512];
+};
+
+struct wreq {
+	struct wfile *f;
+	size_t len, done;
+	uint64_t off;
+	uint8_t data[];
+};
+
+enum cstate { CS_CONNECTING, CS_OPEN, CS_CLOSING, CS_REJECTING, CS_RESETTING };
+
+struct half {
+	uint32_t q_head, q_tail, q_count; /* queued ring buffers (bids) */
+	uint64_t queued;                  /* bytes not yet sent */
+	uint64_t bytes;                   /* bytes received from the source */
+	uint8_t recv_armed, cancel_sent, sending, send_extra;
+	uint8_t eof, shut, starved, failed;
+	uint8_t extra[7]; /* an alert record to send after the queue */
+	uint8_t extra_len, extra_off;
+	struct iovec iov[SEND_IOV];
+	struct msghdr msg;
+};
+
+struct conn {
+	struct pxy_loop *l;
+	uint32_t slot;
+	char id[40];
+	int fd[2]; /* [PXY_C2S] client (source of c2s), [PXY_S2C] server */
+	enum cstate state;
+	struct half h[2];
+	struct pxy_tap *tap;
+	unsigned ops;
+	uint8_t reset_started;
+	const char *close_kind;
+	uint64_t t_start;
+	struct sockaddr_storage peer;
+	struct __kernel_timespec cto;
+	struct wfile *pf[2];
+	struct conn *st_prev, *st_next; /* starved list */
+	uint8_t on_starved;
+};
+
+struct pxy_loop {
+	struct io_uring ring;
+	const struct pxy_loop_cfg *cfg;
+	int listen_fd, signal_fd;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	unsigned nbufs, buf_size, br_mask;
+	uint32_t *q_next, *q_len, *q_off;
+	struct conn **conns;
+	uint32_t *free_slots;
+	unsigned nfree, max_conns;
+	struct conn *starved;
+	unsigned recycled;
+	uint8_t stopping, accept_armed;
+	struct wfile *keylog;
+	uint64_t next_id;
+	unsigned pid;
+	unsigned writes_inflight;
+	struct pxy_loop_stats st;
+	struct pxy_tap_counters tc;
+	struct pxy_tap_cfg tap_cfg;
+};
+
+static void conn_step(struct pxy_loop *l, struct conn *c);
+
+/* ---- ring helpers --------------------------------------------------------- */
+
+static struct io_uring_sqe *get_sqe(struct pxy_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	while (!sqe) {
+		io_uring_submit(&l->ring);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+static uint8_t *buf_addr(struct pxy_loop *l, uint32_t bid)
+{
+	return l->bufs + (size_t)bid * l->buf_size;
+}
+
+static void recycle(struct pxy_loop *l, uint32_t bid)
+{
+	io_uring_buf_ring_add(l->br, buf_addr(l, bid), l->buf_size, (unsigned short)bid, l->br_mask, 0);
+	io_uring_buf_ring_advance(l->br, 1);
+	l->recycled++;
+}
+
+static void q_push(struct pxy_loop *l, struct half *h, uint32_t bid, uint32_t len)
+{
+	l->q_next[bid] = NO_BID;
+	l->q_len[bid] = len;
+	l->q_off[bid] = 0;
+	if (h->q_tail == NO_BID)
+		h->q_head = bid;
+	else
+		l->q_next[h->q_tail] = bid;
+	h->q_tail = bid;
+	h->q_count++;
+	h->queued += len;
+}
+
+static void q_drop(struct pxy_loop *l, struct half *h)
+{
+	while (h->q_head != NO_BID) {
+		uint32_t bid = h->q_head;
+
+		h->q_head = l->q_next[bid];
+		recycle(l, bid);
+	}
+	h->q_tail = NO_BID;
+	h->q_count = 0;
+	h->queued = 0;
+}
+
+/* ---- file sinks ----------------------------------------------------------- */
+
+static struct wfile *wfile_open(const char *path, int append)
+{
+	struct wfile *f = calloc(1, sizeof(*f));
+	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+
+	if (!f)
+		return NULL;
+	f->fd = open(path, flags, 0600);
+	if (f->fd < 0) {
+		pxy_warn("cannot open %s: %s", path, strerror(errno));
+		free(f);
+		return NULL;
+	}
+	f->refs = 1;
+	f->off = append ? UINT64_MAX : 0;
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	return f;
+}
+
+static void wfile_put(struct wfile *f)
+{
+	if (f && --f->refs == 0) {
+		close(f->fd);
+		free(f);
+	}
+}
+
+static void wreq_submit(struct pxy_loop *l, struct wreq *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_write(sqe, w->f->fd, w->data + w->done, (unsigned)(w->len - w->done),
+			    w->off == UINT64_MAX ? (uint64_t)-1 : w->off + w->done);
+	io_uring_sqe_set_data64(sqe, UD_PTR_BIT | (uint64_t)(uintptr_t)w);
+}
+
+static void wfile_write(struct pxy_loop *l, struct wfile *f, const void *p, size_t n)
+{
+	struct wreq *w;
+
+	if (!f || f->failed || n == 0)
+		return;
+	w = malloc(sizeof(*w) + n);
+	if (!w) {
+		l->st.sink_write_errors++;
+		return;
+	}
+	w->f = f;
+	w->len = n;
+	w->done = 0;
+	w->off = f->off;
+	if (f->off != UINT64_MAX)
+		f->off += n;
+	memcpy(w->data, p, n);
+	f->refs++;
+	l->writes_inflight++;
+	wreq_submit(l, w);
+}
+
+static void on_write(struct pxy_loop *l, struct wreq *w, int res)
+{
+	if (res > 0 && w->done + (size_t)res < w->len) {
+		w->done += (size_t)res; /* short write: continue from where it stopped */
+		wreq_submit(l, w);
+		return;
+	}
+	l->writes_inflight--;
+	if (res < 0) {
+		if (!w->f->failed)
+			pxy_warn("write to %s failed: %s; this sink stops", w->f->path, strerror(-res));
+		w->f->failed = 1;
+		l->st.sink_write_errors++;
+	} else {
+		l->st.sink_bytes += w->len;
+	}
+	wfile_put(w->f);
+	free(w);
+}
+
+/* tap hooks */
+static void hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct conn *c = ctx;
+	struct pxy_loop *l = c->l;
+
+	if (!l->cfg->plaintext_dir)
+		return;
+	if (!c->pf[d]) {
+		char path[512];
+
+		if (pxy_plaintext_path(path, sizeof(path), l->cfg->plaintext_dir, c->id, d) < 0)
+			return;
+		c->pf[d] = wfile_open(path, 0);
+		if (!c->pf[d]) {
+			l->st.sink_write_errors++;
+			return;
+		}
+	}
+	wfile_write(l, c->pf[d], p, n);
+}
+
+static void hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
+{
+	struct conn *c = ctx;
+	char line[256];
+	size_t n = pxy_keylog_line(line, sizeof(line), cr, ms);
+
+	wfile_write(c->l, c->l->keylog, line, n);
+	pxy_wipe(line, sizeof(line));
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void starved_remove(struct pxy_loop *l, struct conn *c)
+{
+	if (!c->on_starved)
+		return;
+	if (c->st_prev)
+		c->st_prev->st_next = c->st_next;
+	else
+		l->starved = c->st_next;
+	if (c->st_next)
+		c->st_next->st_prev = c->st_prev;
+	c->st_prev = c->st_next = NULL;
+	c->on_starved = 0;
+}
+
+static void starved_add(struct pxy_loop *l, struct conn *c)
+{
+	if (c->on_starved)
+		return;
+	c->st_prev = NULL;
+	c->st_next = l->starved;
+	if (l->starved)
+		l->starved->st_prev = c;
+	l->starved = c;
+	c->on_starved = 1;
+}
+
+static void arm_recv(struct pxy_loop *l, struct conn *c, unsigned d)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, d, c->slot));
+	c->h[d].recv_armed = 1;
+	c->h[d].cancel_sent = 0;
+	c->ops++;
+}
+
+static void cancel_op(struct pxy_loop *l, struct conn *c, unsigned op, unsigned d)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_cancel64(sqe, ud_make(op, d, c->slot), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, d, c->slot));
+	c->ops++;
+}
+
+static void cancel_recv(struct pxy_loop *l, struct conn *c, unsigned d)
+{
+	struct half *h = &c->h[d];
+
+	if (h->recv_armed && !h->cancel_sent) {
+		h->cancel_sent = 1;
+		cancel_op(l, c, OP_RECV, d);
+	}
+}
+
+/* Send whatever is queued in direction d (then its alert record, if any) to the other fd. */
+static void start_send(struct pxy_loop *l, struct conn *c, unsigned d)
+{
+	struct half *h = &c->h[d];
+	struct io_uring_sqe *sqe;
+	unsigned n = 0;
+
+	if (h->sending || h->failed)
+		return;
+	for (uint32_t bid = h->q_head; bid != NO_BID && n < SEND_IOV; bid = l->q_next[bid]) {
+		h->iov[n].iov_base = buf_addr(l, bid) + l->q_off[bid];
+		h->iov[n].iov_len = l->q_len[bid] - l->q_off[bid];
+		n++;
+	}
+	h->send_extra = 0;
+	if (n == 0 && h->extra_off < h->extra_len) {
+		h->iov[0].iov_base = h->extra + h->extra_off;
+		h->iov[0].iov_len = (size_t)(h->extra_len - h->extra_off);
+		h->send_extra = 1;
+		n = 1;
+	}
+	if (n == 0)
+		return;
+	memset(&h->msg, 0, sizeof(h->msg));
+	h->msg.msg_iov = h->iov;
+	h->msg.msg_iovlen = n;
+	sqe = get_sqe(l);
+	io_uring_prep_sendmsg(sqe, c->fd[!d], &h->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, d, c->slot));
+	h->sending = 1;
+	c->ops++;
+}
+
+static void conn_log(struct pxy_loop *l, struct conn *c)
+{
+	char client[64] = "?", server[64] = "?", line[1024];
+	struct pxy_conn_summary s;
+
+	pxy_addr_str((const struct sockaddr *)&c->peer, client, sizeof(client));
+	pxy_addr_str((const struct sockaddr *)&l->cfg->backend_addr, server, sizeof(server));
+	memset(&s, 0, sizeof(s));
+	s.id = c->id;
+	s.client = client;
+	s.server = server;
+	s.tap = pxy_tap_info(c->tap);
+	s.outcome = pxy_tap_outcome(c->tap, &s.reason);
+	s.bytes[0] = c->h[0].bytes;
+	s.bytes[1] = c->h[1].bytes;
+	s.duration_us = (pxy_now_ns() - c->t_start) / 1000;
+	s.close = c->close_kind ? c->close_kind : "fin";
+	pxy_connlog_format(line, sizeof(line), &s);
+	pxy_info("%s", line);
+}
+
+static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
+{
+	conn_log(l, c);
+	for (int d = 0; d < 2; d++) {
+		q_drop(l, &c->h[d]);
+		if (c->fd[d] >= 0) {
+			if (rst) {
+				/* SO_LINGER {1, 0}: close() sends RST instead of FIN */
+				struct linger lg = { 1, 0 };
+				setsockopt(c->fd[d], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			}
+			close(c->fd[d]);
+		}
+		wfile_put(c->pf[d]);
+	}
+	if (rst)
+		l->st.closed_reset++;
+	else
+		l->st.closed_fin++;
+	pxy_tap_close(c->tap);
+	starved_remove(l, c);
+	l->conns[c->slot] = NULL;
+	l->free_slots[l->nfree++] = c->slot;
+	l->st.active--;
+	free(c);
+}
+
+static void start_reset(struct conn *c, const char *why)
+{
+	if (c->state == CS_RESETTING)
+		return;
+	if (!c->close_kind || !strcmp(c->close_kind, "fin"))
+		c->close_kind = why;
+	c->state = CS_RESETTING;
+}
+
+/* Policy said no: alert handshake_failure to both sides, then reset both. */
+static void start_reject(struct pxy_loop *l, struct conn *c)
+{
+	char line[1024];
+	struct half *to_client = &c->h[PXY_S2C], *to_server = &c->h[PXY_C2S];
+
+	c->state = CS_REJECTING;
+	c->close_kind = "reject";
+	l->st.rejected++;
+	pxy_rejectlog_format(line, sizeof(line), c->id, pxy_tap_info(c->tap), l->cfg->expected);
+	pxy_warn("%s", line);
+	cancel_recv(l, c, PXY_C2S);
+	cancel_recv(l, c, PXY_S2C);
+	/* the held server flight never reaches the client (nothing of it was sent) */
+	if (!to_client->sending)
+		q_drop(l, to_client);
+	pxy_rec_alert(to_client->extra, pxy_tap_alert_version(c->tap, PXY_S2C), 2, PXY_ALERT_HANDSHAKE_FAILURE);
+	to_client->extra_len = 7;
+	pxy_rec_alert(to_server->extra, pxy_tap_alert_version(c->tap, PXY_C2S), 2, PXY_ALERT_HANDSHAKE_FAILURE);
+	to_server->extra_len = 7;
+}
+
+static void conn_step(struct pxy_loop *l, struct conn *c)
+{
+	uint64_t maxq = l->cfg->max_queue;
+
+	for (;;) {
+		switch (c->state) {
+		case CS_CONNECTING:
+			return;
+		case CS_OPEN: {
+			enum pxy_verdict v = pxy_tap_verdict(c->tap);
+
+			/* the server's flight is held until the verdict, but not without bound */
+			if (v == PXY_V_PENDING && c->h[PXY_S2C].queued >= maxq) {
+				pxy_tap_hold_overflow(c->tap);
+				v = pxy_tap_verdict(c->tap);
+			}
+			if (v == PXY_V_REJECT) {
+				start_reject(l, c);
+				continue;
+			}
+			for (unsigned d = 0; d < 2; d++) {
+				struct half *h = &c->h[d];
+				int may_send = d == PXY_C2S || v == PXY_V_ALLOW;
+
+				if (may_send)
+					start_send(l, c, d);
+				if (may_send && h->eof && !h->shut && !h->sending && h->q_count == 0) {
+					/* propagate the half-close */
+					shutdown(c->fd[!d], SHUT_WR);
+					h->shut = 1;
+				}
+				if (h->eof)
+					continue;
+				if (h->recv_armed && h->queued >= maxq) {
+					if (!h->cancel_sent)
+						l->st.recv_paused++;
+					cancel_recv(l, c, d); /* backpressure: stop reading this side */
+				} else if (!h->recv_armed && !h->starved && h->queued <= maxq / 2) {
+					arm_recv(l, c, d);
+				}
+			}
+			if (c->h[0].shut && c->h[1].shut) {
+				c->state = CS_CLOSING;
+				continue;
+			}
+			return;
+		}
+		case CS_CLOSING:
+			if (c->ops == 0)
+				conn_free(l, c, 0);
+			return;
+		case CS_REJECTING: {
+			int busy = 0;
+
+			for (unsigned d = 0; d < 2; d++) {
+				struct half *h = &c->h[d];
+
+				start_send(l, c, d);
+				busy |= h->sending || (!h->failed && (h->q_count || h->extra_off < h->extra_len));
+			}
+			if (busy)
+				return;
+			c->state = CS_RESETTING;
+			continue;
+		}
+		case CS_RESETTING:
+			if (!c->reset_started) {
+				c->reset_started = 1;
+				for (unsigned d = 0; d < 2; d++) {
+					cancel_recv(l, c, d);
+					if (c->h[d].sending)
+						cancel_op(l, c, OP_SEND, d);
+				}
+			}
+			if (c->ops == 0)
+				conn_free(l, c, 1);
+			return;
+		}
+	}
+}
+
+/* ---- completions ------------------------------------------------------------ */
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void reset_fd(int fd)
+{
+	struct linger lg = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static void arm_accept(struct pxy_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_multishot_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, LOOP_SLOT));
+	l->accept_armed = 1;
+}
+
+static void on_accept(struct pxy_loop *l, int res, unsigned flags)
+{
+	struct conn *c;
+	struct io_uring_sqe *sqe;
+	socklen_t plen = sizeof(c->peer);
+	int sfd;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		l->accept_armed = 0;
+	if (res < 0) {
+		if (res != -ECANCELED && res != -EAGAIN)
+			pxy_warn("accept: %s", strerror(-res));
+		return;
+	}
+	if (l->stopping) {
+		reset_fd(res);
+		return;
+	}
+	if (l->nfree == 0) {
+		/* over --max-conns: refuse this one, keep every existing one */
+		l->st.refused_max_conns++;
+		pxy_warn("refusing connection: %u connections open (--max-conns)", l->max_conns);
+		reset_fd(res);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		reset_fd(res);
+		return;
+	}
+	c->l = l;
+	c->slot = l->free_slots[--l->nfree];
+	l->conns[c->slot] = c;
+	l->st.accepted++;
+	l->st.active++;
+	c->fd[PXY_C2S] = res;
+	c->fd[PXY_S2C] = -1;
+	c->t_start = pxy_now_ns();
+	snprintf(c->id, sizeof(c->id), "%u-%" PRIu64, l->pid, ++l->next_id);
+	for (int d = 0; d < 2; d++) {
+		c->h[d].q_head = c->h[d].q_tail = NO_BID;
+	}
+	getpeername(res, (struct sockaddr *)&c->peer, &plen);
+	set_nodelay(res);
+	{
+		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = hook_plaintext, .keylog = hook_keylog };
+		c->tap = pxy_tap_new(&l->tap_cfg, &hooks);
+	}
+	sfd = socket(l->cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!c->tap || sfd < 0) {
+		pxy_err_log("id=%s cannot create backend socket: %s", c->id, strerror(errno));
+		if (c->tap)
+			pxy_tap_set_reason(c->tap, PXY_R_INTERNAL);
+		c->state = CS_RESETTING;
+		c->close_kind = "reset";
+		conn_step(l, c);
+		return;
+	}
+	set_nodelay(sfd);
+	c->fd[PXY_S2C] = sfd;
+	c->state = CS_CONNECTING;
+	/* connect to the backend at once, before reading a byte from the client */
+	sqe = get_sqe(l);
+	io_uring_prep_connect(sqe, sfd, (struct sockaddr *)&l->cfg->backend_addr, l->cfg->backend_len);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, 0, c->slot));
+	sqe->flags |= IOSQE_IO_LINK;
+	c->cto.tv_sec = l->cfg->connect_timeout_ms / 1000;
+	c->cto.tv_nsec = (long long)(l->cfg->connect_timeout_ms % 1000) * 1000000;
+	sqe = get_sqe(l);
+	io_uring_prep_link_timeout(sqe, &c->cto, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_CTIMEOUT, 0, c->slot));
+	c->ops += 2; /* c (and the timespec in it) lives until both complete */
+}
+
+static void on_connect(struct pxy_loop *l, struct conn *c, int res)
+{
+	char server[64];
+
+	c->ops--;
+	if (c->state != CS_CONNECTING) {
+		conn_step(l, c);
+		return;
+	}
+	if (res == 0) {
+		c->state = CS_OPEN;
+		conn_step(l, c);
+		return;
+	}
+	if (res == -ECANCELED) {
+		res = -ETIMEDOUT;
+		l->st.connect_timeout++;
+	}
+	l->st.connect_failed++;
+	pxy_addr_str((const struct sockaddr *)&l->cfg->backend_addr, server, sizeof(server));
+	pxy_warn("id=%s backend %s unreachable: %s; resetting the client", c->id, server, strerror(-res));
+	pxy_tap_set_reason(c->tap, PXY_R_BACKEND_UNREACHABLE);
+	c->state = CS_RESETTING;
+	c->close_kind = "reset";
+	conn_step(l, c);
+}
+
+static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, unsigned flags)
+{
+	struct half *h = &c->h[d];
+
+	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+		uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
+
+		if (c->state == CS_OPEN) {
+			/* the tap sees the bytes before they are forwarded; it copies what it keeps */
+			pxy_tap_feed(c->tap, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
+			h->bytes += (uint64_t)res;
+			l->st.bytes[d] += (uint64_t)res;
+			q_push(l, h, bid, (uint32_t)res);
+		} else {
+			recycle(l, bid);
+		}
+	}
+	if (flags & IORING_CQE_F_MORE) {
+		if (c->state == CS_OPEN)
+			conn_step(l, c);
+		return;
+	}
+	/* the multishot recv ended */
+	h->recv_armed = 0;
+	h->cancel_sent = 0;
+	c->ops--;
+	if (c->state == CS_OPEN) {
+		if (res == 0) {
+			h->eof = 1;
+			pxy_tap_eof(c->tap, (enum pxy_dir)d);
+		} else if (res == -ENOBUFS) {
+			/* the ring ran dry: re-arm once buffers come back */
+			l->st.enobufs++;
+			h->starved = 1;
+			starved_add(l, c);
+		} else if (res < 0 && res != -ECANCELED) {
+			/* a reset (or error) on one side resets the other */
+			h->eof = 1;
+			pxy_tap_eof(c->tap, (enum pxy_dir)d);
+			start_reset(c, "reset");
+		}
+	}
+	conn_step(l, c);
+}
+
+static void on_send(struct pxy_loop *l, struct conn *c, unsigned d, int res)
+{
+	struct half *h = &c->h[d];
+
+	c->ops--;
+	h->sending = 0;
+	if (res < 0) {
+		h->failed = 1;
+		if (c->state == CS_OPEN)
+			start_reset(c, "reset");
+		conn_step(l, c);
+		return;
+	}
+	if (h->send_extra) {
+		h->extra_off = (uint8_t)(h->extra_off + res);
+	} else {
+		uint64_t left = (uint64_t)res;
+
+		h->queued -= left;
+		while (left && h->q_head != NO_BID) {
+			uint32_t bid = h->q_head;
+			uint32_t avail = l->q_len[bid] - l->q_off[bid];
+
+			if (left < avail) {
+				l->q_off[bid] += (uint32_t)left;
+				break;
+			}
+			left -= avail;
+			h->q_head = l->q_next[bid];
+			if (h->q_head == NO_BID)
+				h->q_tail = NO_BID;
+			h->q_count--;
+			recycle(l, bid);
+		}
+	}
+	h->send_extra = 0;
+	conn_step(l, c);
+}
+
+static void dump_stats(struct pxy_loop *l)
+{
+	const struct pxy_engine_stats *es = &l->cfg->tap.engine->stats;
+
+	pxy_info("stats connections accepted=%" PRIu64 " active=%" PRIu64 " rejected=%" PRIu64 " closed_fin=%" PRIu64
+		 " closed_reset=%" PRIu64 " refused_max_conns=%" PRIu64 " connect_failed=%" PRIu64
+		 " connect_timeout=%" PRIu64,
+		 l->st.accepted, l->st.active, l->st.rejected, l->st.closed_fin, l->st.closed_reset,
+		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout);
+	pxy_info("stats bytes c2s=%" PRIu64 " s2c=%" PRIu64 " plaintext=%" PRIu64 " sink_bytes=%" PRIu64
+		 " sink_write_errors=%" PRIu64 " enobufs=%" PRIu64 " recv_paused=%" PRIu64,
+		 l->st.bytes[0], l->st.bytes[1], l->tc.plaintext_bytes, l->st.sink_bytes, l->st.sink_write_errors,
+		 l->st.enobufs, l->st.recv_paused);
+	pxy_info("stats tls keys_verified=%" PRIu64 " finished_mismatch=%" PRIu64 " record_auth_fail=%" PRIu64
+		 " rsa_jobs=%" PRIu64 " records_decrypted=%" PRIu64 " records_dropped=%" PRIu64
+		 " protocol_errors=%" PRIu64,
+		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
+		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors);
+	pxy_info("stats engine name=%s rsa_ops=%" PRIu64 " rec_open=%" PRIu64 " rec_bad=%" PRIu64
+		 " busy_rejects=%" PRIu64 " errors=%" PRIu64,
+		 l->cfg->tap.engine->ops->name, __atomic_load_n(&es->rsa_ops, __ATOMIC_RELAXED),
+		 __atomic_load_n(&es->rec_open, __ATOMIC_RELAXED), __atomic_load_n(&es->rec_bad, __ATOMIC_RELAXED),
+		 __atomic_load_n(&es->busy_rejects, __ATOMIC_RELAXED), __atomic_load_n(&es->errors, __ATOMIC_RELAXED));
+	for (int r = 1; r < PXY_R__COUNT; r++)
+		if (l->tc.reasons[r])
+			pxy_info("stats reason %s=%" PRIu64, pxy_reason_name((enum pxy_reason)r), l->tc.reasons[r]);
+}
+
+static void drain_engine(struct pxy_loop *l)
+{
+	struct pxy_job *jobs[64];
+	size_t n;
+
+	pxy_engine_ack(l->cfg->tap.engine);
+	while ((n = pxy_engine_poll(l->cfg->tap.engine, jobs, PXY_ARRAY_LEN(jobs))) > 0)
+		for (size_t i = 0; i < n; i++)
+			pxy_tap_job_done(jobs[i]);
+}
+
+static void arm_poll(struct pxy_loop *l, int fd, unsigned op)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_make(op, 0, LOOP_SLOT));
+}
+
+static void begin_stop(struct pxy_loop *l)
+{
+	if (l->stopping)
+		return;
+	l->stopping = 1;
+	pxy_info("stopping: closing the listener and resetting %" PRIu64 " connections", l->st.active);
+	if (l->listen_fd >= 0) {
+		shutdown(l->listen_fd, SHUT_RDWR);
+		close(l->listen_fd);
+		l->listen_fd = -1;
+	}
+	for (unsigned i = 0; i < l->max_conns; i++) {
+		struct conn *c = l->conns[i];
+
+		if (c && c->state != CS_RESETTING) {
+			c->close_kind = "shutdown";
+			c->state = CS_RESETTING;
+			conn_step(l, c);
+		}
+	}
+}
+
+static void on_signal(struct pxy_loop *l)
+{
+	struct signalfd_siginfo si;
+
+	while (read(l->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1)
+			dump_stats(l);
+		else if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+			begin_stop(l);
+	}
+}
+
+static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct conn *c;
+
+	if (ud & UD_PTR_BIT) {
+		on_write(l, (struct wreq *)(uintptr_t)(ud & ~UD_PTR_BIT), cqe->res);
+		return;
+	}
+	switch (ud_op(ud)) {
+	case OP_ACCEPT:
+		on_accept(l, cqe->res, cqe->flags);
+		return;
+	case OP_ENGINE:
+		drain_engine(l);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(l, l->cfg->tap.engine->event_fd, OP_ENGINE);
+		return;
+	case OP_SIGNAL:
+		on_signal(l);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(l, l->signal_fd, OP_SIGNAL);
+		return;
+	default:
+		break;
+	}
+	c = ud_slot(ud) < l->max_conns ? l->conns[ud_slot(ud)] : NULL;
+	if (!c) {
+		/* cannot happen: a slot is freed only when its ops are all complete */
+		pxy_err_log("completion for a free slot (op %u)", ud_op(ud));
+		if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > 0)
+			recycle(l, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	switch (ud_op(ud)) {
+	case OP_CONNECT:
+		on_connect(l, c, cqe->res);
+		break;
+	case OP_CTIMEOUT:
+	case OP_CANCEL:
+		c->ops--;
+		conn_step(l, c);
+		break;
+	case OP_RECV:
+		on_recv(l, c, ud_dir(ud), cqe->res, cqe->flags);
+		break;
+	case OP_SEND:
+		on_send(l, c, ud_dir(ud), cqe->res);
+		break;
+	default:
+		break;
+	}
+}
+
+static void rearm_starved(struct pxy_loop *l)
+{
+	struct conn *c = l->starved;
+
+	l->recycled = 0;
+	while (c) {
+		struct conn *next = c->st_next;
+
+		starved_remove(l, c);
+		c->h[0].starved = c->h[1].starved = 0;
+		conn_step(l, c);
+		c = next;
+	}
+}
+
+int pxy_loop_run(struct pxy_loop *l)
+{
+	uint64_t stop_deadline = 0;
+
+	arm_accept(l);
+	arm_poll(l, l->cfg->tap.engine->event_fd, OP_ENGINE);
+	arm_poll(l, l->signal_fd, OP_SIGNAL);
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int r;
+
+		if (l->stopping) {
+			if (!stop_deadline)
+				stop_deadline = pxy_now_ns() + 2000000000ull;
+			if ((l->st.active == 0 && l->writes_inflight == 0) || pxy_now_ns() > stop_deadline)
+				break;
+		}
+		if (l->stopping) {
+			struct __kernel_timespec ts = { 0, 50000000 };
+			r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
+		} else {
+			r = io_uring_submit_and_wait(&l->ring, 1);
+		}
+		if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY) {
+			pxy_err_log("io_uring: %s", strerror(-r));
+			return PXY_E_IO;
+		}
+		io_uring_for_each_cqe(&l->ring, head, cqe) {
+			handle_cqe(l, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&l->ring, n);
+		if (l->starved && l->recycled)
+			rearm_starved(l);
+		if (!l->accept_armed && !l->stopping && l->listen_fd >= 0)
+			arm_accept(l);
+		pxy_engine_flush(l->cfg->tap.engine);
+	}
+	dump_stats(l);
+	return PXY_OK;
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int open_listener(const struct pxy_loop_cfg *cfg)
+{
+	int fd = socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_len) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
+{
+	struct pxy_loop *l = calloc(1, sizeof(*l));
+	struct io_uring_params p;
+	struct io_uring_buf_reg reg;
+	sigset_t mask;
+	void *mem = NULL;
+	char addr[64];
+	int r;
+
+	*out = NULL;
+	if (!l)
+		return PXY_E_NOMEM;
+	l->cfg = cfg;
+	l->listen_fd = l->signal_fd = -1;
+	l->pid = (unsigned)getpid();
+	l->tap_cfg = cfg->tap;
+	l->tap_cfg.counters = &l->tc;
+	l->max_conns = cfg->max_conns;
+	l->nbufs = cfg->buffers;
+	l->buf_size = cfg->buffer_size;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = 16384;
+	r = io_uring_queue_init_params(4096, &l->ring, &p);
+	if (r < 0) {
+		pxy_err_log("io_uring_queue_init: %s (is io_uring allowed on this system?)", strerror(-r));
+		free(l);
+		return PXY_E_IO;
+	}
+	if (!(p.features & IORING_FEAT_NODROP))
+		pxy_warn("kernel lacks IORING_FEAT_NODROP: completions may be lost under overload");
+
+	/* the provided-buffer ring: buffers are lent to recvs and come back after the send */
+	if (posix_memalign(&mem, 4096, (size_t)l->nbufs * sizeof(struct io_uring_buf)) != 0)
+		goto nomem;
+	l->br = mem;
+	if (posix_memalign(&mem, 4096, (size_t)l->nbufs * l->buf_size) != 0)
+		goto nomem;
+	l->bufs = mem;
+	l->q_next = calloc(l->nbufs, sizeof(uint32_t));
+	l->q_len = calloc(l->nbufs, sizeof(uint32_t));
+	l->q_off = calloc(l->nbufs, sizeof(uint32_t));
+	l->conns = calloc(l->max_conns, sizeof(*l->conns));
+	l->free_slots = calloc(l->max_conns, sizeof(uint32_t));
+	if (!l->q_next || !l->q_len || !l->q_off || !l->conns || !l->free_slots)
+		goto nomem;
+	for (unsigned i = 0; i < l->max_conns; i++)
+		l->free_slots[i] = l->max_conns - 1 - i;
+	l->nfree = l->max_conns;
+	io_uring_buf_ring_init(l->br);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)l->br;
+	reg.ring_entries = l->nbufs;
+	reg.bgid = BGID;
+	r = io_uring_register_buf_ring(&l->ring, &reg, 0);
+	if (r < 0) {
+		pxy_err_log("io_uring_register_buf_ring: %s (kernel 5.19 or later is required)", strerror(-r));
+		goto fail;
+	}
+	l->br_mask = (unsigned)io_uring_buf_ring_mask(l->nbufs);
+	for (unsigned i = 0; i < l->nbufs; i++)
+		io_uring_buf_ring_add(l->br, buf_addr(l, i), l->buf_size, (unsigned short)i, l->br_mask, (int)i);
+	io_uring_buf_ring_advance(l->br, (int)l->nbufs);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	l->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (l->signal_fd < 0) {
+		pxy_err_log("signalfd: %s", strerror(errno));
+		goto fail;
+	}
+	if (cfg->keylog_fd >= 0) {
+		l->keylog = calloc(1, sizeof(*l->keylog));
+		if (!l->keylog)
+			goto nomem;
+		l->keylog->fd = dup(cfg->keylog_fd);
+		l->keylog->refs = 1;
+		l->keylog->off = UINT64_MAX;
+		snprintf(l->keylog->path, sizeof(l->keylog->path), "key log");
+	}
+	l->listen_fd = open_listener(cfg);
+	if (l->listen_fd < 0) {
+		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
+		pxy_err_log("cannot listen on %s: %s", addr, strerror(-l->listen_fd));
+		l->listen_fd = -1;
+		goto fail;
+	}
+	*out = l;
+	return PXY_OK;
+nomem:
+	pxy_err_log("out of memory setting up %u buffers of %u bytes", l->nbufs, l->buf_size);
+fail:
+	pxy_loop_free(l);
+	return PXY_E_IO;
+}
+
+void pxy_loop_listen_addr(const struct pxy_loop *l, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	getsockname(l->listen_fd, (struct sockaddr *)ss, len);
+}
+
+void pxy_loop_free(struct pxy_loop *l)
+{
+	struct pxy_engine *e;
+
+	if (!l)
+		return;
+	/* collect the jobs of closed connections so that their taps are freed */
+	e = l->cfg->tap.engine;
+	for (int i = 0; e && i < 500 && __atomic_load_n(&e->stats.inflight, __ATOMIC_RELAXED) > 0; i++) {
+		struct pollfd pfd = { .fd = e->event_fd, .events = POLLIN };
+
+		poll(&pfd, 1, 10);
+		drain_engine(l);
+	}
+	/* anything still open is reset; no completion can arrive after queue_exit */
+	for (unsigned i = 0; l->conns && i < l->max_conns; i++) {
+		struct conn *c = l->conns[i];
+
+		if (!c)
+			continue;
+		for (int d = 0; d < 2; d++) {
+			if (c->fd[d] >= 0)
+				reset_fd(c->fd[d]);
+			wfile_put(c->pf[d]);
+		}
+		pxy_tap_close(c->tap);
+		free(c);
+	}
+	if (l->ring.ring_fd > 0)
+		io_uring_queue_exit(&l->ring);
+	if (l->listen_fd >= 0)
+		close(l->listen_fd);
+	if (l->signal_fd >= 0)
+		close(l->signal_fd);
+	if (l->keylog) {
+		close(l->keylog->fd);
+		free(l->keylog);
+	}
+	free(l->br);
+	free(l->bufs);
+	free(l->q_next);
+	free(l->q_len);
+	free(l->q_off);
+	free(l->conns);
+	free(l->free_slots);
+	free(l);
+}

@@ -1,0 +1,64 @@
+/*
+ * The io_uring loop: one thread, one ring, one listener, every connection
+ * pair, the engine's completions and the signals.
+ *
+ *  - multishot accept on the listener;
+ *  - on accept, socket + connect (with a linked timeout) to the backend
+ *    before any client byte is read;
+ *  - multishot recv with a provided buffer ring in both directions; each
+ *    buffer is shown to the tap and queued, then sent from the same buffer
+ *    (sendmsg over the queued buffers) and returned to the ring once sent;
+ *  - per-direction bound on queued bytes: reading stops (the recv is
+ *    cancelled) when the other side cannot take more, and resumes when the
+ *    queue has drained to half;
+ *  - server->client bytes are held while the tap's verdict is pending;
+ *  - engine completions arrive through a read on the engine's eventfd;
+ *  - plaintext and key-log writes go through the ring too.
+ */
+#ifndef PXY_LOOP_H
+#define PXY_LOOP_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proxyssl/engine.h"
+#include "tls/tap.h"
+
+struct pxy_loop_cfg {
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_len;
+	struct sockaddr_storage backend_addr;
+	socklen_t backend_len;
+	unsigned buffers;           /* provided buffers in the ring (power of two) */
+	unsigned buffer_size;       /* bytes per buffer */
+	uint64_t max_queue;         /* bytes queued per direction before reading stops */
+	unsigned connect_timeout_ms;
+	unsigned max_conns;
+	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
+	const char *plaintext_dir;  /* NULL: no plaintext sink */
+	int keylog_fd;              /* -1: no key log; opened O_APPEND */
+	const struct pxy_cert_info *expected; /* for reject lines */
+};
+
+struct pxy_loop_stats {
+	uint64_t accepted, active, refused_max_conns, closed_fin, closed_reset, rejected;
+	uint64_t connect_failed, connect_timeout;
+	uint64_t bytes[2];
+	uint64_t enobufs, recv_paused;
+	uint64_t sink_write_errors, sink_bytes;
+};
+
+struct pxy_loop;
+
+/** Set up listener, ring, buffers. Prints one error line on failure. */
+int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out);
+
+/** Run until SIGINT/SIGTERM (delivered through a signalfd; the caller blocks them). */
+int pxy_loop_run(struct pxy_loop *l);
+
+void pxy_loop_free(struct pxy_loop *l);
+
+/** The bound listener address (after port 0 is resolved). */
+void pxy_loop_listen_addr(const struct pxy_loop *l, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif

@@ -1,0 +1,206 @@
+/* proxyssl: command line, start-up checks, then the io_uring loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "io/loop.h"
+#include "proxyssl/engine.h"
+#include "sink/sinks.h"
+#include "tls/cert.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#ifndef PXY_VERSION
+#define PXY_VERSION "0.1.0"
+#endif
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "proxyssl: %s\n", msg);
+	return 2;
+}
+
+/* "1.2.3.4:443", "[::1]:443", "localhost:443" */
+static int resolve(const char *what, const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
+		   size_t n)
+{
+	char host[256];
+	const char *colon, *port;
+	struct addrinfo hints, *ai = NULL;
+	int r;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, s + 1, (size_t)(end - s - 1));
+		host[end - s - 1] = '\0';
+		port = end + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			goto bad;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+		port = colon + 1;
+	}
+	if (!*port || !*host)
+		goto bad;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	r = getaddrinfo(host, port, &hints, &ai);
+	if (r != 0) {
+		snprintf(err, n, "--%s %s: %s", what, s, gai_strerror(r));
+		return -1;
+	}
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	snprintf(err, n, "--%s %s: expected ADDR:PORT or [IPv6]:PORT", what, s);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct pxy_config cfg;
+	struct pxy_identity id;
+	struct pxy_loop_cfg lc;
+	struct pxy_engine *engine = NULL;
+	struct pxy_loop *loop = NULL;
+	struct pxy_engine_params ep;
+	struct pxy_rsa_priv priv;
+	sigset_t mask;
+	char err[1024] = "";
+	char fp[96], addr[64];
+	int keylog_fd = -1, r, status = 1;
+
+	memset(&id, 0, sizeof(id));
+	if (pxy_config_parse(&cfg, argc, argv, err, sizeof(err)) < 0) {
+		pxy_config_free(&cfg);
+		return usage_error(err);
+	}
+	if (cfg.help) {
+		pxy_config_usage(stdout);
+		pxy_config_free(&cfg);
+		return 0;
+	}
+	if (cfg.version) {
+		printf("proxyssl %s (engines: %s)\n", PXY_VERSION, pxy_engine_names());
+		pxy_config_free(&cfg);
+		return 0;
+	}
+
+	/* everything a user can get wrong is checked before listening: exit 2 */
+	memset(&lc, 0, sizeof(lc));
+	if (resolve("listen", cfg.listen, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
+	    resolve("backend", cfg.backend, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0) {
+		status = usage_error(err);
+		goto out;
+	}
+	if (!pxy_engine_find(cfg.engine ? cfg.engine : "cpu")) {
+		snprintf(err, sizeof(err), "--engine %s: unknown engine (this build has: %s)", cfg.engine,
+			 pxy_engine_names());
+		status = usage_error(err);
+		goto out;
+	}
+	if (pxy_identity_load(&id, cfg.cert, cfg.key, err, sizeof(err)) < 0) {
+		status = usage_error(err);
+		goto out;
+	}
+	if (cfg.plaintext_dir) {
+		struct stat st;
+
+		if (stat(cfg.plaintext_dir, &st) < 0 && errno == ENOENT)
+			mkdir(cfg.plaintext_dir, 0700);
+		if (stat(cfg.plaintext_dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(cfg.plaintext_dir, W_OK | X_OK)) {
+			snprintf(err, sizeof(err), "--plaintext-dir %s: not a writable directory", cfg.plaintext_dir);
+			status = usage_error(err);
+			goto out;
+		}
+	}
+	if (cfg.keylog) {
+		keylog_fd = open(cfg.keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (keylog_fd < 0) {
+			snprintf(err, sizeof(err), "--keylog %s: %s", cfg.keylog, strerror(errno));
+			status = usage_error(err);
+			goto out;
+		}
+	}
+	if ((r = pxy_log_open(cfg.log)) < 0) {
+		snprintf(err, sizeof(err), "--log %s: %s", cfg.log, strerror(-r));
+		status = usage_error(err);
+		goto out;
+	}
+	if (cfg.log_level)
+		pxy_log_set_level(!strcmp(cfg.log_level, "error")  ? PXY_LOG_ERROR
+				  : !strcmp(cfg.log_level, "warn") ? PXY_LOG_WARN
+				  : !strcmp(cfg.log_level, "info") ? PXY_LOG_INFO
+								   : PXY_LOG_DEBUG);
+
+	/* signals arrive through the loop's signalfd; block them before threads start */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+	memset(&ep, 0, sizeof(ep));
+	ep.threads = (unsigned)cfg.engine_threads;
+	ep.max_jobs = 65536;
+	r = pxy_engine_open(cfg.engine ? cfg.engine : "cpu", &ep, &engine);
+	if (r < 0) {
+		pxy_err_log("cannot start engine %s: %s", cfg.engine ? cfg.engine : "cpu", pxy_err_str(r));
+		goto out;
+	}
+	r = pxy_identity_rsa_priv(&id, &priv);
+	if (r == PXY_OK) {
+		r = engine->ops->key_load(engine, &priv, &id.key_id);
+		pxy_rsa_priv_free(&priv);
+	}
+	if (r < 0) {
+		pxy_err_log("engine %s cannot load the RSA key: %s", engine->ops->name, pxy_err_str(r));
+		goto out;
+	}
+
+	lc.buffers = (unsigned)cfg.buffers;
+	lc.buffer_size = (unsigned)cfg.buffer_size;
+	lc.max_queue = cfg.max_queue;
+	lc.connect_timeout_ms = (unsigned)cfg.connect_timeout_ms;
+	lc.max_conns = (unsigned)cfg.max_conns;
+	lc.tap.identity = &id;
+	lc.tap.engine = engine;
+	lc.tap.max_hs_msg = cfg.max_handshake;
+	lc.tap.max_pending = cfg.max_pending;
+	lc.plaintext_dir = cfg.plaintext_dir;
+	lc.keylog_fd = keylog_fd;
+	lc.expected = &id.info;
+	if (pxy_loop_new(&lc, &loop) < 0)
+		goto out;
+
+	pxy_cert_fp_str(&id.info, fp);
+	pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
+	pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), RSA-%u key", PXY_VERSION,
+		 cfg.listen, addr, engine->ops->name, ep.threads, id.bits);
+	pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", id.info.subject, id.info.serial, fp);
+	status = pxy_loop_run(loop) < 0 ? 1 : 0;
+out:
+	pxy_loop_free(loop);
+	pxy_engine_close(engine);
+	pxy_identity_free(&id);
+	if (keylog_fd >= 0)
+		close(keylog_fd);
+	pxy_config_free(&cfg);
+	pxy_log_close();
+	return status;
+}

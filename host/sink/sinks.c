@@ -1,0 +1,105 @@
+#include "sink/sinks.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tls/suites.h"
+#include "util/ct.h"
+#include "util/util.h"
+
+size_t pxy_keylog_line(char *out, size_t cap, const uint8_t client_random[32], const uint8_t ms[48])
+{
+	char cr[65], m[97];
+	int n;
+
+	pxy_hex(cr, client_random, 32);
+	pxy_hex(m, ms, 48);
+	n = snprintf(out, cap, "CLIENT_RANDOM %s %s\n", cr, m);
+	pxy_wipe(m, sizeof(m));
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+int pxy_plaintext_path(char *out, size_t cap, const char *dir, const char *id, enum pxy_dir d)
+{
+	int n = snprintf(out, cap, "%s/%s.%s", dir, id, d == PXY_C2S ? "c2s" : "s2c");
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+void pxy_addr_str(const struct sockaddr *sa, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(out, cap, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, cap, "?");
+	}
+}
+
+static const char *yesno(uint8_t v)
+{
+	return v ? "yes" : "no";
+}
+
+size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *s)
+{
+	const struct pxy_tap_info *t = s->tap;
+	char vbuf[8], sbuf[8];
+	const char *version = "-", *suite = "-", *sni = "-", *etm = "-", *ems = "-";
+	const struct pxy_suite *st = NULL;
+	int n;
+
+	if (t) {
+		if (t->version)
+			version = pxy_version_name(t->version, vbuf);
+		if (t->has_suite) {
+			suite = pxy_suite_name(t->suite, sbuf);
+			st = pxy_suite_find(t->suite);
+			ems = yesno(t->ems);
+			/* encrypt-then-MAC means nothing for AEAD suites */
+			etm = st && st->mac == PXY_MAC_AEAD ? "n/a" : yesno(t->etm);
+		}
+		if (t->sni[0])
+			sni = t->sni;
+	}
+	n = snprintf(out, cap,
+		     "conn id=%s client=%s server=%s sni=%s version=%s suite=%s ems=%s etm=%s verdict=%s reason=%s "
+		     "bytes_c2s=%" PRIu64 " bytes_s2c=%" PRIu64 " decrypted_c2s=%" PRIu64 " decrypted_s2c=%" PRIu64
+		     " client_cert=%s close=%s duration_ms=%" PRIu64 ".%03" PRIu64,
+		     s->id, s->client, s->server, sni, version, suite, ems, etm, pxy_outcome_name(s->outcome),
+		     pxy_reason_name(s->reason), s->bytes[0], s->bytes[1], t ? t->decrypted[0] : 0,
+		     t ? t->decrypted[1] : 0, t && t->client_cert ? "yes" : "no", s->close, s->duration_us / 1000,
+		     s->duration_us % 1000);
+	if (n > 0 && t && (t->dropped[0] || t->dropped[1]) && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " dropped_c2s=%" PRIu64 " dropped_s2c=%" PRIu64,
+			      t->dropped[0], t->dropped[1]);
+	return n > 0 ? PXY_MIN((size_t)n, cap - 1) : 0;
+}
+
+size_t pxy_rejectlog_format(char *out, size_t cap, const char *id, const struct pxy_tap_info *t,
+			    const struct pxy_cert_info *expected)
+{
+	char vbuf[8], sbuf[8], efp[96], rfp[96];
+	int n;
+
+	pxy_cert_fp_str(expected, efp);
+	if (t->has_received_cert)
+		pxy_cert_fp_str(&t->received, rfp);
+	n = snprintf(out, cap,
+		     "reject id=%s reason=%s alert=handshake_failure(40) version=%s suite=%s sni=%s "
+		     "expected_serial=%s expected_sha256=%s received_serial=%s received_sha256=%s",
+		     id, pxy_reason_name(t->reason), t->version ? pxy_version_name(t->version, vbuf) : "-",
+		     t->has_suite ? pxy_suite_name(t->suite, sbuf) : "-", t->sni[0] ? t->sni : "-",
+		     expected->serial, efp, t->has_received_cert ? t->received.serial : "-",
+		     t->has_received_cert ? rfp : "-");
+	return n > 0 ? PXY_MIN((size_t)n, cap - 1) : 0;
+}
