@@ -189,9 +189,17 @@ int main(int argc, char **argv)
 		goto out;
 
 	pxy_cert_fp_str(&id.info, fp);
-	pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
-	pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), RSA-%u key", PXY_VERSION,
-		 cfg.listen, addr, engine->ops->name, ep.threads, id.bits);
+	{
+		struct sockaddr_storage bound;
+		socklen_t blen;
+		char laddr[64];
+
+		pxy_loop_listen_addr(loop, &bound, &blen);
+		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
+		pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
+		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), RSA-%u key", PXY_VERSION,
+			 laddr, addr, engine->ops->name, ep.threads, id.bits);
+	}
 	pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", id.info.subject, id.info.serial, fp);
 	status = pxy_loop_run(loop) < 0 ? 1 : 0;
 out:

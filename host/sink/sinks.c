@@ -64,9 +64,9 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 		if (t->has_suite) {
 			suite = pxy_suite_name(t->suite, sbuf);
 			st = pxy_suite_find(t->suite);
-			ems = yesno(t->ems);
-			/* encrypt-then-MAC means nothing for AEAD suites */
-			etm = st && st->mac == PXY_MAC_AEAD ? "n/a" : yesno(t->etm);
+			/* EMS and encrypt-then-MAC mean nothing in TLS 1.3, EtM nothing for AEAD suites */
+			ems = t->version == PXY_TLS13 ? "n/a" : yesno(t->ems);
+			etm = t->version == PXY_TLS13 || (st && st->mac == PXY_MAC_AEAD) ? "n/a" : yesno(t->etm);
 		}
 		if (t->sni[0])
 			sni = t->sni;
