@@ -902,6 +902,9 @@ void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 		int ev = pxy_rec_next(&td->rec, &in, &r);
 
 		if (ev < 0) {
+			/* the client's very first bytes are not a TLS record at all */
+			if (d == PXY_C2S && t->info.records[PXY_C2S] == 0 && pxy_err_class(ev) == PXY_EC_PROTOCOL)
+				ev = PXY_E_NOT_TLS;
 			tap_fail(t, d, ev);
 			return;
 		}

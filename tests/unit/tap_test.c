@@ -1,0 +1,756 @@
+/*
+ * The tap against real OpenSSL peers (in memory): every byte the client and
+ * server exchange is fed to the tap in the order the proxy would see it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "testutil.h"
+#include "tls/record.h"
+#include "tls/tap.h"
+
+static struct tu_ident srv, other, ecsrv, cli;
+
+struct watch {
+	struct pxy_tap *t;
+	struct pxy_engine *e;
+	uint8_t *pt[2];
+	size_t pt_len[2];
+	uint8_t ms[48];
+	int keylogged;
+	int byte_by_byte;
+	/* replace the ClientKeyExchange the tap sees (the peers see the original) */
+	const uint8_t *cke_epms;
+	size_t cke_epms_len;
+};
+
+static void on_plain(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct watch *w = ctx;
+
+	w->pt[d] = realloc(w->pt[d], w->pt_len[d] + n);
+	memcpy(w->pt[d] + w->pt_len[d], p, n);
+	w->pt_len[d] += n;
+}
+
+static void on_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
+{
+	struct watch *w = ctx;
+
+	(void)cr;
+	memcpy(w->ms, ms, 48);
+	w->keylogged++;
+}
+
+/* Rebuild a client flight with another EncryptedPreMasterSecret in its ClientKeyExchange. */
+static size_t swap_cke(const uint8_t *in, size_t n, const uint8_t *epms, size_t elen, uint8_t *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i + 5 <= n) {
+		size_t len = (size_t)in[i + 3] << 8 | in[i + 4];
+
+		if (in[i] == PXY_CT_HANDSHAKE && len >= 4 && in[i + 5] == 16) {
+			size_t body = 2 + elen;
+			out[o++] = in[i];
+			out[o++] = in[i + 1];
+			out[o++] = in[i + 2];
+			out[o++] = (uint8_t)((body + 4) >> 8);
+			out[o++] = (uint8_t)(body + 4);
+			out[o++] = 16;
+			out[o++] = (uint8_t)(body >> 16);
+			out[o++] = (uint8_t)(body >> 8);
+			out[o++] = (uint8_t)body;
+			out[o++] = (uint8_t)(elen >> 8);
+			out[o++] = (uint8_t)elen;
+			memcpy(out + o, epms, elen);
+			o += elen;
+		} else {
+			memcpy(out + o, in + i, 5 + len);
+			o += 5 + len;
+		}
+		i += 5 + len;
+	}
+	return o;
+}
+
+static void feed(struct watch *w, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	if (w->byte_by_byte) {
+		for (size_t i = 0; i < n; i++) {
+			pxy_tap_feed(w->t, d, p + i, 1);
+			tu_drain(w->e);
+		}
+	} else {
+		pxy_tap_feed(w->t, d, p, n);
+		tu_drain(w->e);
+	}
+}
+
+static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
+{
+	struct watch *w = ctx;
+
+	if (w->cke_epms && d == PXY_C2S) {
+		uint8_t *copy = malloc(n + 1024);
+		size_t m = swap_cke(p, n, w->cke_epms, w->cke_epms_len, copy);
+
+		feed(w, d, copy, m);
+		free(copy);
+		return;
+	}
+	feed(w, d, p, n);
+}
+
+static struct pxy_tap *new_tap(struct watch *w, struct pxy_engine *e, const struct pxy_identity *id, size_t max_hs)
+{
+	struct pxy_tap_cfg cfg = { .identity = id, .engine = e, .max_hs_msg = max_hs, .max_pending = 1 << 22 };
+	struct pxy_tap_hooks hooks = { .ctx = w, .plaintext = on_plain, .keylog = on_keylog };
+
+	memset(w, 0, sizeof(*w));
+	w->e = e;
+	w->t = pxy_tap_new(&cfg, &hooks);
+	return w->t;
+}
+
+static void watch_free(struct watch *w)
+{
+	pxy_tap_close(w->t);
+	tu_drain_all(w->e);
+	free(w->pt[0]);
+	free(w->pt[1]);
+}
+
+struct case_ {
+	const char *cipher;
+	int no_ems, no_etm, tickets;
+};
+
+/* One full session: handshake, data both ways, every check. */
+static void run_session(const struct case_ *k, int byte_by_byte)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct tu_pair_opts o = { .ciphers = k->cipher, .no_ems = k->no_ems, .no_etm = k->no_etm,
+				  .no_tickets = !k->tickets, .server = &srv };
+	static const size_t sizes[2][4] = { { 1, 100, 16384, 40000 }, { 5000, 16385, 70000, 3 } };
+	struct tu_pair p;
+	struct watch w;
+	uint8_t *sent[2] = { NULL, NULL };
+	size_t sent_len[2] = { 0, 0 };
+	const struct pxy_tap_info *info;
+	enum pxy_reason reason;
+	uint8_t ms[48];
+	size_t msl;
+
+	assert_non_null(e);
+	assert_non_null(new_tap(&w, e, &id, 65536));
+	w.byte_by_byte = byte_by_byte;
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	for (int i = 0; i < 4; i++) {
+		for (int d = 0; d < 2; d++) {
+			size_t n = sizes[d][i];
+			sent[d] = realloc(sent[d], sent_len[d] + n);
+			tu_fill(sent[d] + sent_len[d], n, (uint32_t)(i * 2 + d + 1));
+			assert_int_equal(tu_pair_send(&p, (enum pxy_dir)d, sent[d] + sent_len[d], n), 0);
+			sent_len[d] += n;
+		}
+	}
+	info = pxy_tap_info(w.t);
+	/* the peers got everything, and so did the tap's plaintext sink */
+	for (int d = 0; d < 2; d++) {
+		assert_int_equal(p.got_len[d], sent_len[d]);
+		assert_int_equal(w.pt_len[d], sent_len[d]);
+		assert_memory_equal(w.pt[d], sent[d], sent_len[d]);
+		assert_int_equal(info->decrypted[d], sent_len[d]);
+		assert_true(info->fin_ok[d]);
+		assert_int_equal(info->dropped[d], 0);
+	}
+	assert_int_equal(pxy_tap_outcome(w.t, &reason), PXY_O_DECRYPTED);
+	assert_int_equal(reason, PXY_R_NONE);
+	/* the recovered master secret is OpenSSL's */
+	msl = SSL_SESSION_get_master_key(SSL_get_session(p.c), ms, sizeof(ms));
+	assert_int_equal(msl, 48);
+	assert_int_equal(w.keylogged, 1);
+	assert_memory_equal(w.ms, ms, 48);
+	assert_int_equal(info->ems, !k->no_ems);
+	assert_int_equal(info->version, 0x0303);
+	assert_int_equal(info->suite, SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(p.c)));
+	if (strstr(k->cipher, "GCM") == NULL)
+		assert_int_equal(info->etm, !k->no_etm);
+	free(sent[0]);
+	free(sent[1]);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+static const char *const suites[] = {
+	"AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA", "AES256-SHA", "AES128-SHA256", "AES256-SHA256",
+};
+
+static void test_every_suite_ems_etm(void **state)
+{
+	(void)state;
+	for (size_t s = 0; s < 6; s++)
+		for (int no_ems = 0; no_ems < 2; no_ems++)
+			for (int no_etm = 0; no_etm < 2; no_etm++) {
+				struct case_ k = { suites[s], no_ems, no_etm, (int)(s + no_ems) % 2 };
+
+				if (strstr(suites[s], "GCM") && no_etm)
+					continue;
+				run_session(&k, 0);
+			}
+}
+
+static void test_byte_by_byte(void **state)
+{
+	struct case_ gcm = { "AES128-GCM-SHA256", 0, 0, 1 }, cbc = { "AES256-SHA", 1, 1, 0 };
+
+	(void)state;
+	run_session(&gcm, 1);
+	run_session(&cbc, 1);
+}
+
+/* Handshake only; returns the tap's verdict and reason. */
+static enum pxy_verdict judge(const struct tu_pair_opts *o, const struct tu_ident *expect, size_t max_hs,
+			      enum pxy_reason *reason, struct pxy_tap_info *info_out)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(expect, &id, 0);
+	struct tu_pair p;
+	struct watch w;
+	enum pxy_verdict v;
+
+	assert_non_null(e);
+	new_tap(&w, e, &id, max_hs);
+	assert_int_equal(tu_pair_new(&p, o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	tu_pair_handshake(&p);
+	v = pxy_tap_verdict(w.t);
+	pxy_tap_outcome(w.t, reason);
+	if (info_out)
+		*info_out = *pxy_tap_info(w.t);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+	return v;
+}
+
+static void test_reject_reasons(void **state)
+{
+	struct tu_pair_opts o;
+	struct pxy_tap_info info;
+	struct pxy_cert_info oc;
+	enum pxy_reason r;
+	unsigned char *der = NULL;
+	int der_len;
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	o.server = &srv;
+	o.ciphers = "ECDHE-RSA-AES128-GCM-SHA256";
+	assert_int_equal(judge(&o, &srv, 65536, &r, &info), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_NON_RSA_KX);
+	assert_true(info.has_received_cert); /* judged with the certificate in hand */
+
+	o.ciphers = "DHE-RSA-AES128-GCM-SHA256";
+	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_NON_RSA_KX);
+
+	memset(&o, 0, sizeof(o));
+	o.server = &ecsrv;
+	o.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256";
+	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_NON_RSA_KX);
+
+	memset(&o, 0, sizeof(o));
+	o.server = &srv;
+	o.max_version = TLS1_3_VERSION;
+	o.min_version = TLS1_3_VERSION;
+	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_TLS13);
+
+	memset(&o, 0, sizeof(o));
+	o.server = &other;
+	o.ciphers = "AES128-GCM-SHA256";
+	assert_int_equal(judge(&o, &srv, 65536, &r, &info), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_CERT_MISMATCH);
+	der_len = i2d_X509(other.x509, &der);
+	pxy_cert_describe(der, (size_t)der_len, &oc);
+	OPENSSL_free(der);
+	assert_memory_equal(info.received.sha256, oc.sha256, 32);
+	assert_string_equal(info.received.serial, oc.serial);
+
+	memset(&o, 0, sizeof(o));
+	o.server = &srv;
+	o.ciphers = "AES128-SHA";
+	o.min_version = o.max_version = TLS1_1_VERSION;
+	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_UNSUPPORTED_VERSION);
+
+	o.min_version = o.max_version = 0;
+	o.ciphers = "CAMELLIA128-SHA";
+	assert_int_equal(judge(&o, &srv, 65536, &r, &info), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_UNSUPPORTED_SUITE);
+	assert_int_equal(info.suite, 0x0041);
+
+	/* a certificate message over --max-handshake */
+	o.ciphers = "AES128-GCM-SHA256";
+	assert_int_equal(judge(&o, &srv, 256, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_HANDSHAKE_TOO_LARGE);
+}
+
+static void test_server_alert_passes(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct tu_pair p;
+	struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &srv };
+	struct watch w;
+	enum pxy_reason r;
+
+	(void)state;
+	new_tap(&w, e, &id, 65536);
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	/* the server offers nothing the client has: it answers with an alert */
+	SSL_set_cipher_list(p.s, "AES256-SHA");
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), -1);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+	assert_int_equal(r, PXY_R_SERVER_ALERT);
+	assert_true(pxy_tap_info(w.t)->has_alert[PXY_S2C]);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+static void test_resumption_unknown(void **state)
+{
+	for (int tickets = 0; tickets < 2; tickets++) {
+		struct pxy_identity id;
+		struct pxy_engine *e = tu_engine(&srv, &id, 0);
+		struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .no_tickets = !tickets, .server = &srv };
+		struct tu_pair p1, p2;
+		struct watch w;
+		SSL_SESSION *sess;
+		enum pxy_reason r;
+
+		(void)state;
+		assert_int_equal(tu_pair_new(&p1, &o), 0);
+		assert_int_equal(tu_pair_handshake(&p1), 0);
+		sess = SSL_get1_session(p1.c);
+		assert_non_null(sess);
+		/* the second connection resumes; the same server context holds the session */
+		o.resume = sess;
+		assert_int_equal(tu_pair_new(&p2, &o), 0);
+		SSL_free(p2.s);
+		p2.s = SSL_new(p1.sctx);
+		p2.s_in = BIO_new(BIO_s_mem());
+		p2.s_out = BIO_new(BIO_s_mem());
+		SSL_set_bio(p2.s, p2.s_in, p2.s_out);
+		SSL_set_accept_state(p2.s);
+		new_tap(&w, e, &id, 65536);
+		p2.on_bytes = on_bytes;
+		p2.ctx = &w;
+		assert_int_equal(tu_pair_handshake(&p2), 0);
+		assert_true(SSL_session_reused(p2.c));
+		assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+		assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+		assert_int_equal(r, PXY_R_RESUMPTION_UNKNOWN);
+		assert_true(pxy_tap_info(w.t)->resumed);
+		SSL_SESSION_free(sess);
+		tu_pair_free(&p2);
+		tu_pair_free(&p1);
+		watch_free(&w);
+		pxy_engine_close(e);
+		pxy_identity_free(&id);
+	}
+}
+
+static void test_client_auth(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct tu_pair_opts o = { .ciphers = "AES256-GCM-SHA384", .client_auth = 1, .client_id = &cli,
+				  .server = &srv, .no_tickets = 1 };
+	struct tu_pair p;
+	struct watch w;
+	uint8_t msg[300];
+	enum pxy_reason r;
+
+	(void)state;
+	new_tap(&w, e, &id, 65536);
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	tu_fill(msg, sizeof(msg), 9);
+	assert_int_equal(tu_pair_send(&p, PXY_C2S, msg, sizeof(msg)), 0);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_DECRYPTED);
+	assert_true(pxy_tap_info(w.t)->client_cert);
+	assert_int_equal(w.pt_len[PXY_C2S], sizeof(msg));
+	assert_memory_equal(w.pt[PXY_C2S], msg, sizeof(msg));
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+/* ---- no oracle: every kind of bad pre-master looks the same ----------------- */
+
+static size_t rsa_raw(const uint8_t *block, size_t n, uint8_t *out)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(srv.pkey, NULL);
+	size_t outlen = 512;
+
+	assert_true(EVP_PKEY_encrypt_init(ctx) > 0);
+	assert_true(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) > 0);
+	assert_true(EVP_PKEY_encrypt(ctx, out, &outlen, block, n) > 0);
+	EVP_PKEY_CTX_free(ctx);
+	return outlen;
+}
+
+/* PKCS#1 v1.5 type 2 block: 00 02 PS 00 M, with the knobs an attacker would turn */
+static void make_block(uint8_t *b, size_t k, uint8_t lead0, uint8_t lead1, size_t mlen, uint16_t version, int sep)
+{
+	RAND_bytes(b, (int)k);
+	for (size_t i = 0; i < k; i++)
+		if (b[i] == 0)
+			b[i] = 0x5a;
+	b[0] = lead0;
+	b[1] = lead1;
+	if (sep)
+		b[k - mlen - 1] = 0;
+	b[k - mlen] = (uint8_t)(version >> 8);
+	b[k - mlen + 1] = (uint8_t)version;
+}
+
+static void run_bad_cke(const char *cipher, const uint8_t *epms, size_t elen, struct pxy_tap_info *out,
+			enum pxy_reason *reason, uint64_t *mismatches)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct tu_pair_opts o = { .ciphers = cipher, .server = &srv, .no_tickets = 1 };
+	struct pxy_tap_counters cnt;
+	struct pxy_tap_cfg cfg = { .identity = &id, .engine = e, .counters = &cnt, .max_hs_msg = 65536,
+				   .max_pending = 1 << 20 };
+	struct pxy_tap_hooks hooks;
+	struct tu_pair p;
+	struct watch w;
+	uint8_t msg[1000];
+
+	memset(&cnt, 0, sizeof(cnt));
+	memset(&w, 0, sizeof(w));
+	hooks = (struct pxy_tap_hooks){ .ctx = &w, .plaintext = on_plain, .keylog = on_keylog };
+	w.e = e;
+	w.t = pxy_tap_new(&cfg, &hooks);
+	w.cke_epms = epms;
+	w.cke_epms_len = elen;
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0); /* the peers saw the real exchange */
+	tu_fill(msg, sizeof(msg), 3);
+	tu_pair_send(&p, PXY_C2S, msg, sizeof(msg));
+	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
+	*out = *pxy_tap_info(w.t);
+	pxy_tap_outcome(w.t, reason);
+	*mismatches = cnt.finished_mismatch;
+	assert_int_equal(w.keylogged, 0);
+	assert_int_equal(w.pt_len[0] + w.pt_len[1], 0);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+static void test_no_padding_oracle(void **state)
+{
+	const size_t k = 256; /* RSA-2048 */
+	uint8_t block[512], ct[512];
+	struct {
+		const char *name;
+		uint8_t lead0, lead1;
+		size_t mlen;
+		uint16_t version;
+		int sep;
+		int trunc; /* ciphertext length off by this */
+	} kinds[] = {
+		{ "valid padding, another secret", 0, 2, 48, 0x0303, 1, 0 },
+		{ "block type 1", 0, 1, 48, 0x0303, 1, 0 },
+		{ "first byte not zero", 1, 2, 48, 0x0303, 1, 0 },
+		{ "no zero separator", 0, 2, 48, 0x0303, 0, 0 },
+		{ "47-byte secret", 0, 2, 47, 0x0303, 1, 0 },
+		{ "49-byte secret", 0, 2, 49, 0x0303, 1, 0 },
+		{ "wrong version", 0, 2, 48, 0x0301, 1, 0 },
+		{ "short ciphertext", 0, 2, 48, 0x0303, 1, -1 },
+		{ "long ciphertext", 0, 2, 48, 0x0303, 1, 1 },
+	};
+	const char *ciphers[] = { "AES128-GCM-SHA256", "AES256-SHA256" };
+
+	(void)state;
+	for (size_t c = 0; c < 2; c++) {
+		struct pxy_tap_info first;
+		enum pxy_reason first_reason = PXY_R_NONE;
+		uint64_t first_mm = 0;
+
+		for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+			struct pxy_tap_info info;
+			enum pxy_reason reason;
+			uint64_t mm;
+			size_t elen;
+
+			make_block(block, k, kinds[i].lead0, kinds[i].lead1, kinds[i].mlen, kinds[i].version,
+				   kinds[i].sep);
+			block[0] &= 0x7f; /* keep the block below the modulus */
+			if (kinds[i].lead0 == 0)
+				block[0] = 0;
+			elen = rsa_raw(block, k, ct);
+			if (kinds[i].trunc < 0)
+				elen -= 1;
+			else if (kinds[i].trunc > 0)
+				ct[elen++] = 0x42;
+			run_bad_cke(ciphers[c], ct, elen, &info, &reason, &mm);
+			/* what the proxy does is the same for every kind, judged only by the Finished */
+			assert_int_equal(info.verdict, PXY_V_ALLOW);
+			assert_int_equal(reason, PXY_R_FINISHED_MISMATCH);
+			assert_int_equal(info.error, 0);
+			assert_int_equal(mm, 1);
+			if (i == 0) {
+				first = info;
+				first_reason = reason;
+				first_mm = mm;
+				continue;
+			}
+			assert_int_equal(reason, first_reason);
+			assert_int_equal(mm, first_mm);
+			assert_int_equal(info.records[0], first.records[0]);
+			assert_int_equal(info.records[1], first.records[1]);
+			assert_memory_equal(info.fin_ok, first.fin_ok, sizeof(info.fin_ok));
+			assert_memory_equal(info.decrypted, first.decrypted, sizeof(info.decrypted));
+			assert_memory_equal(info.dropped, first.dropped, sizeof(info.dropped));
+		}
+	}
+}
+
+/* ---- robustness ----------------------------------------------------------------- */
+
+static void test_not_tls(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct watch w;
+	enum pxy_reason r;
+	const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const uint8_t sslv2[] = { 0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10 };
+
+	(void)state;
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_feed(w.t, PXY_C2S, (const uint8_t *)http, strlen(http));
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
+	assert_int_equal(r, PXY_R_NOT_TLS);
+	watch_free(&w);
+
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_feed(w.t, PXY_C2S, sslv2, sizeof(sslv2));
+	pxy_tap_outcome(w.t, &r);
+	assert_int_equal(r, PXY_R_NOT_TLS);
+	watch_free(&w);
+
+	/* the server speaks first, before any ClientHello */
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"\x16\x03\x03\x00\x01\x0e", 6);
+	pxy_tap_outcome(w.t, &r);
+	assert_int_equal(r, PXY_R_SERVER_PROTOCOL);
+	watch_free(&w);
+
+	/* server closes before answering: what is held may go */
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_eof(w.t, PXY_S2C);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	pxy_tap_outcome(w.t, &r);
+	assert_int_equal(r, PXY_R_INCOMPLETE);
+	watch_free(&w);
+
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_hold_overflow(w.t);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
+	pxy_tap_outcome(w.t, &r);
+	assert_int_equal(r, PXY_R_HANDSHAKE_TOO_LARGE);
+	watch_free(&w);
+
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+/* A tampered application record after the keys verified: inspection stops, nothing leaks. */
+static void test_record_auth_failure(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct tu_pair_opts o = { .ciphers = "AES128-SHA", .server = &srv, .no_tickets = 1 };
+	struct tu_pair p;
+	struct watch w;
+	uint8_t rec[5 + 64];
+	enum pxy_reason r;
+
+	(void)state;
+	new_tap(&w, e, &id, 65536);
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	/* a forged record, as an attacker on the path would inject it */
+	rec[0] = 23;
+	rec[1] = 3;
+	rec[2] = 3;
+	rec[3] = 0;
+	rec[4] = 64;
+	tu_fill(rec + 5, 64, 77);
+	pxy_tap_feed(w.t, PXY_C2S, rec, sizeof(rec));
+	tu_drain(e);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_DECRYPTED);
+	assert_int_equal(r, PXY_R_RECORD_AUTH);
+	assert_int_equal(w.pt_len[PXY_C2S], 0);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+/* The connection goes away while jobs are in the engine (threads > 0). */
+static void test_close_with_jobs_inflight(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 1);
+	struct tu_pair_opts o = { .ciphers = "AES256-GCM-SHA384", .server = &srv, .no_tickets = 1 };
+	uint8_t big[100000];
+
+	(void)state;
+	tu_fill(big, sizeof(big), 5);
+	for (int i = 0; i < 5; i++) {
+		struct tu_pair p;
+		struct watch w;
+
+		new_tap(&w, e, &id, 65536);
+		assert_int_equal(tu_pair_new(&p, &o), 0);
+		p.on_bytes = on_bytes;
+		p.ctx = &w;
+		tu_pair_handshake(&p);
+		tu_pair_send(&p, PXY_S2C, big, sizeof(big));
+		/* close at once: the tap must outlive its jobs, then free itself */
+		pxy_tap_close(w.t);
+		w.t = NULL;
+		tu_drain_all(e);
+		free(w.pt[0]);
+		free(w.pt[1]);
+		tu_pair_free(&p);
+	}
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+/* An engine with room for one job: records go uninspected and are counted, nothing breaks. */
+static void test_engine_saturation(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine_params ep = { .threads = 1, .max_jobs = 2 };
+	struct pxy_engine *e = NULL;
+	struct pxy_rsa_priv priv;
+	struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &srv, .no_tickets = 1 };
+	struct tu_pair p;
+	struct watch w;
+	uint8_t big[200000];
+	char err[256];
+	const struct pxy_tap_info *info;
+
+	(void)state;
+	assert_int_equal(pxy_identity_load(&id, srv.cert_path, srv.key_path, err, sizeof(err)), 0);
+	assert_int_equal(pxy_engine_open("cpu", &ep, &e), 0);
+	assert_int_equal(pxy_identity_rsa_priv(&id, &priv), 0);
+	assert_int_equal(e->ops->key_load(e, &priv, &id.key_id), 0);
+	pxy_rsa_priv_free(&priv);
+	new_tap(&w, e, &id, 65536);
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	tu_drain_all(e);
+	tu_fill(big, sizeof(big), 1);
+	/* no draining between records: the engine fills up */
+	p.on_bytes = NULL;
+	{
+		SSL_write(p.s, big, sizeof(big));
+		uint8_t buf[20000];
+		int n;
+		while ((n = BIO_read(p.s_out, buf, sizeof(buf))) > 0)
+			pxy_tap_feed(w.t, PXY_S2C, buf, (size_t)n);
+	}
+	tu_drain_all(e);
+	info = pxy_tap_info(w.t);
+	assert_true(info->dropped[PXY_S2C] > 0);
+	assert_true(info->decrypted[PXY_S2C] < sizeof(big));
+	assert_true(e->stats.busy_rejects > 0);
+	tu_pair_free(&p);
+	watch_free(&w);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (tu_ident_make(&srv, 2048, "server") || tu_ident_make(&other, 2048, "other") ||
+	    tu_ident_make_ec(&ecsrv, "ec-server") || tu_ident_make(&cli, 2048, "client"))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tu_ident_free(&srv);
+	tu_ident_free(&other);
+	tu_ident_free(&ecsrv);
+	tu_ident_free(&cli);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_suite_ems_etm),
+		cmocka_unit_test(test_byte_by_byte),
+		cmocka_unit_test(test_reject_reasons),
+		cmocka_unit_test(test_server_alert_passes),
+		cmocka_unit_test(test_resumption_unknown),
+		cmocka_unit_test(test_client_auth),
+		cmocka_unit_test(test_no_padding_oracle),
+		cmocka_unit_test(test_not_tls),
+		cmocka_unit_test(test_record_auth_failure),
+		cmocka_unit_test(test_close_with_jobs_inflight),
+		cmocka_unit_test(test_engine_saturation),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
