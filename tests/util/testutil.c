@@ -59,6 +59,27 @@ int tu_ident_make(struct tu_ident *t, int bits, const char *cn)
 	return self_sign(t, cn);
 }
 
+int tu_ident_load(struct tu_ident *t, const char *cert_path, const char *key_path)
+{
+	FILE *fp;
+
+	memset(t, 0, sizeof(*t));
+	t->borrowed = 1;
+	snprintf(t->cert_path, sizeof(t->cert_path), "%s", cert_path);
+	snprintf(t->key_path, sizeof(t->key_path), "%s", key_path);
+	fp = fopen(cert_path, "r");
+	if (!fp)
+		return -1;
+	t->x509 = PEM_read_X509(fp, NULL, NULL, NULL);
+	fclose(fp);
+	fp = fopen(key_path, "r");
+	if (!fp)
+		return -1;
+	t->pkey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	return t->x509 && t->pkey ? 0 : -1;
+}
+
 int tu_ident_make_ec(struct tu_ident *t, const char *cn)
 {
 	memset(t, 0, sizeof(*t));
@@ -72,7 +93,7 @@ void tu_ident_free(struct tu_ident *t)
 {
 	char dir[256];
 
-	if (t->cert_path[0]) {
+	if (t->cert_path[0] && !t->borrowed) {
 		unlink(t->cert_path);
 		unlink(t->key_path);
 		snprintf(dir, sizeof(dir), "%s", t->cert_path);

@@ -22,9 +22,12 @@ struct tu_ident {
 	X509 *x509;
 	char cert_path[256];
 	char key_path[256];
+	int borrowed; /* files not ours to delete */
 };
 
 int tu_ident_make(struct tu_ident *t, int bits, const char *cn);
+/** Load PEM files (the paths are kept, not deleted by tu_ident_free). */
+int tu_ident_load(struct tu_ident *t, const char *cert_path, const char *key_path);
 /** An ECDSA P-256 identity (for non-RSA servers). */
 int tu_ident_make_ec(struct tu_ident *t, const char *cn);
 void tu_ident_free(struct tu_ident *t);

@@ -1,0 +1,196 @@
+/*
+ * Writes the seed corpora: real sessions between in-memory OpenSSL peers
+ * (the server holds tests/fuzz/keys/fuzz.key, the key the tap fuzzer is
+ * configured with), recorded as tap frames; the client streams for the
+ * record reader; the handshake messages for the parsers.
+ *
+ *   gen_corpus KEYDIR OUTDIR   (creates OUTDIR/{tap,record,hs})
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fuzz.h"
+#include "testutil.h"
+#include "tls/record.h"
+
+struct rec {
+	uint8_t *buf;
+	size_t len;
+	uint8_t *c2s;
+	size_t c2s_len;
+	FILE *hs_dir_marker;
+	const char *out;
+	const char *name;
+	unsigned hs_count;
+};
+
+static void put(struct rec *r, const void *p, size_t n)
+{
+	r->buf = realloc(r->buf, r->len + n);
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
+}
+
+static void write_file(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+	char path[1024];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "wb");
+	if (!fp) {
+		perror(path);
+		exit(1);
+	}
+	fwrite(p, 1, n, fp);
+	fclose(fp);
+}
+
+/* Save each plaintext handshake message, prefixed with a version selector byte. */
+static void save_hs(struct rec *r, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	char dir[1024], name[256];
+
+	snprintf(dir, sizeof(dir), "%s/hs", r->out);
+	while (i + 5 <= n) {
+		size_t len = (size_t)p[i + 3] << 8 | p[i + 4];
+
+		if (i + 5 + len > n)
+			break;
+		if (p[i] == PXY_CT_HANDSHAKE && len > 4 && r->hs_count < 64) {
+			uint8_t *m = malloc(len - 3);
+			m[0] = 3; /* TLS 1.2 */
+			memcpy(m + 1, p + i + 9, len - 4);
+			snprintf(name, sizeof(name), "%s-%02u-type%u", r->name, r->hs_count++, p[i + 5]);
+			write_file(dir, name, m, len - 3);
+			free(m);
+		}
+		i += 5 + len;
+	}
+}
+
+static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
+{
+	struct rec *r = ctx;
+
+	while (n) {
+		size_t k = n > 65535 ? 65535 : n;
+		uint8_t h[3] = { (uint8_t)d, (uint8_t)(k >> 8), (uint8_t)k };
+
+		put(r, h, 3);
+		put(r, p, k);
+		if (d == PXY_C2S) {
+			r->c2s = realloc(r->c2s, r->c2s_len + k);
+			memcpy(r->c2s + r->c2s_len, p, k);
+			r->c2s_len += k;
+		}
+		save_hs(r, p, k);
+		p += k;
+		n -= k;
+	}
+}
+
+static void session(const char *out, const char *name, struct tu_pair_opts *o, int data, int close_both)
+{
+	struct tu_pair p;
+	struct rec r = { .out = out, .name = name };
+	uint8_t msg[3000];
+	char dir[1024];
+
+	if (tu_pair_new(&p, o) < 0) {
+		fprintf(stderr, "%s: cannot set up peers\n", name);
+		exit(1);
+	}
+	p.on_bytes = on_bytes;
+	p.ctx = &r;
+	tu_pair_handshake(&p);
+	if (data) {
+		tu_fill(msg, sizeof(msg), 1);
+		tu_pair_send(&p, PXY_C2S, msg, 200);
+		tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
+	}
+	if (close_both) {
+		SSL_shutdown(p.c);
+		tu_pair_pump(&p);
+		uint8_t eof[6] = { FUZZ_OP_EOF_C2S, 0, 0, FUZZ_OP_EOF_S2C, 0, 0 };
+		put(&r, eof, sizeof(eof));
+	}
+	snprintf(dir, sizeof(dir), "%s/tap", out);
+	write_file(dir, name, r.buf, r.len);
+	snprintf(dir, sizeof(dir), "%s/record", out);
+	if (r.c2s_len) {
+		uint8_t *rb = malloc(r.c2s_len + 1);
+		rb[0] = 5; /* split step selector */
+		memcpy(rb + 1, r.c2s, r.c2s_len);
+		write_file(dir, name, rb, r.c2s_len + 1);
+		free(rb);
+	}
+	free(r.buf);
+	free(r.c2s);
+	tu_pair_free(&p);
+}
+
+int main(int argc, char **argv)
+{
+	struct tu_ident srv, other, cli;
+	char cert[512], key[512], d[1024];
+	static const char *const suites[] = { "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA",
+					      "AES256-SHA",        "AES128-SHA256",     "AES256-SHA256" };
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: gen_corpus KEYDIR OUTDIR\n");
+		return 2;
+	}
+	snprintf(cert, sizeof(cert), "%s/fuzz.crt", argv[1]);
+	snprintf(key, sizeof(key), "%s/fuzz.key", argv[1]);
+	if (tu_ident_load(&srv, cert, key) < 0 || tu_ident_make(&other, 2048, "other") < 0 ||
+	    tu_ident_make(&cli, 2048, "client") < 0) {
+		fprintf(stderr, "gen_corpus: cannot load %s\n", cert);
+		return 1;
+	}
+	mkdir(argv[2], 0755);
+	snprintf(d, sizeof(d), "%s/tap", argv[2]);
+	mkdir(d, 0755);
+	snprintf(d, sizeof(d), "%s/record", argv[2]);
+	mkdir(d, 0755);
+	snprintf(d, sizeof(d), "%s/hs", argv[2]);
+	mkdir(d, 0755);
+
+	for (int i = 0; i < 6; i++)
+		for (int v = 0; v < 2; v++) {
+			struct tu_pair_opts o = { .ciphers = suites[i], .no_ems = v, .no_etm = v, .no_tickets = v,
+						  .server = &srv };
+			char name[64];
+			snprintf(name, sizeof(name), "%s-%s", suites[i], v ? "noems-noetm" : "ems-etm");
+			session(argv[2], name, &o, 1, 1);
+		}
+	{
+		struct tu_pair_opts o = { .ciphers = "AES256-GCM-SHA384", .client_auth = 1, .client_id = &cli,
+					  .server = &srv };
+		session(argv[2], "client-auth", &o, 1, 0);
+	}
+	{
+		struct tu_pair_opts o = { .ciphers = "ECDHE-RSA-AES128-GCM-SHA256", .server = &srv };
+		session(argv[2], "reject-ecdhe", &o, 0, 0);
+	}
+	{
+		struct tu_pair_opts o = { .min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION, .server = &srv };
+		session(argv[2], "reject-tls13", &o, 0, 0);
+	}
+	{
+		struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &other };
+		session(argv[2], "reject-cert", &o, 0, 0);
+	}
+	{
+		struct tu_pair_opts o = { .ciphers = "AES128-SHA", .min_version = TLS1_1_VERSION,
+					  .max_version = TLS1_1_VERSION, .server = &srv };
+		session(argv[2], "reject-tls11", &o, 0, 0);
+	}
+	tu_ident_free(&srv);
+	tu_ident_free(&other);
+	tu_ident_free(&cli);
+	return 0;
+}

@@ -1,0 +1,107 @@
+/*
+ * libFuzzer target: the whole tap (records, handshake table, parsers,
+ * policy, key recovery, Finished, record decryption) on arbitrary
+ * interleavings of client and server bytes. The configured identity is the
+ * key the seed corpus was recorded with, so mutations reach decryption.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "proxyssl/engine.h"
+#include "tls/cert.h"
+#include "tls/tap.h"
+
+#ifndef PXY_FUZZ_KEYS
+#define PXY_FUZZ_KEYS "tests/fuzz/keys"
+#endif
+
+static struct pxy_engine *engine;
+static struct pxy_identity identity;
+
+static volatile uint8_t sink_acc;
+
+static void sink(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	(void)ctx;
+	(void)d;
+	for (size_t i = 0; i < n; i++)
+		sink_acc ^= p[i]; /* touch every byte handed out */
+}
+
+static void setup(void)
+{
+	struct pxy_engine_params ep = { .threads = 0, .max_jobs = 256 };
+	struct pxy_rsa_priv priv;
+	char err[512];
+	const char *dir = getenv("PXY_FUZZ_KEYS") ? getenv("PXY_FUZZ_KEYS") : PXY_FUZZ_KEYS;
+	char cert[512], key[512];
+
+	snprintf(cert, sizeof(cert), "%s/fuzz.crt", dir);
+	snprintf(key, sizeof(key), "%s/fuzz.key", dir);
+	if (pxy_identity_load(&identity, cert, key, err, sizeof(err)) < 0 || pxy_engine_open("cpu", &ep, &engine) < 0 ||
+	    pxy_identity_rsa_priv(&identity, &priv) < 0 ||
+	    engine->ops->key_load(engine, &priv, &identity.key_id) < 0) {
+		fprintf(stderr, "tap_fuzz: cannot set up: %s\n", err);
+		abort();
+	}
+	pxy_rsa_priv_free(&priv);
+}
+
+static void drain(void)
+{
+	struct pxy_job *jobs[32];
+	size_t n;
+
+	pxy_engine_ack(engine);
+	while ((n = pxy_engine_poll(engine, jobs, 32)) > 0)
+		for (size_t i = 0; i < n; i++)
+			pxy_tap_job_done(jobs[i]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct pxy_tap_cfg cfg = { .identity = &identity, .max_hs_msg = 32768, .max_pending = 1 << 20 };
+	struct pxy_tap_hooks hooks = { .plaintext = sink };
+	struct pxy_tap *t;
+	size_t i = 0;
+
+	if (!engine)
+		setup();
+	cfg.engine = engine;
+	t = pxy_tap_new(&cfg, &hooks);
+	if (!t)
+		return 0;
+	while (i + 3 <= size) {
+		uint8_t op = data[i] & 3;
+		size_t len = (size_t)data[i + 1] << 8 | data[i + 2];
+
+		i += 3;
+		if (len > size - i)
+			len = size - i;
+		if (op == FUZZ_OP_C2S || op == FUZZ_OP_S2C)
+			pxy_tap_feed(t, (enum pxy_dir)op, data + i, len);
+		else
+			pxy_tap_eof(t, op == FUZZ_OP_EOF_C2S ? PXY_C2S : PXY_S2C);
+		i += len;
+		drain();
+		/* what the io loop would ask after every read */
+		(void)pxy_tap_verdict(t);
+		(void)pxy_tap_alert_version(t, PXY_C2S);
+	}
+	{
+		enum pxy_reason r;
+		enum pxy_outcome o = pxy_tap_outcome(t, &r);
+
+		/* PXY_FUZZ_VERBOSE=1: what each input did (for triaging crash inputs) */
+		if (getenv("PXY_FUZZ_VERBOSE"))
+			fprintf(stderr, "tap_fuzz: %zu bytes: %s reason=%s decrypted=%llu/%llu\n", size,
+				pxy_outcome_name(o), pxy_reason_name(r),
+				(unsigned long long)pxy_tap_info(t)->decrypted[0],
+				(unsigned long long)pxy_tap_info(t)->decrypted[1]);
+	}
+	pxy_tap_close(t);
+	drain();
+	return 0;
+}

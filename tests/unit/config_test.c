@@ -1,0 +1,144 @@
+/* Command line and config file: defaults, overrides, and one clear error per mistake. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "proxyssl/error.h"
+
+static int parse(struct pxy_config *c, char *err, size_t n, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = "proxyssl";
+	va_start(ap, n);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	return pxy_config_parse(c, argc, argv, err, n);
+}
+
+#define REQ "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--cert", "c.pem", "--key", "k.pem"
+
+static void test_defaults_and_values(void **state)
+{
+	struct pxy_config c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, NULL), PXY_OK);
+	assert_string_equal(c.listen, "127.0.0.1:1");
+	assert_int_equal(c.engine_threads, 1);
+	assert_int_equal(c.buffer_size, 16384);
+	assert_int_equal(c.max_queue, 256 * 1024);
+	assert_null(c.engine);
+	pxy_config_free(&c);
+
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--max-queue", "1M", "--buffers=2048", "--engine", "cpu",
+			       "--plaintext-dir", "/tmp", NULL),
+			 PXY_OK);
+	assert_int_equal(c.max_queue, 1024 * 1024);
+	assert_int_equal(c.buffers, 2048);
+	assert_string_equal(c.engine, "cpu");
+	pxy_config_free(&c);
+}
+
+static void test_errors(void **state)
+{
+	struct pxy_config c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "x", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "required"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--bogus", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "--bogus"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--buffers", "1000", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "power of two"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--max-queue", "12Q", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "--max-queue"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "-1", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--log-level", "loud", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "extra", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), "--help", NULL), PXY_OK);
+	assert_true(c.help);
+	pxy_config_free(&c);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void test_config_file(void **state)
+{
+	struct pxy_config c;
+	char err[512], path[] = "/tmp/pxycfg.XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "; comment\n[proxy]\nlisten = 127.0.0.1:9\nbackend = 127.0.0.1:10\ncert = a\nkey = b\n"
+			 "max-queue = 512K\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, "--listen", "127.0.0.1:11", NULL), PXY_OK);
+	assert_string_equal(c.listen, "127.0.0.1:11"); /* the command line wins */
+	assert_string_equal(c.backend, "127.0.0.1:10");
+	assert_int_equal(c.max_queue, 512 * 1024);
+	pxy_config_free(&c);
+
+	write_file(path, "[proxy]\nlisten = 127.0.0.1:9\n\nlisten-backlog = 5\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":4:"));
+	assert_non_null(strstr(err, "listen-backlog"));
+	pxy_config_free(&c);
+
+	write_file(path, "[proxy]\nbuffers = many\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2:"));
+	pxy_config_free(&c);
+
+	write_file(path, "[other]\nlisten = x\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, "[other]"));
+	pxy_config_free(&c);
+
+	write_file(path, "[proxy]\nthis line has no equals sign\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2:"));
+	pxy_config_free(&c);
+
+	unlink(path);
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_FILE);
+	pxy_config_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_values),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_config_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
