@@ -576,7 +576,8 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	if (!(flags & IORING_CQE_F_MORE))
 		l->accept_armed = 0;
 	if (res < 0) {
-		if (res != -ECANCELED && res != -EAGAIN)
+		/* closing the listener at shutdown ends the multishot accept */
+		if (res != -ECANCELED && res != -EAGAIN && !l->stopping)
 			pxy_warn("accept: %s", strerror(-res));
 		return;
 	}

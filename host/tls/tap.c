@@ -815,7 +815,9 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 		e = PXY_E_EMPTY_RECORD;
 		goto out;
 	}
-	if (!t->have_ch && (d != PXY_C2S || r->h.type != PXY_CT_HANDSHAKE)) {
+	/* before a ClientHello only the client's handshake, or a server's alert, makes sense */
+	if (!t->have_ch && !(d == PXY_C2S && r->h.type == PXY_CT_HANDSHAKE) &&
+	    !(d == PXY_S2C && r->h.type == PXY_CT_ALERT)) {
 		e = d == PXY_C2S ? PXY_E_NOT_TLS : PXY_E_UNEXPECTED_MSG;
 		goto out;
 	}

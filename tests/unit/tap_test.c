@@ -585,6 +585,14 @@ static void test_not_tls(void **state)
 	assert_int_equal(r, PXY_R_SERVER_PROTOCOL);
 	watch_free(&w);
 
+	/* a server's alert before any ClientHello (e.g. the client closed at once): it goes on */
+	new_tap(&w, e, &id, 65536);
+	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"\x15\x03\x03\x00\x02\x02\x28", 7);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	pxy_tap_outcome(w.t, &r);
+	assert_int_equal(r, PXY_R_SERVER_ALERT);
+	watch_free(&w);
+
 	/* server closes before answering: what is held may go */
 	new_tap(&w, e, &id, 65536);
 	pxy_tap_eof(w.t, PXY_S2C);
