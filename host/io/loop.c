@@ -32,6 +32,7 @@ enum op {
 	OP_CANCEL,
 	OP_ENGINE,
 	OP_SIGNAL,
+	OP_ACCEPT_RETRY,
 };
 
 #define UD_PTR_BIT (1ull << 63)
@@ -112,7 +113,9 @@ struct pxy_loop {
 	unsigned nfree, max_conns;
 	struct conn *starved;
 	unsigned recycled;
-	uint8_t stopping, accept_armed;
+	uint8_t stopping, accept_armed, accept_paused;
+	struct __kernel_timespec accept_backoff;
+	uint64_t last_accept_warn;
 	struct wfile *keylog;
 	uint64_t next_id;
 	unsigned pid;
@@ -566,6 +569,26 @@ static void arm_accept(struct pxy_loop *l)
 	l->accept_armed = 1;
 }
 
+/* Stop accepting for 100 ms: errors like EMFILE need time to clear, not a spin. */
+static void pause_accept(struct pxy_loop *l)
+{
+	struct io_uring_sqe *sqe;
+
+	if (l->accept_paused)
+		return;
+	l->accept_paused = 1;
+	l->accept_backoff.tv_sec = 0;
+	l->accept_backoff.tv_nsec = 100000000;
+	if (l->accept_armed) {
+		sqe = get_sqe(l);
+		io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, 0, LOOP_SLOT), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, 0, LOOP_SLOT));
+	}
+	sqe = get_sqe(l);
+	io_uring_prep_timeout(sqe, &l->accept_backoff, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT_RETRY, 0, LOOP_SLOT));
+}
+
 static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 {
 	struct conn *c;
@@ -577,8 +600,15 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 		l->accept_armed = 0;
 	if (res < 0) {
 		/* closing the listener at shutdown ends the multishot accept */
-		if (res != -ECANCELED && res != -EAGAIN && !l->stopping)
-			pxy_warn("accept: %s", strerror(-res));
+		if (res == -ECANCELED || res == -EAGAIN || l->stopping)
+			return;
+		if (pxy_now_ns() - l->last_accept_warn > 1000000000ull) {
+			l->last_accept_warn = pxy_now_ns();
+			pxy_warn("accept: %s%s", strerror(-res),
+				 res == -EMFILE || res == -ENFILE ? " (out of file descriptors: pausing accepts)" : "");
+		}
+		if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
+			pause_accept(l);
 		return;
 	}
 	if (l->stopping) {
@@ -856,7 +886,12 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(l, l->signal_fd, OP_SIGNAL);
 		return;
+	case OP_ACCEPT_RETRY:
+		l->accept_paused = 0; /* the loop re-arms the accept */
+		return;
 	default:
+		if (ud_slot(ud) == LOOP_SLOT)
+			return; /* the loop's own cancels */
 		break;
 	}
 	c = ud_slot(ud) < l->max_conns ? l->conns[ud_slot(ud)] : NULL;
@@ -937,7 +972,7 @@ int pxy_loop_run(struct pxy_loop *l)
 		io_uring_cq_advance(&l->ring, n);
 		if (l->starved && l->recycled)
 			rearm_starved(l);
-		if (!l->accept_armed && !l->stopping && l->listen_fd >= 0)
+		if (!l->accept_armed && !l->accept_paused && !l->stopping && l->listen_fd >= 0)
 			arm_accept(l);
 		pxy_engine_flush(l->cfg->tap.engine);
 	}
