@@ -116,6 +116,38 @@ static int ext_once(struct ext_seen *s, uint16_t id)
 	return PXY_OK;
 }
 
+/* The extensions block ending a hello; *present = 0 when the hello simply ends. */
+static int open_exts(struct pxy_cur *b, struct pxy_cur *exts, int *present)
+{
+	*present = b->left != 0;
+	if (!*present)
+		return PXY_OK;
+	PXY_TRY(pxy_cur_sub_u16(b, exts));
+	return pxy_cur_end(b);
+}
+
+/* The next extension: its type and body; each type at most once. */
+static int next_ext(struct pxy_cur *exts, struct ext_seen *seen, uint16_t *type, struct pxy_cur *ext)
+{
+	PXY_TRY(pxy_cur_u16(exts, type));
+	PXY_TRY(pxy_cur_sub_u16(exts, ext));
+	return ext_once(seen, *type);
+}
+
+/* version, random, session_id: the common start of both hellos */
+static int parse_hello_start(struct pxy_cur *b, uint16_t *version, uint8_t random[32], uint8_t sid[32],
+			     uint8_t *sid_len)
+{
+	struct pxy_cur s;
+
+	PXY_TRY(pxy_cur_u16(b, version));
+	PXY_TRY(pxy_cur_copy(b, random, 32));
+	PXY_TRY(pxy_cur_sub_u8(b, &s));
+	PXY_GUARD(s.left <= 32, PXY_E_DECODE);
+	*sid_len = (uint8_t)s.left;
+	return pxy_cur_copy(&s, sid, s.left);
+}
+
 static void copy_sni(char *dst, const uint8_t *p, size_t n)
 {
 	size_t i;
@@ -178,17 +210,13 @@ static int parse_reneg_info(struct pxy_cur ext)
 
 int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 {
-	struct pxy_cur sid, suites, comp, exts;
+	struct pxy_cur suites, comp, exts;
 	struct ext_seen seen = { .n = 0 };
 	uint8_t has_null = 0;
+	int present;
 
 	memset(ch, 0, sizeof(*ch));
-	PXY_TRY(pxy_cur_u16(&b, &ch->version));
-	PXY_TRY(pxy_cur_copy(&b, ch->random, 32));
-	PXY_TRY(pxy_cur_sub_u8(&b, &sid));
-	PXY_GUARD(sid.left <= 32, PXY_E_DECODE);
-	ch->sid_len = (uint8_t)sid.left;
-	PXY_TRY(pxy_cur_copy(&sid, ch->sid, sid.left));
+	PXY_TRY(parse_hello_start(&b, &ch->version, ch->random, ch->sid, &ch->sid_len));
 	PXY_TRY(pxy_cur_sub_u16(&b, &suites));
 	PXY_GUARD(suites.left >= 2 && suites.left % 2 == 0, PXY_E_DECODE);
 	ch->n_suites = (uint16_t)(suites.left / 2);
@@ -212,17 +240,12 @@ int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 	}
 	/* RFC 5246 §7.4.1.2: the list MUST include the null method */
 	PXY_GUARD(has_null, PXY_E_ILLEGAL_PARAM);
-	if (b.left == 0)
-		return PXY_OK; /* no extensions: allowed */
-	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
-	PXY_TRY(pxy_cur_end(&b));
-	while (exts.left) {
+	PXY_TRY(open_exts(&b, &exts, &present)); /* no extensions at all is allowed */
+	while (present && exts.left) {
 		uint16_t type;
 		struct pxy_cur ext;
 
-		PXY_TRY(pxy_cur_u16(&exts, &type));
-		PXY_TRY(pxy_cur_sub_u16(&exts, &ext));
-		PXY_TRY(ext_once(&seen, type));
+		PXY_TRY(next_ext(&exts, &seen, &type, &ext));
 		switch (type) {
 		case PXY_EXT_SERVER_NAME:
 			PXY_TRY(parse_sni(ext, ch));
@@ -266,31 +289,22 @@ static const uint8_t hrr_random[32] = {
 
 int pxy_hs_parse_server_hello(struct pxy_cur b, struct pxy_server_hello *sh)
 {
-	struct pxy_cur sid, exts;
+	struct pxy_cur exts;
 	struct ext_seen seen = { .n = 0 };
+	int present;
 
 	memset(sh, 0, sizeof(*sh));
-	PXY_TRY(pxy_cur_u16(&b, &sh->legacy_version));
-	PXY_TRY(pxy_cur_copy(&b, sh->random, 32));
-	PXY_TRY(pxy_cur_sub_u8(&b, &sid));
-	PXY_GUARD(sid.left <= 32, PXY_E_DECODE);
-	sh->sid_len = (uint8_t)sid.left;
-	PXY_TRY(pxy_cur_copy(&sid, sh->sid, sid.left));
+	PXY_TRY(parse_hello_start(&b, &sh->legacy_version, sh->random, sh->sid, &sh->sid_len));
 	PXY_TRY(pxy_cur_u16(&b, &sh->suite));
 	PXY_TRY(pxy_cur_u8(&b, &sh->compression));
 	sh->version = sh->legacy_version;
 	sh->hello_retry = memcmp(sh->random, hrr_random, 32) == 0;
-	if (b.left == 0)
-		return PXY_OK;
-	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
-	PXY_TRY(pxy_cur_end(&b));
-	while (exts.left) {
+	PXY_TRY(open_exts(&b, &exts, &present));
+	while (present && exts.left) {
 		uint16_t type;
 		struct pxy_cur ext;
 
-		PXY_TRY(pxy_cur_u16(&exts, &type));
-		PXY_TRY(pxy_cur_sub_u16(&exts, &ext));
-		PXY_TRY(ext_once(&seen, type));
+		PXY_TRY(next_ext(&exts, &seen, &type, &ext));
 		switch (type) {
 		case PXY_EXT_ENCRYPT_THEN_MAC:
 			PXY_TRY(parse_empty_ext(ext));
