@@ -98,6 +98,7 @@ struct conn {
 	struct wfile *pf[2];
 	struct conn *st_prev, *st_next; /* starved list */
 	uint8_t on_starved;
+	uint64_t t_end; /* sockets closed; the tap may still be finishing */
 };
 
 struct pxy_loop {
@@ -120,6 +121,7 @@ struct pxy_loop {
 	uint64_t next_id;
 	unsigned pid;
 	unsigned writes_inflight;
+	unsigned finishing; /* closed connections whose taps still have jobs */
 	struct pxy_loop_stats st;
 	struct pxy_tap_counters tc;
 	struct pxy_tap_cfg tap_cfg;
@@ -400,15 +402,28 @@ static void conn_log(struct pxy_loop *l, struct conn *c)
 	s.outcome = pxy_tap_outcome(c->tap, &s.reason);
 	s.bytes[0] = c->h[0].bytes;
 	s.bytes[1] = c->h[1].bytes;
-	s.duration_us = (pxy_now_ns() - c->t_start) / 1000;
+	s.duration_us = ((c->t_end ? c->t_end : pxy_now_ns()) - c->t_start) / 1000;
 	s.close = c->close_kind ? c->close_kind : "fin";
 	pxy_connlog_format(line, sizeof(line), &s);
 	pxy_info("%s", line);
 }
 
+/* The tap has finished the connection's last jobs: log it and let it go. */
+static void hook_done(void *ctx)
+{
+	struct conn *c = ctx;
+	struct pxy_loop *l = c->l;
+
+	conn_log(l, c);
+	wfile_put(c->pf[0]);
+	wfile_put(c->pf[1]);
+	l->finishing--;
+	free(c);
+}
+
+/* Both sockets go now; the record of the connection goes when its tap is done. */
 static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 {
-	conn_log(l, c);
 	for (int d = 0; d < 2; d++) {
 		q_drop(l, &c->h[d]);
 		if (c->fd[d] >= 0) {
@@ -418,19 +433,20 @@ static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 				setsockopt(c->fd[d], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 			}
 			close(c->fd[d]);
+			c->fd[d] = -1;
 		}
-		wfile_put(c->pf[d]);
 	}
 	if (rst)
 		l->st.closed_reset++;
 	else
 		l->st.closed_fin++;
-	pxy_tap_close(c->tap);
 	starved_remove(l, c);
 	l->conns[c->slot] = NULL;
 	l->free_slots[l->nfree++] = c->slot;
 	l->st.active--;
-	free(c);
+	l->finishing++;
+	c->t_end = pxy_now_ns();
+	pxy_tap_finish(c->tap); /* may call hook_done, which frees c */
 }
 
 static void start_reset(struct conn *c, const char *why)
@@ -642,14 +658,25 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	getpeername(res, (struct sockaddr *)&c->peer, &plen);
 	set_nodelay(res);
 	{
-		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = hook_plaintext, .keylog = hook_keylog };
+		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = hook_plaintext, .keylog = hook_keylog,
+					       .done = hook_done };
 		c->tap = pxy_tap_new(&l->tap_cfg, &hooks);
 	}
 	sfd = socket(l->cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!c->tap || sfd < 0) {
 		pxy_err_log("id=%s cannot create backend socket: %s", c->id, strerror(errno));
-		if (c->tap)
-			pxy_tap_set_reason(c->tap, PXY_R_INTERNAL);
+		if (!c->tap) {
+			/* without a tap nothing reports the connection: it ends here */
+			reset_fd(res);
+			if (sfd >= 0)
+				close(sfd);
+			l->conns[c->slot] = NULL;
+			l->free_slots[l->nfree++] = c->slot;
+			l->st.active--;
+			free(c);
+			return;
+		}
+		pxy_tap_set_reason(c->tap, PXY_R_INTERNAL);
 		c->state = CS_RESETTING;
 		c->close_kind = "reset";
 		conn_step(l, c);
@@ -810,12 +837,14 @@ static void dump_stats(struct pxy_loop *l)
 			pxy_info("stats reason %s=%" PRIu64, pxy_reason_name((enum pxy_reason)r), l->tc.reasons[r]);
 }
 
-static void drain_engine(struct pxy_loop *l)
+/* Hand finished jobs back to their taps; ack also reads the eventfd down. */
+static void drain_engine(struct pxy_loop *l, int ack)
 {
 	struct pxy_job *jobs[64];
 	size_t n;
 
-	pxy_engine_ack(l->cfg->tap.engine);
+	if (ack)
+		pxy_engine_ack(l->cfg->tap.engine);
 	while ((n = pxy_engine_poll(l->cfg->tap.engine, jobs, PXY_ARRAY_LEN(jobs))) > 0)
 		for (size_t i = 0; i < n; i++)
 			pxy_tap_job_done(jobs[i]);
@@ -877,7 +906,7 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 		on_accept(l, cqe->res, cqe->flags);
 		return;
 	case OP_ENGINE:
-		drain_engine(l);
+		drain_engine(l, 1);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(l, l->cfg->tap.engine->event_fd, OP_ENGINE);
 		return;
@@ -952,7 +981,8 @@ int pxy_loop_run(struct pxy_loop *l)
 		if (l->stopping) {
 			if (!stop_deadline)
 				stop_deadline = pxy_now_ns() + 2000000000ull;
-			if ((l->st.active == 0 && l->writes_inflight == 0) || pxy_now_ns() > stop_deadline)
+			if ((l->st.active == 0 && l->finishing == 0 && l->writes_inflight == 0) ||
+			    pxy_now_ns() > stop_deadline)
 				break;
 		}
 		if (l->stopping) {
@@ -967,7 +997,10 @@ int pxy_loop_run(struct pxy_loop *l)
 		}
 		io_uring_for_each_cqe(&l->ring, head, cqe) {
 			handle_cqe(l, cqe);
-			n++;
+			/* collect engine results within long batches too, so that a burst of
+			 * records does not fill --max-pending with jobs that are already done */
+			if ((++n & 15) == 0)
+				drain_engine(l, 0);
 		}
 		io_uring_cq_advance(&l->ring, n);
 		if (l->starved && l->recycled)
@@ -1116,7 +1149,7 @@ void pxy_loop_free(struct pxy_loop *l)
 		struct pollfd pfd = { .fd = e->event_fd, .events = POLLIN };
 
 		poll(&pfd, 1, 10);
-		drain_engine(l);
+		drain_engine(l, 1);
 	}
 	/* anything still open is reset; no completion can arrive after queue_exit */
 	for (unsigned i = 0; l->conns && i < l->max_conns; i++) {

@@ -5,6 +5,44 @@
 
 #include "proxyssl/engine.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RECBUF_POOL 0 /* let AddressSanitizer see every use after free */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RECBUF_POOL 0
+#endif
+#endif
+#ifndef RECBUF_POOL
+#define RECBUF_POOL 64
+#endif
+
+#if RECBUF_POOL
+static _Thread_local uint8_t *recbuf_pool[RECBUF_POOL];
+static _Thread_local unsigned recbuf_n;
+#endif
+
+uint8_t *pxy_recbuf_get(void)
+{
+#if RECBUF_POOL
+	if (recbuf_n)
+		return recbuf_pool[--recbuf_n];
+#endif
+	return malloc(PXY_TLS_MAX_RECORD);
+}
+
+void pxy_recbuf_put(uint8_t *p)
+{
+	if (!p)
+		return;
+#if RECBUF_POOL
+	if (recbuf_n < RECBUF_POOL) {
+		recbuf_pool[recbuf_n++] = p;
+		return;
+	}
+#endif
+	free(p);
+}
+
 void pxy_rec_init(struct pxy_rec_rd *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -12,7 +50,7 @@ void pxy_rec_init(struct pxy_rec_rd *r)
 
 void pxy_rec_free(struct pxy_rec_rd *r)
 {
-	free(r->buf);
+	pxy_recbuf_put(r->buf);
 	r->buf = NULL;
 }
 
@@ -60,7 +98,7 @@ int pxy_rec_next(struct pxy_rec_rd *r, struct pxy_cur *in, struct pxy_record *ou
 	}
 
 	if (!r->skip && !r->buf) {
-		r->buf = malloc(PXY_TLS_HDR_LEN + (size_t)r->h.len);
+		r->buf = pxy_recbuf_get();
 		if (!r->buf)
 			return PXY_E_NOMEM;
 		memcpy(r->buf, r->hdr, PXY_TLS_HDR_LEN);
@@ -90,7 +128,7 @@ int pxy_rec_next(struct pxy_rec_rd *r, struct pxy_cur *in, struct pxy_record *ou
 void pxy_rec_skip(struct pxy_rec_rd *r)
 {
 	r->skip = 1;
-	free(r->buf);
+	pxy_recbuf_put(r->buf);
 	r->buf = NULL;
 }
 

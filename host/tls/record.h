@@ -51,6 +51,15 @@ enum pxy_rec_ev {
 	PXY_REC_RECORD = 2, /* a whole record is in *out (or was skipped: out->buf NULL) */
 };
 
+/**
+ * Record buffers (PXY_TLS_MAX_RECORD bytes), recycled through a small
+ * per-thread pool: a bulk transfer allocates one per record, so malloc and
+ * first-touch page faults would otherwise sit on the hot path. Buffers are
+ * plain malloc blocks: free() is also correct, pxy_recbuf_put() is cheaper.
+ */
+uint8_t *pxy_recbuf_get(void);
+void pxy_recbuf_put(uint8_t *p);
+
 void pxy_rec_init(struct pxy_rec_rd *r);
 void pxy_rec_free(struct pxy_rec_rd *r);
 

@@ -155,7 +155,8 @@ struct pxy_tap {
 	uint8_t decrypting; /* still decrypting */
 	uint8_t keys_ready;
 	uint8_t keylogged;
-	uint8_t closed;
+	uint8_t closed;    /* abandoned: results are discarded */
+	uint8_t finishing; /* no more input: finish the jobs, then hooks.done */
 	unsigned inflight;
 	uint8_t *tr; /* handshake transcript */
 	size_t tr_len, tr_cap, tr_max;
@@ -189,7 +190,7 @@ static void set_verdict(struct pxy_tap *t, enum pxy_verdict v)
 static void free_job(struct tap_job *j)
 {
 	if (j->job.type == PXY_JOB_RECORD_OPEN)
-		free(j->job.u.rec.rec);
+		pxy_recbuf_put(j->job.u.rec.rec);
 	else
 		pxy_wipe(j->job.u.rsa.pms, sizeof(j->job.u.rsa.pms));
 	free(j);
@@ -737,7 +738,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	int fin = 0;
 
 	if (!t->decrypting || !r->buf) {
-		free(r->buf);
+		pxy_recbuf_put(r->buf);
 		return;
 	}
 	if (!td->fin_seen) {
@@ -747,7 +748,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 		if (e == PXY_OK)
 			e = tr_append(t, NULL, PXY_HS_HDR_LEN + PXY_FINISHED_LEN);
 		if (e < 0) {
-			free(r->buf);
+			pxy_recbuf_put(r->buf);
 			tap_fail(t, d, e);
 			return;
 		}
@@ -760,14 +761,14 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	if (td->queued_bytes + r->buf_len > t->cfg.max_pending) {
 		t->info.dropped[d]++;
 		t->cnt->records_dropped++;
-		free(r->buf);
+		pxy_recbuf_put(r->buf);
 		if (fin)
 			stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}
 	j = calloc(1, sizeof(*j));
 	if (!j) {
-		free(r->buf);
+		pxy_recbuf_put(r->buf);
 		stop_decrypt(t, PXY_R_INTERNAL);
 		return;
 	}
@@ -863,7 +864,7 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 		break;
 	}
 out:
-	free(r->buf);
+	pxy_recbuf_put(r->buf);
 	if (e < 0)
 		tap_fail(t, d, e);
 }
@@ -1004,6 +1005,19 @@ static void tap_free(struct pxy_tap *t)
 	free(t);
 }
 
+/* After pxy_tap_finish: once nothing is in flight, report and go. */
+static void maybe_finish(struct pxy_tap *t)
+{
+	if (!t->finishing || t->inflight)
+		return;
+	/* records that waited for keys that will never come */
+	free_waiting(&t->dir[0]);
+	free_waiting(&t->dir[1]);
+	if (t->hooks.done)
+		t->hooks.done(t->hooks.ctx);
+	tap_free(t);
+}
+
 void pxy_tap_job_done(struct pxy_job *job)
 {
 	struct tap_job *j = (struct tap_job *)job;
@@ -1019,6 +1033,14 @@ void pxy_tap_job_done(struct pxy_job *job)
 	}
 	if (t->closed && t->inflight == 0)
 		tap_free(t);
+	else
+		maybe_finish(t);
+}
+
+void pxy_tap_finish(struct pxy_tap *t)
+{
+	t->finishing = 1;
+	maybe_finish(t);
 }
 
 void pxy_tap_close(struct pxy_tap *t)

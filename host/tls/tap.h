@@ -84,6 +84,8 @@ struct pxy_tap_hooks {
 	void (*plaintext)(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
 	/* master secret recovered and verified */
 	void (*keylog)(void *ctx, const uint8_t client_random[32], const uint8_t ms[48]);
+	/* after pxy_tap_finish(): every job has come back; the tap is freed when this returns */
+	void (*done)(void *ctx);
 };
 
 /** What the tap learned; read by the connection log. */
@@ -135,7 +137,14 @@ unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t);
 /** A job of some tap came back from the engine (job->owner is the tap). */
 void pxy_tap_job_done(struct pxy_job *job);
 
-/** The connection is gone; frees the tap now or when its last job returns. */
+/**
+ * No more bytes will come (the connection closed): finish the jobs in
+ * flight — the last records are still decrypted and the keys still verified
+ * — then call hooks.done and free the tap. May call done before returning.
+ */
+void pxy_tap_finish(struct pxy_tap *t);
+
+/** Abandon the tap: results still in the engine are discarded; freed when the last returns. */
 void pxy_tap_close(struct pxy_tap *t);
 
 /** Record a reason decided outside the tap (e.g. backend unreachable). */

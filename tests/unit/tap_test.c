@@ -27,7 +27,12 @@ struct watch {
 	size_t pt_len[2];
 	uint8_t ms[48];
 	int keylogged;
+	int done;
+	enum pxy_outcome outcome;
+	enum pxy_reason reason;
+	struct pxy_tap_info final;
 	int byte_by_byte;
+	int no_drain; /* leave completions in the engine (as a busy io loop would) */
 	/* replace the ClientKeyExchange the tap sees (the peers see the original) */
 	const uint8_t *cke_epms;
 	size_t cke_epms_len;
@@ -83,8 +88,23 @@ static size_t swap_cke(const uint8_t *in, size_t n, const uint8_t *epms, size_t 
 	return o;
 }
 
+static void on_done(void *ctx)
+{
+	struct watch *w = ctx;
+
+	/* the last moment the tap can be asked what happened */
+	w->done++;
+	w->outcome = pxy_tap_outcome(w->t, &w->reason);
+	w->final = *pxy_tap_info(w->t);
+	w->t = NULL;
+}
+
 static void feed(struct watch *w, enum pxy_dir d, const uint8_t *p, size_t n)
 {
+	if (w->no_drain) {
+		pxy_tap_feed(w->t, d, p, n);
+		return;
+	}
 	if (w->byte_by_byte) {
 		for (size_t i = 0; i < n; i++) {
 			pxy_tap_feed(w->t, d, p + i, 1);
@@ -679,6 +699,53 @@ static void test_close_with_jobs_inflight(void **state)
 	pxy_identity_free(&id);
 }
 
+/* The connection closes while the RSA job and every record are still in the engine:
+ * finishing still verifies the keys and decrypts everything, then reports once. */
+static void test_finish_completes_inflight(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 1);
+	struct tu_pair_opts o = { .ciphers = "AES128-SHA256", .server = &srv, .no_tickets = 1 };
+	struct pxy_tap_cfg cfg = { .identity = &id, .engine = e, .max_hs_msg = 65536, .max_pending = 1 << 22 };
+	struct pxy_tap_hooks hooks;
+	struct tu_pair p;
+	struct watch w;
+	uint8_t msg[50000];
+
+	(void)state;
+	memset(&w, 0, sizeof(w));
+	hooks = (struct pxy_tap_hooks){ .ctx = &w, .plaintext = on_plain, .keylog = on_keylog, .done = on_done };
+	w.e = e;
+	w.t = pxy_tap_new(&cfg, &hooks);
+	w.no_drain = 1;
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = on_bytes;
+	p.ctx = &w;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	tu_fill(msg, sizeof(msg), 8);
+	assert_int_equal(tu_pair_send(&p, PXY_C2S, msg, sizeof(msg)), 0);
+	assert_int_equal(tu_pair_send(&p, PXY_S2C, msg, 777), 0);
+	/* nothing has been handed back yet: the tap still waits for its keys */
+	assert_int_equal(w.keylogged, 0);
+	pxy_tap_finish(w.t);
+	assert_int_equal(w.done, 0);
+	tu_drain_all(e);
+	assert_int_equal(w.done, 1);
+	assert_int_equal(w.keylogged, 1);
+	assert_int_equal(w.outcome, PXY_O_DECRYPTED);
+	assert_int_equal(w.reason, PXY_R_NONE);
+	assert_true(w.final.fin_ok[0] && w.final.fin_ok[1]);
+	assert_int_equal(w.final.decrypted[PXY_C2S], sizeof(msg));
+	assert_int_equal(w.pt_len[PXY_C2S], sizeof(msg));
+	assert_memory_equal(w.pt[PXY_C2S], msg, sizeof(msg));
+	assert_int_equal(w.pt_len[PXY_S2C], 777);
+	free(w.pt[0]);
+	free(w.pt[1]);
+	tu_pair_free(&p);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
 /* An engine with room for one job: records go uninspected and are counted, nothing breaks. */
 static void test_engine_saturation(void **state)
 {
@@ -758,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_not_tls),
 		cmocka_unit_test(test_record_auth_failure),
 		cmocka_unit_test(test_close_with_jobs_inflight),
+		cmocka_unit_test(test_finish_completes_inflight),
 		cmocka_unit_test(test_engine_saturation),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
