@@ -39,13 +39,15 @@ static const struct opt_def opts[] = {
 	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)" },
 	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
 	{ "max-conns", U64(max_conns, 1, 1000000), "N", "concurrent connections; more are refused (default 16384)" },
-	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 1024)" },
+	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 256)" },
 	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), "BYTES", "bytes per receive buffer (default 16K)" },
 	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30),
 	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
 	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), "BYTES", "largest handshake message (default 64K)" },
 	{ "max-pending", SIZE(max_pending, 65536, 1ull << 32),
-	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 4M)" },
+	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 16M)" },
+	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40),
+	  "BYTES", "the same over all connections together (default 256M)" },
 };
 
 static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -172,11 +174,12 @@ static void defaults(struct pxy_config *c)
 	c->engine_threads = 1;
 	c->connect_timeout_ms = 5000;
 	c->max_conns = 16384;
-	c->buffers = 1024;
+	c->buffers = 256;
 	c->buffer_size = 16384;
 	c->max_queue = 256 * 1024;
 	c->max_handshake = 64 * 1024;
-	c->max_pending = 4 * 1024 * 1024;
+	c->max_pending = 16 * 1024 * 1024;
+	c->max_pending_total = 256 * 1024 * 1024;
 }
 
 int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)

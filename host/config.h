@@ -28,6 +28,7 @@ struct pxy_config {
 	uint64_t max_queue;
 	uint64_t max_handshake;
 	uint64_t max_pending;
+	uint64_t max_pending_total;
 	int help, version;
 };
 

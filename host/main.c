@@ -202,6 +202,7 @@ int main(int argc, char **argv)
 	lc.tap.engine = engine;
 	lc.tap.max_hs_msg = cfg.max_handshake;
 	lc.tap.max_pending = cfg.max_pending;
+	lc.tap.max_pending_total = cfg.max_pending_total;
 	lc.plaintext_dir = cfg.plaintext_dir;
 	lc.keylog_fd = keylog_fd;
 	lc.expected = &id.info;

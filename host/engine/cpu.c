@@ -61,6 +61,7 @@ static void run_job(struct cpu_engine *e, struct pxy_cpu_ctx *ctx, struct pxy_jo
 	}
 	if (j->status < 0)
 		__atomic_fetch_add(&e->base.stats.errors, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&j->completed, 1, __ATOMIC_RELEASE);
 }
 
 static void signal_fd(int fd)

@@ -38,6 +38,7 @@ int pxy_engine_open(const char *name, const struct pxy_engine_params *p, struct 
 int pxy_engine_submit(struct pxy_engine *e, struct pxy_job *job)
 {
 	job->status = PXY_OK;
+	job->completed = 0;
 	job->next = NULL;
 	job->submit_ns = pxy_now_ns();
 	return e->ops->submit(e, job);

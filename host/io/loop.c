@@ -824,9 +824,9 @@ static void dump_stats(struct pxy_loop *l)
 		 l->st.enobufs, l->st.recv_paused);
 	pxy_info("stats tls keys_verified=%" PRIu64 " finished_mismatch=%" PRIu64 " record_auth_fail=%" PRIu64
 		 " rsa_jobs=%" PRIu64 " records_decrypted=%" PRIu64 " records_dropped=%" PRIu64
-		 " protocol_errors=%" PRIu64,
+		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64,
 		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
-		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors);
+		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes);
 	pxy_info("stats engine name=%s rsa_ops=%" PRIu64 " rec_open=%" PRIu64 " rec_bad=%" PRIu64
 		 " busy_rejects=%" PRIu64 " errors=%" PRIu64,
 		 l->cfg->tap.engine->ops->name, __atomic_load_n(&es->rsa_ops, __ATOMIC_RELAXED),

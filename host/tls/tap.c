@@ -196,12 +196,13 @@ static void free_job(struct tap_job *j)
 	free(j);
 }
 
-static void free_waiting(struct tap_dir *td)
+static void free_waiting(struct pxy_tap *t, struct tap_dir *td)
 {
 	while (td->wait_head) {
 		struct tap_job *j = td->wait_head;
 		td->wait_head = j->next;
 		td->queued_bytes -= j->cost;
+		t->cnt->pending_bytes -= j->cost;
 		free_job(j);
 	}
 	td->wait_tail = NULL;
@@ -219,8 +220,8 @@ static void stop_decrypt(struct pxy_tap *t, enum pxy_reason r)
 {
 	set_reason(t, r);
 	t->decrypting = 0;
-	free_waiting(&t->dir[0]);
-	free_waiting(&t->dir[1]);
+	free_waiting(t, &t->dir[0]);
+	free_waiting(t, &t->dir[1]);
 }
 
 static void stop_inspect(struct pxy_tap *t, enum pxy_reason r)
@@ -355,6 +356,7 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 		t->info.dropped[d]++;
 		t->cnt->records_dropped++;
 		td->queued_bytes -= j->cost;
+		t->cnt->pending_bytes -= j->cost;
 		if (j->fin)
 			stop_decrypt(t, PXY_R_ENGINE);
 		free_job(j);
@@ -724,10 +726,32 @@ static void drain_done(struct pxy_tap *t, enum pxy_dir d)
 		if (!td->fly_head)
 			td->fly_tail = NULL;
 		td->queued_bytes -= j->cost;
+		t->cnt->pending_bytes -= j->cost;
 		if (t->decrypting && !t->closed)
 			on_decrypted(t, d, j);
 		free_job(j);
 	}
+}
+
+/* Is there room for n more ciphertext bytes? Jobs the engine has finished but
+ * the loop has not collected yet do not count against the limits (they hold
+ * no engine capacity), as long as memory stays under twice the limits. */
+static int room_for(struct pxy_tap *t, struct tap_dir *td, size_t n)
+{
+	size_t mine = td->queued_bytes, all = t->cnt->pending_bytes;
+	size_t max_all = t->cfg.max_pending_total;
+
+	if (mine + n <= t->cfg.max_pending && (!max_all || all + n <= max_all))
+		return 1;
+	if (mine + n > 2 * t->cfg.max_pending || (max_all && all + n > 2 * max_all))
+		return 0;
+	for (struct tap_job *j = td->fly_head; j; j = j->next) {
+		if (__atomic_load_n(&j->job.completed, __ATOMIC_ACQUIRE)) {
+			mine -= j->cost;
+			all -= j->cost;
+		}
+	}
+	return mine + n <= t->cfg.max_pending && (!max_all || all + n <= max_all);
 }
 
 static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
@@ -758,7 +782,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 		td->fin_state = FIN_RESERVED;
 		fin = 1;
 	}
-	if (td->queued_bytes + r->buf_len > t->cfg.max_pending) {
+	if (!room_for(t, td, r->buf_len)) {
 		t->info.dropped[d]++;
 		t->cnt->records_dropped++;
 		pxy_recbuf_put(r->buf);
@@ -783,6 +807,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	j->fin = (uint8_t)fin;
 	j->cost = r->buf_len;
 	td->queued_bytes += j->cost;
+	t->cnt->pending_bytes += j->cost;
 	if (t->keys_ready) {
 		submit_rec(t, d, j);
 	} else {
@@ -884,7 +909,7 @@ struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_
 	if (!t->cfg.max_hs_msg)
 		t->cfg.max_hs_msg = 64 * 1024;
 	if (!t->cfg.max_pending)
-		t->cfg.max_pending = 1024 * 1024;
+		t->cfg.max_pending = 16 * 1024 * 1024;
 	t->tr_max = 4 * t->cfg.max_hs_msg + 4096;
 	t->shape = &shape_full;
 	t->inspect = 1;
@@ -989,7 +1014,7 @@ static void tap_free(struct pxy_tap *t)
 	for (int d = 0; d < 2; d++) {
 		struct tap_dir *td = &t->dir[d];
 
-		free_waiting(td);
+		free_waiting(t, td);
 		while (td->fly_head) { /* all done by now (inflight == 0) */
 			struct tap_job *j = td->fly_head;
 			td->fly_head = j->next;
@@ -1011,8 +1036,8 @@ static void maybe_finish(struct pxy_tap *t)
 	if (!t->finishing || t->inflight)
 		return;
 	/* records that waited for keys that will never come */
-	free_waiting(&t->dir[0]);
-	free_waiting(&t->dir[1]);
+	free_waiting(t, &t->dir[0]);
+	free_waiting(t, &t->dir[1]);
 	if (t->hooks.done)
 		t->hooks.done(t->hooks.ctx);
 	tap_free(t);

@@ -76,6 +76,7 @@ struct pxy_tap_cfg {
 	struct pxy_tap_counters *counters;   /* the owning loop's counters; may be NULL */
 	size_t max_hs_msg;   /* largest handshake message accepted (bytes) */
 	size_t max_pending;  /* ciphertext bytes per direction waiting for keys or in the engine */
+	size_t max_pending_total; /* the same over every tap sharing `counters` (0: no cap) */
 };
 
 struct pxy_tap_hooks {
@@ -155,6 +156,7 @@ struct pxy_tap_counters {
 	uint64_t keys_verified, finished_mismatch, record_auth_fail, rsa_jobs;
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
+	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */
 	uint64_t verdicts[3];
 	uint64_t reasons[PXY_R__COUNT];
 };

@@ -109,6 +109,13 @@ struct pxy_job {
 	uint64_t tag;         /**< caller's; never read by the engine */
 	uint32_t type;        /**< enum pxy_job_type */
 	int32_t status;       /**< out: PXY_OK or an engine/internal error */
+	/**
+	 * Set to 1 by the engine (release order) once the results are final,
+	 * before the job reaches poll(). The caller may read it (acquire) to
+	 * know that work is done before collecting it; nothing else of the job
+	 * may be read until poll() returns it.
+	 */
+	uint32_t completed;
 	uint64_t submit_ns;   /**< set by pxy_engine_submit (latency accounting) */
 	union {
 		struct pxy_rsa_job rsa;

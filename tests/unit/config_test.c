@@ -41,6 +41,9 @@ static void test_defaults_and_values(void **state)
 	assert_int_equal(c.engine_threads, 1);
 	assert_int_equal(c.buffer_size, 16384);
 	assert_int_equal(c.max_queue, 256 * 1024);
+	assert_int_equal(c.buffers, 256);
+	assert_int_equal(c.max_pending, 16 * 1024 * 1024);
+	assert_int_equal(c.max_pending_total, 256 * 1024 * 1024);
 	assert_null(c.engine);
 	pxy_config_free(&c);
 

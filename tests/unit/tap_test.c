@@ -746,6 +746,52 @@ static void test_finish_completes_inflight(void **state)
 	pxy_identity_free(&id);
 }
 
+/* Two connections share a total decryption backlog: past it, records go uninspected. */
+static void test_pending_total_cap(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 1);
+	struct pxy_tap_counters cnt;
+	struct pxy_tap_cfg cfg = { .identity = &id, .engine = e, .counters = &cnt, .max_hs_msg = 65536,
+				   .max_pending = 1 << 22, .max_pending_total = 100000 };
+	struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &srv, .no_tickets = 1 };
+	struct tu_pair p[2];
+	struct watch w[2];
+	uint8_t big[300000];
+
+	(void)state;
+	memset(&cnt, 0, sizeof(cnt));
+	tu_fill(big, sizeof(big), 2);
+	for (int i = 0; i < 2; i++) {
+		struct pxy_tap_hooks hooks = { .ctx = &w[i], .plaintext = on_plain, .keylog = on_keylog };
+
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].e = e;
+		w[i].t = pxy_tap_new(&cfg, &hooks);
+		assert_int_equal(tu_pair_new(&p[i], &o), 0);
+		p[i].on_bytes = on_bytes;
+		p[i].ctx = &w[i];
+		assert_int_equal(tu_pair_handshake(&p[i]), 0);
+		tu_drain_all(e);
+	}
+	/* nobody collects completions while the records pour in */
+	w[0].no_drain = w[1].no_drain = 1;
+	tu_pair_send(&p[0], PXY_S2C, big, sizeof(big));
+	tu_pair_send(&p[1], PXY_S2C, big, sizeof(big));
+	/* finished-but-uncollected jobs may take the place of new ones, up to twice the cap */
+	assert_true(cnt.pending_bytes <= 2 * 100000);
+	tu_drain_all(e);
+	assert_true(pxy_tap_info(w[0].t)->dropped[PXY_S2C] + pxy_tap_info(w[1].t)->dropped[PXY_S2C] > 0);
+	assert_true(cnt.records_dropped > 0);
+	for (int i = 0; i < 2; i++) {
+		tu_pair_free(&p[i]);
+		watch_free(&w[i]);
+	}
+	assert_int_equal(cnt.pending_bytes, 0);
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
 /* An engine with room for one job: records go uninspected and are counted, nothing breaks. */
 static void test_engine_saturation(void **state)
 {
@@ -826,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_record_auth_failure),
 		cmocka_unit_test(test_close_with_jobs_inflight),
 		cmocka_unit_test(test_finish_completes_inflight),
+		cmocka_unit_test(test_pending_total_cap),
 		cmocka_unit_test(test_engine_saturation),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
