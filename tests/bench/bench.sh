@@ -1,0 +1,745 @@
+#!/usr/bin/env bash
+# bench.sh: throughput and connection-rate benchmark of proxyssl against a
+# direct connection and a plain TCP relay (socat), all on 127.0.0.1.
+#
+# Not a pass/fail test: it prints numbers and ratios measured in the same run.
+# The backend is a throw-away nginx (TLS 1.2, RSA key exchange only, RSA-2048
+# certificate made here) serving a large file for bulk downloads (curl) and a
+# small one for the connection rate (openssl s_time -new: one full RSA
+# handshake and one GET per connection). Each configuration runs --runs times,
+# interleaved across paths so that drift on a shared machine hits them all
+# alike; tables show medians. CPU shares come from /proc (cheap), the client's
+# from /usr/bin/time when it is installed.
+#
+#   tests/bench/bench.sh [--short] [--proxy PATH] [--seconds N] [--size MiB] ...
+#   tests/bench/bench.sh --help
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+PROXY=""
+SECONDS_RATE=5
+SIZE_MIB=1024
+RUNS=3
+STREAMS=1
+CLIENTS=2
+CIPHERS="AES128-GCM-SHA256,AES128-SHA"
+RATE_CIPHER="AES128-GCM-SHA256"
+PATHS="direct,socat,proxyssl,proxyssl+sink"
+RANDOM_DATA=0
+NGINX_WORKERS=1
+ENGINE_THREADS=""
+PROXY_EXTRA=()
+KEEP=0
+BUILD=0
+SOCAT_BUF=""
+DO_BULK=1
+DO_RATE=1
+
+usage() {
+	cat <<'EOF'
+usage: tests/bench/bench.sh [options]
+
+Compares, on 127.0.0.1, HTTPS from curl/openssl to nginx:
+  direct          client -> nginx
+  socat           client -> socat (TCP relay, fork per connection) -> nginx
+  proxyssl        client -> proxyssl (decrypting both directions) -> nginx
+  proxyssl+sink   the same with --plaintext-dir on the temp dir (tmpfs if /dev/shm)
+
+options:
+  --proxy PATH         proxyssl binary (default: build-bench/proxyssl, built if missing)
+  --build              (re)build build-bench/proxyssl first (Release, incremental)
+  --short              quick run: --size 128 --seconds 2 --runs 1
+  --size MiB           big file size for bulk runs (default 1024)
+  --seconds N          duration of each connection-rate run (default 5)
+  --runs N             repetitions of each configuration; medians are reported (default 3)
+  --streams N          parallel downloads per bulk run (default 1)
+  --clients N          parallel 'openssl s_time -new' clients per rate run (default 2)
+  --ciphers LIST       comma-separated ciphers for bulk runs (default AES128-GCM-SHA256,AES128-SHA)
+  --rate-cipher C      cipher for connection-rate runs (default AES128-GCM-SHA256)
+  --paths LIST         subset of direct,socat,proxyssl,proxyssl+sink (default all)
+  --no-bulk, --no-rate skip one kind of measurement
+  --random             fill the big file with random bytes (default: sparse zeros)
+  --nginx-workers N    nginx worker_processes (default 1)
+  --engine-threads N   passed to proxyssl
+  --proxy-arg ARG      extra proxyssl argument, repeatable (e.g. --proxy-arg --buffers=4096)
+  --socat-buffer BYTES socat -b (default: socat's own, 8192)
+  --keep               keep the temp dir (configs, logs) and print its path
+  --help               this text
+
+Throughput is body bytes / curl's time_total, in GB/s (1 GB = 1e9 bytes).
+CPU columns are percent of one core over the run (the machine has nproc*100%).
+EOF
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--proxy) PROXY=$2; shift ;;
+	--proxy=*) PROXY=${1#*=} ;;
+	--build) BUILD=1 ;;
+	--short) SIZE_MIB=128; SECONDS_RATE=2; RUNS=1 ;;
+	--size) SIZE_MIB=$2; shift ;;
+	--size=*) SIZE_MIB=${1#*=} ;;
+	--seconds) SECONDS_RATE=$2; shift ;;
+	--seconds=*) SECONDS_RATE=${1#*=} ;;
+	--runs) RUNS=$2; shift ;;
+	--runs=*) RUNS=${1#*=} ;;
+	--streams) STREAMS=$2; shift ;;
+	--streams=*) STREAMS=${1#*=} ;;
+	--clients) CLIENTS=$2; shift ;;
+	--clients=*) CLIENTS=${1#*=} ;;
+	--ciphers) CIPHERS=$2; shift ;;
+	--ciphers=*) CIPHERS=${1#*=} ;;
+	--rate-cipher) RATE_CIPHER=$2; shift ;;
+	--rate-cipher=*) RATE_CIPHER=${1#*=} ;;
+	--paths) PATHS=$2; shift ;;
+	--paths=*) PATHS=${1#*=} ;;
+	--no-bulk) DO_BULK=0 ;;
+	--no-rate) DO_RATE=0 ;;
+	--random) RANDOM_DATA=1 ;;
+	--nginx-workers) NGINX_WORKERS=$2; shift ;;
+	--nginx-workers=*) NGINX_WORKERS=${1#*=} ;;
+	--engine-threads) ENGINE_THREADS=$2; shift ;;
+	--engine-threads=*) ENGINE_THREADS=${1#*=} ;;
+	--proxy-arg) PROXY_EXTRA+=("$2"); shift ;;
+	--proxy-arg=*) PROXY_EXTRA+=("${1#*=}") ;;
+	--socat-buffer) SOCAT_BUF=$2; shift ;;
+	--socat-buffer=*) SOCAT_BUF=${1#*=} ;;
+	--keep) KEEP=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+isint() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+for v in SECONDS_RATE SIZE_MIB RUNS STREAMS CLIENTS NGINX_WORKERS; do
+	isint "${!v}" && [ "${!v}" -gt 0 ] || die "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a positive integer"
+done
+
+# ---------------------------------------------------------------- tools
+for t in nginx curl openssl; do
+	command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || die "$t not found (Debian: apt-get install $t)"
+done
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+HAVE_SOCAT=1
+command -v socat >/dev/null 2>&1 || HAVE_SOCAT=0
+GNUTIME=""
+[ -x /usr/bin/time ] && /usr/bin/time -f '%e' true >/dev/null 2>&1 && GNUTIME=/usr/bin/time
+TICK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+NCPU=$(nproc 2>/dev/null || echo 1)
+
+if [ -z "$PROXY" ]; then
+	PROXY=$REPO/build-bench/proxyssl
+	if [ ! -x "$PROXY" ] || [ $BUILD = 1 ]; then
+		echo "# building $PROXY (Release)" >&2
+		cmake -S "$REPO" -B "$REPO/build-bench" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+			make -C "$REPO/build-bench" -j"$NCPU" proxyssl >/dev/null || die "build failed"
+	fi
+elif [ $BUILD = 1 ]; then
+	echo "# --build ignored with --proxy" >&2
+fi
+[ -x "$PROXY" ] || die "proxy binary $PROXY not executable"
+
+IFS=, read -r -a PATH_LIST <<<"$PATHS"
+IFS=, read -r -a CIPHER_LIST <<<"$CIPHERS"
+for p in "${PATH_LIST[@]}"; do
+	case "$p" in
+	direct | proxyssl | proxyssl+sink) ;;
+	socat) [ $HAVE_SOCAT = 1 ] || die "socat not found (apt-get install socat) or drop it from --paths" ;;
+	*) die "unknown path '$p' in --paths" ;;
+	esac
+done
+has_path() { local p; for p in "${PATH_LIST[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
+# ---------------------------------------------------------------- temp dir and cleanup
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then TMPBASE=/dev/shm; else TMPBASE=${TMPDIR:-/tmp}; fi
+T=$(mktemp -d "$TMPBASE/proxyssl-bench.XXXXXX") || die "mktemp failed"
+PIDS=()
+cleanup() {
+	local p
+	trap - EXIT INT TERM HUP
+	# clients still running (interrupted run): the GNU time wrapper and what it runs
+	for p in $(jobs -p); do
+		case " ${PIDS[*]} " in *" $p "*) continue ;; esac
+		pkill -TERM -P "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		# socat forks one child per connection: end those of our own socat first
+		pkill -TERM -P "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	if [ $KEEP = 1 ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM HUP
+
+# ---------------------------------------------------------------- helpers
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_listening() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	else
+		port_open "$1"
+	fi
+}
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 40000))
+		port_listening "$p" || { echo "$p"; return 0; }
+	done
+	return 1
+}
+wait_listen() { # port pid
+	for _ in $(seq 100); do
+		kill -0 "$2" 2>/dev/null || return 1
+		port_listening "$1" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR]=$1} END{if(NR==0){print "-";exit} if(NR%2)print a[(NR+1)/2]; else printf "%.6g\n",(a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="-"||b=="-"||b+0==0) print "-"; else printf "%.2f\n", a/b }'; }
+now() { date +%s.%N; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.6f\n", a-b}'; }
+
+# CPU ticks of a process (all threads); $2=1 adds reaped children (socat's forks)
+proc_ticks() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	s=${s##*) }
+	awk -v c="${2:-0}" '{ print $12 + $13 + (c ? $14 + $15 : 0) }' <<<"$s"
+}
+thread_ticks() { # pid tid
+	local s
+	s=$(cat "/proc/$1/task/$2/stat" 2>/dev/null) || { echo 0; return; }
+	s=${s##*) }
+	awk '{ print $12 + $13 }' <<<"$s"
+}
+# "busy total" ticks of all cpus: busy = user nice system irq softirq steal; total adds idle iowait
+machine_busy() { awk '/^cpu /{ b = $2+$3+$4+$7+$8+$9; print b, b+$5+$6 }' /proc/stat; }
+# Other processes' CPU over 1 s (the machine is shared): "machine% | comm(pid) N%, ..."
+bg_load() {
+	local a b
+	a=$(machine_busy; cat /proc/[0-9]*/stat 2>/dev/null)
+	sleep 1
+	b=$(machine_busy; cat /proc/[0-9]*/stat 2>/dev/null)
+	awk -v ncpu="$NCPU" -v tk="$TICK" -v skip=" $$ ${PIDS[*]} " '
+		function parse(line,   i, rest, f) {
+			i = index(line, "("); j = match(line, /\) [A-Z] /)
+			P = substr(line, 1, i - 2); C = substr(line, i + 1, j - i - 1)
+			rest = substr(line, j + 2); split(rest, f, " ")
+			return f[12] + f[13]
+		}
+		FNR == 1 && NR == 1 { b0 = $1; t0 = $2; next }
+		NR == FNR { t = parse($0); base[P] = t; next }
+		FNR == 1 { b1 = $1; t1 = $2; next }
+		{ t = parse($0); if (P in base && index(skip, " " P " ") == 0) { d = (t - base[P]) * 100 / tk; if (d >= 5) out = out sprintf("%s%s(%s) %.0f%%", out == "" ? "" : ", ", C, P, d) } }
+		END { printf "%.0f%% of %d00%%; others: %s\n", (t1 > t0) ? (b1 - b0) * ncpu * 100 / (t1 - t0) : 0, ncpu, out == "" ? "none >= 5%" : out }
+	' <(echo "$a") <(echo "$b")
+}
+nginx_workers() { pgrep -P "$NGINX_PID" 2>/dev/null | tr '\n' ' '; }
+
+# Snapshot of everyone's CPU: "busy nginx socat proxy_loop proxy_engine sinkproxy_loop sinkproxy_engine"
+cpu_snap() {
+	local ng=0 w so=0 pl=0 pe=0 sl=0 se=0 t
+	for w in $(nginx_workers); do ng=$((ng + $(proc_ticks "$w"))); done
+	[ -n "${SOCAT_PID:-}" ] && so=$(proc_ticks "$SOCAT_PID" 1)
+	if [ -n "${PXY_PID:-}" ]; then
+		pl=$(thread_ticks "$PXY_PID" "$PXY_PID")
+		pe=$(($(proc_ticks "$PXY_PID") - pl))
+	fi
+	if [ -n "${SPXY_PID:-}" ]; then
+		sl=$(thread_ticks "$SPXY_PID" "$SPXY_PID")
+		se=$(($(proc_ticks "$SPXY_PID") - sl))
+	fi
+	echo "$(machine_busy) $ng $so $pl $pe $sl $se"
+}
+# cpu_delta "snap0" "snap1" wall path -> "machine nginx relay loop engine" in % of one core
+cpu_delta() {
+	awk -v a="$1" -v b="$2" -v w="$3" -v p="$4" -v tk="$TICK" -v ncpu="$NCPU" 'BEGIN{
+		split(a, x, " "); split(b, y, " ");
+		# machine: busy share of all cpu ticks counted (robust to lazy idle accounting)
+		tot = y[2] - x[2]; m = tot > 0 ? (y[1] - x[1]) * ncpu * 100 / tot : 0
+		for (i = 2; i <= 7; i++) d[i] = (y[i + 1] - x[i + 1]) * 100 / tk / w;
+		d[1] = m;
+		relay = "-"; lp = "-"; en = "-";
+		if (p == "socat") relay = sprintf("%.0f", d[3]);
+		if (p == "proxyssl") { relay = sprintf("%.0f", d[4] + d[5]); lp = sprintf("%.0f", d[4]); en = sprintf("%.0f", d[5]) }
+		if (p == "proxyssl+sink") { relay = sprintf("%.0f", d[6] + d[7]); lp = sprintf("%.0f", d[6]); en = sprintf("%.0f", d[7]) }
+		printf "%.0f %.0f %s %s %s\n", d[1], d[2], relay, lp, en }'
+}
+
+port_of() {
+	case "$1" in
+	direct) echo "$NGINX_PORT" ;;
+	socat) echo "$SOCAT_PORT" ;;
+	proxyssl) echo "$PXY_PORT" ;;
+	proxyssl+sink) echo "$SPXY_PORT" ;;
+	esac
+}
+log_of() {
+	case "$1" in
+	proxyssl) echo "$T/proxy.log" ;;
+	proxyssl+sink) echo "$T/proxy-sink.log" ;;
+	*) echo "" ;;
+	esac
+}
+conn_lines() { if [ -n "$1" ] && [ -f "$1" ]; then grep -c ' conn id=' "$1"; else echo 0; fi; }
+
+# ---------------------------------------------------------------- backend material
+mkdir -p "$T/www" "$T/pt" "$T/nginx"
+openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj "/CN=localhost" \
+	-keyout "$T/server.key" -out "$T/server.crt" >/dev/null 2>&1 || die "openssl req failed"
+BIG=$T/www/big
+SIZE_BYTES=$((SIZE_MIB * 1048576))
+if [ $RANDOM_DATA = 1 ]; then
+	head -c "$SIZE_BYTES" /dev/urandom >"$BIG" || die "cannot write $BIG"
+else
+	truncate -s "$SIZE_BYTES" "$BIG" || die "cannot create $BIG"
+fi
+printf 'hello from the proxyssl benchmark\n' >"$T/www/small"
+chmod 755 "$T" "$T/www"
+chmod 644 "$T/www/"* "$T/server.crt" "$T/server.key"
+
+# ---------------------------------------------------------------- nginx
+start_nginx() {
+	local port=$1 userline=""
+	[ "$(id -u)" = 0 ] && userline="user root root;"
+	cat >"$T/nginx/nginx.conf" <<EOF
+$userline
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $T/nginx/client_body;
+    proxy_temp_path $T/nginx/proxy;
+    fastcgi_temp_path $T/nginx/fastcgi;
+    uwsgi_temp_path $T/nginx/uwsgi;
+    scgi_temp_path $T/nginx/scgi;
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+    server {
+        listen 127.0.0.1:$port ssl;
+        server_name localhost;
+        ssl_certificate $T/server.crt;
+        ssl_certificate_key $T/server.key;
+        ssl_protocols TLSv1.2;
+        ssl_ciphers AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256;
+        ssl_prefer_server_ciphers off;
+        # every connection is a full RSA handshake
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        root $T/www;
+    }
+}
+EOF
+	"$NGINX" -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" >"$T/nginx/stdout" 2>&1 &
+	NGINX_PID=$!
+	PIDS+=("$NGINX_PID")
+	wait_listen "$port" "$NGINX_PID"
+}
+NGINX_PORT=""
+for _ in 1 2 3; do
+	p=$(free_port) || die "no free port"
+	if start_nginx "$p"; then NGINX_PORT=$p; break; fi
+	kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null
+done
+[ -n "$NGINX_PORT" ] || { cat "$T/nginx/error.log" "$T/nginx/stdout" >&2 2>/dev/null; die "nginx did not start"; }
+NGINX_DESC="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+
+# ---------------------------------------------------------------- socat
+SOCAT_PID=""
+SOCAT_PORT=""
+if has_path socat; then
+	for _ in 1 2 3; do
+		p=$(free_port) || die "no free port"
+		socat ${SOCAT_BUF:+-b "$SOCAT_BUF"} "TCP-LISTEN:$p,bind=127.0.0.1,fork,reuseaddr,backlog=1024" "TCP:127.0.0.1:$NGINX_PORT" 2>"$T/socat.err" &
+		SOCAT_PID=$!
+		PIDS+=("$SOCAT_PID")
+		if wait_listen "$p" "$SOCAT_PID"; then SOCAT_PORT=$p; break; fi
+		kill "$SOCAT_PID" 2>/dev/null; wait "$SOCAT_PID" 2>/dev/null; SOCAT_PID=""
+	done
+	[ -n "$SOCAT_PORT" ] || { cat "$T/socat.err" >&2; die "socat did not start"; }
+fi
+
+# ---------------------------------------------------------------- proxyssl
+start_proxy() { # log [extra args...]; sets SP_PID and SP_PORT
+	local log=$1
+	shift
+	local args=(--listen 127.0.0.1:0 --backend "127.0.0.1:$NGINX_PORT" --cert "$T/server.crt" --key "$T/server.key" --log "$log")
+	[ -n "$ENGINE_THREADS" ] && args+=(--engine-threads "$ENGINE_THREADS")
+	"$PROXY" "${args[@]}" "$@" ${PROXY_EXTRA[@]+"${PROXY_EXTRA[@]}"} >>"$log.stderr" 2>&1 &
+	SP_PID=$!
+	SP_PORT=""
+	PIDS+=("$SP_PID")
+	for _ in $(seq 100); do
+		SP_PORT=$(sed -n 's/.* listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" 2>/dev/null | head -n1)
+		[ -n "$SP_PORT" ] && return 0
+		kill -0 "$SP_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	return 1
+}
+PXY_PID=""; PXY_PORT=""; SPXY_PID=""; SPXY_PORT=""
+if has_path proxyssl; then
+	start_proxy "$T/proxy.log" || { cat "$T/proxy.log" "$T/proxy.log.stderr" >&2 2>/dev/null; die "proxyssl did not start"; }
+	PXY_PID=$SP_PID; PXY_PORT=$SP_PORT
+fi
+if has_path proxyssl+sink; then
+	start_proxy "$T/proxy-sink.log" --plaintext-dir "$T/pt" ||
+		{ cat "$T/proxy-sink.log" "$T/proxy-sink.log.stderr" >&2 2>/dev/null; die "proxyssl (sink) did not start"; }
+	SPXY_PID=$SP_PID; SPXY_PORT=$SP_PORT
+fi
+
+# ---------------------------------------------------------------- conditions
+cpu_model=$(awk -F': *' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null)
+aes=$(grep -qw aes /proc/cpuinfo 2>/dev/null && echo yes || echo no)
+rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
+[ -n "$(git -C "$REPO" status --porcelain -uno 2>/dev/null)" ] && rev="$rev+dirty"
+echo "== proxyssl benchmark ($(date -u '+%Y-%m-%d %H:%M:%SZ'))"
+echo "machine:  $NCPU cpu ($cpu_model, aes-ni $aes), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "proxy:    $("$PROXY" --version 2>&1 | head -n1), $PROXY (repo $rev)${ENGINE_THREADS:+, --engine-threads $ENGINE_THREADS}${PROXY_EXTRA[*]+, extra: ${PROXY_EXTRA[*]}}"
+echo "backend:  $NGINX_DESC, worker_processes $NGINX_WORKERS, RSA-2048, TLS 1.2 only, RSA key exchange only, no session cache/tickets"
+echo "tools:    $(openssl version | cut -d' ' -f1-2), $(curl --version | head -n1 | cut -d' ' -f1-2)$([ $HAVE_SOCAT = 1 ] && echo ", socat $(socat -V 2>/dev/null | sed -n 's/^socat version \([^ ]*\).*/\1/p') (fork per connection, buffer ${SOCAT_BUF:-8192})")$([ -n "$GNUTIME" ] && echo ", GNU time")"
+echo "files:    big $SIZE_MIB MiB ($([ $RANDOM_DATA = 1 ] && echo random || echo sparse zeros)) and small $(stat -c %s "$T/www/small") B in $T ($(df -PT "$T" | awk 'NR==2{print $2}'))"
+echo "plan:     paths ${PATH_LIST[*]}; $RUNS run(s) each; bulk: ${CIPHER_LIST[*]} x $STREAMS stream(s); rate: $RATE_CIPHER, $CLIENTS client(s) x ${SECONDS_RATE}s"
+echo "load:     $(bg_load) (1 s sample before the runs)"
+echo "ports:    nginx $NGINX_PORT${SOCAT_PORT:+, socat $SOCAT_PORT}${PXY_PORT:+, proxyssl $PXY_PORT}${SPXY_PORT:+, proxyssl+sink $SPXY_PORT}"
+echo
+
+# ---------------------------------------------------------------- sanity: one small GET through every path
+for p in "${PATH_LIST[@]}"; do
+	out=$(curl -sk --http1.1 --tlsv1.2 --tls-max 1.2 --ciphers "$RATE_CIPHER" --max-time 10 "https://127.0.0.1:$(port_of "$p")/small" 2>&1)
+	[ "$out" = "hello from the proxyssl benchmark" ] || die "sanity GET via $p failed: $out"
+done
+
+declare -A RES CPU DEC FRAC
+NOTES=()
+# RES[metric|path] = space-separated values, one per run
+# CPU[metric|path] = accumulated "machine nginx relay loop engine client" per run, ';'-separated
+# DEC[metric|path] = decryption check results, ';'-separated
+
+wait_conn_lines() { # log want timeout_s -> echoes seconds waited, or -1 on timeout
+	local log=$1 want=$2 t0 n
+	t0=$(now)
+	for _ in $(seq $(($3 * 50))); do
+		n=$(conn_lines "$log")
+		[ "$n" -ge "$want" ] && { fsub "$(now)" "$t0"; return 0; }
+		sleep 0.02
+	done
+	echo -1
+	return 1
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# ---------------------------------------------------------------- bulk
+bulk_run() { # path cipher run
+	local path=$1 cipher=$2 run=$3 port log before s0 s1 t0 t1 i rc=0 tot=0 maxt=0 line
+	local maxtime=$((30 + SIZE_MIB * STREAMS / 20))
+	port=$(port_of "$path")
+	log=$(log_of "$path")
+	before=$(conn_lines "$log")
+	rm -f "$T"/bulk.* "$T"/pt/*
+	s0=$(cpu_snap)
+	t0=$(now)
+	for i in $(seq "$STREAMS"); do
+		${GNUTIME:+$GNUTIME -o "$T/bulk.time.$i" -f "%U %S"} \
+			curl -sSk --http1.1 --tlsv1.2 --tls-max 1.2 --ciphers "$cipher" --max-time "$maxtime" -o /dev/null \
+			-w '%{http_code} %{size_download} %{size_header} %{size_request} %{time_total} %{time_appconnect}\n' \
+			"https://127.0.0.1:$port/big" >"$T/bulk.out.$i" 2>"$T/bulk.err.$i" &
+	done
+	wait_all_bulk || rc=1
+	t1=$(now)
+	proxy_alive "$path"
+	s1=$(cpu_snap)
+	local wall hdr=0 req=0 client=0 code sz h rq tt
+	wall=$(fsub "$t1" "$t0")
+	for i in $(seq "$STREAMS"); do
+		read -r code sz h rq tt _ <"$T/bulk.out.$i" 2>/dev/null || { code=000; sz=0; h=0; rq=0; tt=0; }
+		if [ "$code" != 200 ] || [ "$sz" != "$SIZE_BYTES" ]; then
+			echo "  ! $path $cipher stream $i: http $code, $sz of $SIZE_BYTES bytes: $(head -c 300 "$T/bulk.err.$i")"
+			rc=1
+		fi
+		tot=$((tot + sz)); hdr=$((hdr + h)); req=$((req + rq))
+		maxt=$(awk -v a="$maxt" -v b="$tt" 'BEGIN{print (b > a) ? b : a}')
+		[ -f "$T/bulk.time.$i" ] && client=$(awk -v c="$client" '{ print c + $1 + $2 } END{}' "$T/bulk.time.$i" | tail -n1)
+	done
+	local gbps cpu
+	gbps=$(awk -v b="$tot" -v t="$maxt" 'BEGIN{ if (t > 0) printf "%.3f", b / t / 1e9; else print "-" }')
+	maxt=$(awk -v t="$maxt" 'BEGIN{ printf "%.2f", t }')
+	cpu=$(cpu_delta "$s0" "$s1" "$wall" "$path")
+	local cl="-"
+	[ -n "$GNUTIME" ] && cl=$(awk -v c="$client" -v w="$wall" 'BEGIN{printf "%.0f", c * 100 / w}')
+	[ $rc = 0 ] && RES["bulk $cipher|$path"]+="$gbps "
+	CPU["bulk $cipher|$path"]+="$cpu $cl;"
+	local msg="" dmsg=""
+	if [ -n "$log" ]; then
+		local lag ok=1 lines dc ds bs dr
+		lag=$(wait_conn_lines "$log" $((before + STREAMS)) 15)
+		lines=$(grep ' conn id=' "$log" | tail -n +$((before + 1)))
+		local want_s2c=$((tot + hdr)) got_s2c=0 got_c2s=0 bytes_s2c=0 drops="" verdicts
+		while IFS= read -r line; do
+			[ -z "$line" ] && continue
+			ds=$(field decrypted_s2c "$line"); dc=$(field decrypted_c2s "$line"); bs=$(field bytes_s2c "$line")
+			got_s2c=$((got_s2c + ${ds:-0})); got_c2s=$((got_c2s + ${dc:-0})); bytes_s2c=$((bytes_s2c + ${bs:-0}))
+			dr=$(grep -o 'dropped_c2s=[0-9]* dropped_s2c=[0-9]*' <<<"$line")
+			[ -n "$dr" ] && drops="$drops $dr"
+		done <<<"$lines"
+		verdicts=$(grep -o 'verdict=[a-z_-]*' <<<"$lines" | sort | uniq -c | awk '{printf "%s%s x%s", (NR>1?",":""), $2, $1}')
+		[ "$got_s2c" = "$want_s2c" ] && [ "$got_c2s" = "$req" ] && [ -z "$drops" ] || ok=0
+		[ "$lag" = -1 ] && ok=0
+		if [ $ok = 1 ]; then
+			dmsg="ok"
+		else
+			dmsg="INCOMPLETE"
+		fi
+		dmsg="$dmsg: $verdicts decrypted_s2c=$got_s2c (body+headers $want_s2c) decrypted_c2s=$got_c2s (request $req)${drops:+ DROPPED records:$drops}, conn line after $(awk -v l="$lag" 'BEGIN{printf "%.2f", l}')s"
+		if [ "$path" = proxyssl+sink ]; then
+			local ptsz
+			ptsz=$(cat "$T"/pt/*.s2c 2>/dev/null | wc -c)
+			[ "$ptsz" = "$got_s2c" ] && dmsg="$dmsg, sink s2c files $ptsz B ok" || dmsg="$dmsg, sink s2c files $ptsz B (MISMATCH)"
+			rm -f "$T"/pt/*
+		fi
+		DEC["bulk $cipher|$path"]+="$ok "
+		FRAC["bulk $cipher|$path"]+="$(awk -v g="$got_s2c" -v w="$want_s2c" 'BEGIN{ printf "%.3f", w ? g / w : 0 }') "
+		msg=" | decrypt $dmsg"
+	fi
+	read -r cm cn cr clp cen cc <<<"$cpu $cl"
+	printf '  run %d  bulk %-18s %-14s %6s GB/s  t=%ss  cpu%% machine=%s client=%s nginx=%s relay=%s%s%s\n' \
+		"$run" "$cipher" "$path" "$gbps" "$maxt" "$cm" "$cc" "$cn" "$cr" \
+		"$([ "$clp" != - ] && echo " (loop=$clp engine=$cen)")" "$msg"
+}
+proxy_alive() { # path: a proxy that died is a finding, not a number
+	local pid
+	case "$1" in
+	proxyssl) pid=$PXY_PID ;;
+	proxyssl+sink) pid=$SPXY_PID ;;
+	*) return 0 ;;
+	esac
+	kill -0 "$pid" 2>/dev/null && return 0
+	wait "$pid" 2>/dev/null
+	echo "bench.sh: proxyssl ($1) exited (status $?) during the run; last log lines:" >&2
+	tail -n 20 "$(log_of "$1")" "$(log_of "$1").stderr" >&2 2>/dev/null
+	exit 1
+}
+wait_all_bulk() {
+	local j rc=0
+	for j in $(jobs -p); do
+		case " ${PIDS[*]} " in *" $j "*) continue ;; esac
+		wait "$j" || rc=1
+	done
+	return $rc
+}
+
+# ---------------------------------------------------------------- connection rate
+rate_run() { # path run
+	local path=$1 run=$2 port log before s0 s1 t0 t1 i n total=0 wall client=0
+	port=$(port_of "$path")
+	log=$(log_of "$path")
+	before=$(conn_lines "$log")
+	rm -f "$T"/rate.* "$T"/pt/*
+	s0=$(cpu_snap)
+	t0=$(now)
+	for i in $(seq "$CLIENTS"); do
+		${GNUTIME:+$GNUTIME -o "$T/rate.time.$i" -f "%U %S"} \
+			timeout $((SECONDS_RATE + 20)) openssl s_time -connect "127.0.0.1:$port" -new -tls1_2 -cipher "$RATE_CIPHER" \
+			-www /small -time "$SECONDS_RATE" >"$T/rate.out.$i" 2>&1 &
+	done
+	wait_all_bulk
+	t1=$(now)
+	proxy_alive "$path"
+	s1=$(cpu_snap)
+	wall=$(fsub "$t1" "$t0")
+	local bad=0
+	for i in $(seq "$CLIENTS"); do
+		n=$(sed -n 's/^\([0-9]*\) connections in [0-9.]*s;.*/\1/p' "$T/rate.out.$i" | head -n1)
+		if [ -z "$n" ]; then
+			echo "  ! $path s_time client $i: $(tr '\n' ' ' <"$T/rate.out.$i" | tr -s 't' | head -c 300)"
+			bad=1
+			n=0
+		fi
+		total=$((total + n))
+		[ -f "$T/rate.time.$i" ] && client=$(awk -v c="$client" '{ print c + $1 + $2 }' "$T/rate.time.$i" | tail -n1)
+	done
+	local cps cpu cl="-"
+	cps=$(awk -v n="$total" -v w="$wall" 'BEGIN{printf "%.0f", n / w}')
+	cpu=$(cpu_delta "$s0" "$s1" "$wall" "$path")
+	[ -n "$GNUTIME" ] && cl=$(awk -v c="$client" -v w="$wall" 'BEGIN{printf "%.0f", c * 100 / w}')
+	[ $bad = 0 ] && RES["conns/s|$path"]+="$cps "
+	CPU["conns/s|$path"]+="$cpu $cl;"
+	local msg=""
+	if [ -n "$log" ]; then
+		local lag lines nl full classes
+		lag=$(wait_conn_lines "$log" $((before + total)) 15)
+		lines=$(grep ' conn id=' "$log" | tail -n +$((before + 1)))
+		nl=$(grep -c ' conn id=' <<<"$lines")
+		# one class per connection: full = both directions decrypted, nothing dropped
+		classes=$(awk '{
+			v = ""; r = ""; dc = ""; ds = ""; dr = 0
+			for (i = 1; i <= NF; i++) {
+				split($i, kv, "=")
+				if (kv[1] == "verdict") v = kv[2]; else if (kv[1] == "reason") r = kv[2]
+				else if (kv[1] == "decrypted_c2s") dc = kv[2]; else if (kv[1] == "decrypted_s2c") ds = kv[2]
+				else if (kv[1] ~ /^dropped_/) dr = 1
+			}
+			if (v != "decrypted") c = "verdict=" v "/reason=" r
+			else if (dr) c = "with-dropped"
+			else if (dc > 0 && ds > 0) c = "full"
+			else if (dc > 0) c = "s2c-not-decrypted"
+			else if (ds > 0) c = "c2s-not-decrypted"
+			else c = "nothing-decrypted"
+			n[c]++
+		} END { for (c in n) printf "%s=%d\n", c, n[c] }' <<<"$lines" | sort -t= -k2,2nr)
+		full=$(sed -n 's/^full=//p' <<<"$classes"); full=${full:-0}
+		local ok=1
+		[ "$nl" = "$total" ] && [ "$full" = "$total" ] || ok=0
+		[ "$lag" = -1 ] && ok=0
+		DEC["conns/s|$path"]+="$ok "
+		FRAC["conns/s|$path"]+="$(awk -v f="$full" -v n="$total" 'BEGIN{ printf "%.3f", n ? f / n : 0 }') "
+		msg=" | decrypt $([ $ok = 1 ] && echo ok || echo INCOMPLETE): $full of $total conns fully decrypted; conn lines $nl: ${classes//$'\n'/ }"
+		[ "$path" = proxyssl+sink ] && rm -f "$T"/pt/*
+	fi
+	read -r cm cn cr clp cen cc <<<"$cpu $cl"
+	printf '  run %d  conns/s %-14s %6s /s  (%d conns in %.2fs)  cpu%% machine=%s client=%s nginx=%s relay=%s%s%s\n' \
+		"$run" "$path" "$cps" "$total" "$wall" "$cm" "$cc" "$cn" "$cr" \
+		"$([ "$clp" != - ] && echo " (loop=$clp engine=$cen)")" "$msg"
+}
+
+# ---------------------------------------------------------------- run everything
+START=$(now)
+METRICS=()
+if [ $DO_BULK = 1 ]; then
+	for c in "${CIPHER_LIST[@]}"; do METRICS+=("bulk $c"); done
+fi
+[ $DO_RATE = 1 ] && METRICS+=("conns/s")
+
+echo "-- raw runs (interleaved across paths)"
+for run in $(seq "$RUNS"); do
+	if [ $DO_BULK = 1 ]; then
+		for c in "${CIPHER_LIST[@]}"; do
+			for p in "${PATH_LIST[@]}"; do bulk_run "$p" "$c" "$run"; done
+		done
+	fi
+	if [ $DO_RATE = 1 ]; then
+		for p in "${PATH_LIST[@]}"; do rate_run "$p" "$run"; done
+	fi
+done
+echo
+
+# ---------------------------------------------------------------- tables
+fmt_val() { awk -v m="$1" -v v="$2" 'BEGIN{ if (v == "-") print "-"; else if (m ~ /^bulk/) printf "%.3f\n", v; else printf "%.0f\n", v }'; }
+unit_of() { case "$1" in bulk*) echo "GB/s" ;; *) echo "" ;; esac; }
+declare -A MED
+hdr=$(printf '%-30s' "metric (median of $RUNS)")
+for p in "${PATH_LIST[@]}"; do hdr+=$(printf ' | %13s' "$p"); done
+has_path proxyssl && has_path socat && hdr+=$(printf ' | %14s' "proxyssl/socat")
+has_path proxyssl && has_path direct && hdr+=$(printf ' | %15s' "proxyssl/direct")
+has_path proxyssl+sink && has_path socat && hdr+=$(printf ' | %10s' "sink/socat")
+echo "-- results"
+echo "$hdr"
+echo "$hdr" | sed 's/[^|]/-/g'
+for m in "${METRICS[@]}"; do
+	row=$(printf '%-30s' "$m $(unit_of "$m")")
+	for p in "${PATH_LIST[@]}"; do
+		MED["$m|$p"]=$(median <<<"${RES["$m|$p"]:-}")
+		row+=$(printf ' | %13s' "$(fmt_val "$m" "${MED["$m|$p"]}")")
+	done
+	has_path proxyssl && has_path socat && row+=$(printf ' | %14s' "$(ratio "${MED["$m|proxyssl"]}" "${MED["$m|socat"]}")")
+	has_path proxyssl && has_path direct && row+=$(printf ' | %15s' "$(ratio "${MED["$m|proxyssl"]}" "${MED["$m|direct"]}")")
+	has_path proxyssl+sink && has_path socat && row+=$(printf ' | %10s' "$(ratio "${MED["$m|proxyssl+sink"]}" "${MED["$m|socat"]}")")
+	echo "$row"
+done
+echo
+
+echo "-- mean CPU, % of one core (machine total is ${NCPU}00%; relay = socat incl. its forks, or proxyssl = loop + engine threads)"
+printf '%-30s | %-14s | %7s | %6s | %5s | %5s | %4s | %6s\n' metric path machine client nginx relay loop engine
+printf '%s\n' "-------------------------------+----------------+---------+--------+-------+-------+------+-------"
+for m in "${METRICS[@]}"; do
+	for p in "${PATH_LIST[@]}"; do
+		[ -n "${CPU["$m|$p"]:-}" ] || continue
+		tr ';' '\n' <<<"${CPU["$m|$p"]}" | awk -v m="$m" -v p="$p" 'NF {
+			for (i = 1; i <= 6; i++) if ($i != "-") { s[i] += $i; c[i]++ }
+		} END {
+			for (i = 1; i <= 6; i++) v[i] = c[i] ? sprintf("%.0f", s[i] / c[i]) : "-";
+			printf "%-30s | %-14s | %7s | %6s | %5s | %5s | %4s | %6s\n", m, p, v[1], v[6], v[2], v[3], v[4], v[5] }'
+	done
+done
+echo
+
+if has_path proxyssl || has_path proxyssl+sink; then
+	echo "-- decryption kept up (every proxied connection decrypted in full, no dropped_* fields)"
+	for m in "${METRICS[@]}"; do
+		for p in proxyssl proxyssl+sink; do
+			has_path "$p" || continue
+			v=${DEC["$m|$p"]:-}
+			n=$(wc -w <<<"$v"); ok=$(tr ' ' '\n' <<<"$v" | grep -c '^1$')
+			case "$m" in
+			bulk*) what="of response bytes (s2c) decrypted" ;;
+			*) what="of connections fully decrypted" ;;
+			esac
+			printf '%-30s %-14s %s/%s runs complete; median %s %s\n' "$m" "$p" "$ok" "$n" \
+				"$(median <<<"${FRAC["$m|$p"]:-}" | awk '{ if ($1 == "-") print "-"; else printf "%.1f%%", $1 * 100 }')" "$what"
+		done
+	done
+	for p in proxyssl proxyssl+sink; do
+		has_path "$p" || continue
+		pid=$([ "$p" = proxyssl ] && echo "$PXY_PID" || echo "$SPXY_PID")
+		log=$(log_of "$p")
+		n0=$(wc -l <"$log")
+		kill -USR1 "$pid" 2>/dev/null
+		for _ in $(seq 50); do [ "$(grep -c ' stats engine ' "$log")" -gt 0 ] && break; sleep 0.05; done
+		echo "$p counters (SIGUSR1):"
+		tail -n +$((n0 + 1)) "$log" | grep ' stats ' | sed 's/^.* stats /  /'
+	done
+	echo
+fi
+
+echo "-- summary"
+for m in "${METRICS[@]}"; do
+	has_path proxyssl && has_path socat || break
+	r=$(ratio "${MED["$m|proxyssl"]}" "${MED["$m|socat"]}")
+	case "$m" in
+	bulk*)
+		tgt=" (target >= 0.85: $(awk -v r="$r" 'BEGIN{ if (r == "-") print "n/a"; else print (r >= 0.85) ? "met" : "NOT met" }')"
+		f=$(median <<<"${FRAC["$m|proxyssl"]:-}")
+		tgt+=$(awk -v f="$f" 'BEGIN{ if (f != "-" && f < 0.9995) printf ", but with only %.1f%% of the response decrypted", f * 100 }')")"
+		;;
+	*) tgt="" ;;
+	esac
+	printf 'proxyssl/socat %-24s = %s%s\n' "$m" "$r" "$tgt"
+done
+# hints drawn from what was seen in this run
+for m in "${METRICS[@]}"; do
+	for p in proxyssl proxyssl+sink; do
+		has_path "$p" || continue
+		case "$m" in
+		bulk*)
+			n=$(tr ' ' '\n' <<<"${DEC["$m|$p"]:-}" | grep -c '^0$')
+			[ "$n" -gt 0 ] && NOTES+=("$p $m: $n run(s) with records left uninspected (dropped_*); the limit is --max-pending, see also --buffers/--buffer-size; compare with --proxy-arg=--max-pending=67108864")
+			;;
+		*)
+			n=$(tr ' ' '\n' <<<"${DEC["$m|$p"]:-}" | grep -c '^0$')
+			[ "$n" -gt 0 ] && NOTES+=("$p $m: $n run(s) where some connections were logged before all their records were decrypted (see the classes in the raw runs)")
+			;;
+		esac
+	done
+	if has_path socat && [ -n "${CPU["$m|socat"]:-}" ]; then
+		r=$(tr ';' '\n' <<<"${CPU["$m|socat"]}" | awk 'NF && $3 != "-" { s += $3; c++ } END { if (c) printf "%.0f", s / c; else print 0 }')
+		[ "$r" -ge 85 ] && NOTES+=("socat $m: socat itself used ${r}% of a core; the socat column is bounded by socat, compare proxyssl/direct too")
+	fi
+done
+for n in ${NOTES[@]+"${NOTES[@]}"}; do echo "note: $n"; done
+echo "load after: $(bg_load); loadavg $(cut -d' ' -f1-3 /proc/loadavg); elapsed $(awk -v a="$START" -v b="$(now)" 'BEGIN{printf "%.0f", b-a}')s"
