@@ -114,6 +114,7 @@ struct pxy_loop {
 	unsigned nfree, max_conns;
 	struct conn *starved;
 	unsigned recycled;
+	unsigned bufs_held; /* ring buffers lent out: in queues or being sent */
 	uint8_t stopping, accept_armed, accept_paused;
 	struct __kernel_timespec accept_backoff;
 	uint64_t last_accept_warn;
@@ -152,6 +153,7 @@ static void recycle(struct pxy_loop *l, uint32_t bid)
 	io_uring_buf_ring_add(l->br, buf_addr(l, bid), l->buf_size, (unsigned short)bid, l->br_mask, 0);
 	io_uring_buf_ring_advance(l->br, 1);
 	l->recycled++;
+	l->bufs_held--;
 }
 
 static void q_push(struct pxy_loop *l, struct half *h, uint32_t bid, uint32_t len)
@@ -732,6 +734,7 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
 		uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
 
+		l->bufs_held++;
 		if (c->state == CS_OPEN) {
 			/* the tap sees the bytes before they are forwarded; it copies what it keeps */
 			pxy_tap_feed(c->tap, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
@@ -819,9 +822,9 @@ static void dump_stats(struct pxy_loop *l)
 		 l->st.accepted, l->st.active, l->st.rejected, l->st.closed_fin, l->st.closed_reset,
 		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout);
 	pxy_info("stats bytes c2s=%" PRIu64 " s2c=%" PRIu64 " plaintext=%" PRIu64 " sink_bytes=%" PRIu64
-		 " sink_write_errors=%" PRIu64 " enobufs=%" PRIu64 " recv_paused=%" PRIu64,
+		 " sink_write_errors=%" PRIu64 " enobufs=%" PRIu64 " recv_paused=%" PRIu64 " buffers_held=%u/%u",
 		 l->st.bytes[0], l->st.bytes[1], l->tc.plaintext_bytes, l->st.sink_bytes, l->st.sink_write_errors,
-		 l->st.enobufs, l->st.recv_paused);
+		 l->st.enobufs, l->st.recv_paused, l->bufs_held, l->nbufs);
 	pxy_info("stats tls keys_verified=%" PRIu64 " finished_mismatch=%" PRIu64 " record_auth_fail=%" PRIu64
 		 " rsa_jobs=%" PRIu64 " records_decrypted=%" PRIu64 " records_dropped=%" PRIu64
 		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64,
@@ -927,8 +930,10 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 	if (!c) {
 		/* cannot happen: a slot is freed only when its ops are all complete */
 		pxy_err_log("completion for a free slot (op %u)", ud_op(ud));
-		if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > 0)
+		if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > 0) {
+			l->bufs_held++;
 			recycle(l, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		}
 		return;
 	}
 	switch (ud_op(ud)) {
