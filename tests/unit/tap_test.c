@@ -131,10 +131,12 @@ static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
 	feed(w, d, p, n);
 }
 
-static struct pxy_tap *new_tap(struct watch *w, struct pxy_engine *e, const struct pxy_identity *id, size_t max_hs)
+static struct pxy_tap *new_tap(struct watch *w, struct pxy_engine *e, const struct pxy_identity *id, size_t max_hs,
+			       struct pxy_tap_counters *cnt)
 {
-	struct pxy_tap_cfg cfg = { .identity = id, .engine = e, .max_hs_msg = max_hs, .max_pending = 1 << 22 };
-	struct pxy_tap_hooks hooks = { .ctx = w, .plaintext = on_plain, .keylog = on_keylog };
+	struct pxy_tap_cfg cfg = { .identity = id, .engine = e, .counters = cnt, .max_hs_msg = max_hs,
+				   .max_pending = 1 << 22 };
+	struct pxy_tap_hooks hooks = { .ctx = w, .plaintext = on_plain, .keylog = on_keylog, .done = on_done };
 
 	memset(w, 0, sizeof(*w));
 	w->e = e;
@@ -150,6 +152,37 @@ static void watch_free(struct watch *w)
 	free(w->pt[1]);
 }
 
+/* An engine holding `expect`'s key, a tap, and (with o) a pair of peers feeding it. */
+struct fx {
+	struct pxy_identity id;
+	struct pxy_engine *e;
+	struct pxy_tap_counters cnt;
+	struct watch w;
+	struct tu_pair p;
+};
+
+static void fx_open(struct fx *f, const struct tu_ident *expect, unsigned threads, const struct tu_pair_opts *o,
+		    size_t max_hs)
+{
+	memset(f, 0, sizeof(*f));
+	f->e = tu_engine(expect, &f->id, threads);
+	assert_non_null(f->e);
+	assert_non_null(new_tap(&f->w, f->e, &f->id, max_hs, &f->cnt));
+	if (o) {
+		assert_int_equal(tu_pair_new(&f->p, o), 0);
+		f->p.on_bytes = on_bytes;
+		f->p.ctx = &f->w;
+	}
+}
+
+static void fx_close(struct fx *f)
+{
+	tu_pair_free(&f->p);
+	watch_free(&f->w);
+	pxy_engine_close(f->e);
+	pxy_identity_free(&f->id);
+}
+
 struct case_ {
 	const char *cipher;
 	int no_ems, no_etm, tickets;
@@ -158,13 +191,10 @@ struct case_ {
 /* One full session: handshake, data both ways, every check. */
 static void run_session(const struct case_ *k, int byte_by_byte)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = k->cipher, .no_ems = k->no_ems, .no_etm = k->no_etm,
 				  .no_tickets = !k->tickets, .server = &srv };
 	static const size_t sizes[2][4] = { { 1, 100, 16384, 40000 }, { 5000, 16385, 70000, 3 } };
-	struct tu_pair p;
-	struct watch w;
 	uint8_t *sent[2] = { NULL, NULL };
 	size_t sent_len[2] = { 0, 0 };
 	const struct pxy_tap_info *info;
@@ -172,51 +202,44 @@ static void run_session(const struct case_ *k, int byte_by_byte)
 	uint8_t ms[48];
 	size_t msl;
 
-	assert_non_null(e);
-	assert_non_null(new_tap(&w, e, &id, 65536));
-	w.byte_by_byte = byte_by_byte;
-	assert_int_equal(tu_pair_new(&p, &o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), 0);
-	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	fx_open(&f, &srv, 0, &o, 65536);
+	f.w.byte_by_byte = byte_by_byte;
+	assert_int_equal(tu_pair_handshake(&f.p), 0);
+	assert_int_equal(pxy_tap_verdict(f.w.t), PXY_V_ALLOW);
 	for (int i = 0; i < 4; i++) {
 		for (int d = 0; d < 2; d++) {
 			size_t n = sizes[d][i];
 			sent[d] = realloc(sent[d], sent_len[d] + n);
 			tu_fill(sent[d] + sent_len[d], n, (uint32_t)(i * 2 + d + 1));
-			assert_int_equal(tu_pair_send(&p, (enum pxy_dir)d, sent[d] + sent_len[d], n), 0);
+			assert_int_equal(tu_pair_send(&f.p, (enum pxy_dir)d, sent[d] + sent_len[d], n), 0);
 			sent_len[d] += n;
 		}
 	}
-	info = pxy_tap_info(w.t);
+	info = pxy_tap_info(f.w.t);
 	/* the peers got everything, and so did the tap's plaintext sink */
 	for (int d = 0; d < 2; d++) {
-		assert_int_equal(p.got_len[d], sent_len[d]);
-		assert_int_equal(w.pt_len[d], sent_len[d]);
-		assert_memory_equal(w.pt[d], sent[d], sent_len[d]);
+		assert_int_equal(f.p.got_len[d], sent_len[d]);
+		assert_int_equal(f.w.pt_len[d], sent_len[d]);
+		assert_memory_equal(f.w.pt[d], sent[d], sent_len[d]);
 		assert_int_equal(info->decrypted[d], sent_len[d]);
 		assert_true(info->fin_ok[d]);
 		assert_int_equal(info->dropped[d], 0);
 	}
-	assert_int_equal(pxy_tap_outcome(w.t, &reason), PXY_O_DECRYPTED);
+	assert_int_equal(pxy_tap_outcome(f.w.t, &reason), PXY_O_DECRYPTED);
 	assert_int_equal(reason, PXY_R_NONE);
 	/* the recovered master secret is OpenSSL's */
-	msl = SSL_SESSION_get_master_key(SSL_get_session(p.c), ms, sizeof(ms));
+	msl = SSL_SESSION_get_master_key(SSL_get_session(f.p.c), ms, sizeof(ms));
 	assert_int_equal(msl, 48);
-	assert_int_equal(w.keylogged, 1);
-	assert_memory_equal(w.ms, ms, 48);
+	assert_int_equal(f.w.keylogged, 1);
+	assert_memory_equal(f.w.ms, ms, 48);
 	assert_int_equal(info->ems, !k->no_ems);
 	assert_int_equal(info->version, 0x0303);
-	assert_int_equal(info->suite, SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(p.c)));
+	assert_int_equal(info->suite, SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(f.p.c)));
 	if (strstr(k->cipher, "GCM") == NULL)
 		assert_int_equal(info->etm, !k->no_etm);
 	free(sent[0]);
 	free(sent[1]);
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	fx_close(&f);
 }
 
 static const char *const suites[] = {
@@ -250,26 +273,16 @@ static void test_byte_by_byte(void **state)
 static enum pxy_verdict judge(const struct tu_pair_opts *o, const struct tu_ident *expect, size_t max_hs,
 			      enum pxy_reason *reason, struct pxy_tap_info *info_out)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(expect, &id, 0);
-	struct tu_pair p;
-	struct watch w;
+	struct fx f;
 	enum pxy_verdict v;
 
-	assert_non_null(e);
-	new_tap(&w, e, &id, max_hs);
-	assert_int_equal(tu_pair_new(&p, o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	tu_pair_handshake(&p);
-	v = pxy_tap_verdict(w.t);
-	pxy_tap_outcome(w.t, reason);
+	fx_open(&f, expect, 0, o, max_hs);
+	tu_pair_handshake(&f.p);
+	v = pxy_tap_verdict(f.w.t);
+	pxy_tap_outcome(f.w.t, reason);
 	if (info_out)
-		*info_out = *pxy_tap_info(w.t);
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+		*info_out = *pxy_tap_info(f.w.t);
+	fx_close(&f);
 	return v;
 }
 
@@ -339,29 +352,20 @@ static void test_reject_reasons(void **state)
 
 static void test_server_alert_passes(void **state)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 0);
-	struct tu_pair p;
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &srv };
-	struct watch w;
 	enum pxy_reason r;
 
 	(void)state;
-	new_tap(&w, e, &id, 65536);
-	assert_int_equal(tu_pair_new(&p, &o), 0);
+	fx_open(&f, &srv, 0, &o, 65536);
 	/* the server offers nothing the client has: it answers with an alert */
-	SSL_set_cipher_list(p.s, "AES256-SHA");
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), -1);
-	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
-	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+	SSL_set_cipher_list(f.p.s, "AES256-SHA");
+	assert_int_equal(tu_pair_handshake(&f.p), -1);
+	assert_int_equal(pxy_tap_verdict(f.w.t), PXY_V_ALLOW);
+	assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_NOT_DECRYPTED);
 	assert_int_equal(r, PXY_R_SERVER_ALERT);
-	assert_true(pxy_tap_info(w.t)->has_alert[PXY_S2C]);
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	assert_true(pxy_tap_info(f.w.t)->has_alert[PXY_S2C]);
+	fx_close(&f);
 }
 
 static void test_resumption_unknown(void **state)
@@ -389,7 +393,7 @@ static void test_resumption_unknown(void **state)
 		p2.s_out = BIO_new(BIO_s_mem());
 		SSL_set_bio(p2.s, p2.s_in, p2.s_out);
 		SSL_set_accept_state(p2.s);
-		new_tap(&w, e, &id, 65536);
+		new_tap(&w, e, &id, 65536, NULL);
 		p2.on_bytes = on_bytes;
 		p2.ctx = &w;
 		assert_int_equal(tu_pair_handshake(&p2), 0);
@@ -409,31 +413,22 @@ static void test_resumption_unknown(void **state)
 
 static void test_client_auth(void **state)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = "AES256-GCM-SHA384", .client_auth = 1, .client_id = &cli,
 				  .server = &srv, .no_tickets = 1 };
-	struct tu_pair p;
-	struct watch w;
 	uint8_t msg[300];
 	enum pxy_reason r;
 
 	(void)state;
-	new_tap(&w, e, &id, 65536);
-	assert_int_equal(tu_pair_new(&p, &o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), 0);
+	fx_open(&f, &srv, 0, &o, 65536);
+	assert_int_equal(tu_pair_handshake(&f.p), 0);
 	tu_fill(msg, sizeof(msg), 9);
-	assert_int_equal(tu_pair_send(&p, PXY_C2S, msg, sizeof(msg)), 0);
-	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_DECRYPTED);
-	assert_true(pxy_tap_info(w.t)->client_cert);
-	assert_int_equal(w.pt_len[PXY_C2S], sizeof(msg));
-	assert_memory_equal(w.pt[PXY_C2S], msg, sizeof(msg));
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	assert_int_equal(tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg)), 0);
+	assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_DECRYPTED);
+	assert_true(pxy_tap_info(f.w.t)->client_cert);
+	assert_int_equal(f.w.pt_len[PXY_C2S], sizeof(msg));
+	assert_memory_equal(f.w.pt[PXY_C2S], msg, sizeof(msg));
+	fx_close(&f);
 }
 
 /* ---- no oracle: every kind of bad pre-master looks the same ----------------- */
@@ -468,40 +463,23 @@ static void make_block(uint8_t *b, size_t k, uint8_t lead0, uint8_t lead1, size_
 static void run_bad_cke(const char *cipher, const uint8_t *epms, size_t elen, struct pxy_tap_info *out,
 			enum pxy_reason *reason, uint64_t *mismatches)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = cipher, .server = &srv, .no_tickets = 1 };
-	struct pxy_tap_counters cnt;
-	struct pxy_tap_cfg cfg = { .identity = &id, .engine = e, .counters = &cnt, .max_hs_msg = 65536,
-				   .max_pending = 1 << 20 };
-	struct pxy_tap_hooks hooks;
-	struct tu_pair p;
-	struct watch w;
 	uint8_t msg[1000];
 
-	memset(&cnt, 0, sizeof(cnt));
-	memset(&w, 0, sizeof(w));
-	hooks = (struct pxy_tap_hooks){ .ctx = &w, .plaintext = on_plain, .keylog = on_keylog };
-	w.e = e;
-	w.t = pxy_tap_new(&cfg, &hooks);
-	w.cke_epms = epms;
-	w.cke_epms_len = elen;
-	assert_int_equal(tu_pair_new(&p, &o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), 0); /* the peers saw the real exchange */
+	fx_open(&f, &srv, 0, &o, 65536);
+	f.w.cke_epms = epms;
+	f.w.cke_epms_len = elen;
+	assert_int_equal(tu_pair_handshake(&f.p), 0); /* the peers saw the real exchange */
 	tu_fill(msg, sizeof(msg), 3);
-	tu_pair_send(&p, PXY_C2S, msg, sizeof(msg));
-	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
-	*out = *pxy_tap_info(w.t);
-	pxy_tap_outcome(w.t, reason);
-	*mismatches = cnt.finished_mismatch;
-	assert_int_equal(w.keylogged, 0);
-	assert_int_equal(w.pt_len[0] + w.pt_len[1], 0);
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg));
+	tu_pair_send(&f.p, PXY_S2C, msg, sizeof(msg));
+	*out = *pxy_tap_info(f.w.t);
+	pxy_tap_outcome(f.w.t, reason);
+	*mismatches = f.cnt.finished_mismatch;
+	assert_int_equal(f.w.keylogged, 0);
+	assert_int_equal(f.w.pt_len[0] + f.w.pt_len[1], 0);
+	fx_close(&f);
 }
 
 static void test_no_padding_oracle(void **state)
@@ -585,28 +563,28 @@ static void test_not_tls(void **state)
 	static const uint8_t sslv2[] = { 0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10 };
 
 	(void)state;
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_C2S, (const uint8_t *)http, strlen(http));
 	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
 	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
 	assert_int_equal(r, PXY_R_NOT_TLS);
 	watch_free(&w);
 
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_C2S, sslv2, sizeof(sslv2));
 	pxy_tap_outcome(w.t, &r);
 	assert_int_equal(r, PXY_R_NOT_TLS);
 	watch_free(&w);
 
 	/* the server speaks first, before any ClientHello */
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"\x16\x03\x03\x00\x01\x0e", 6);
 	pxy_tap_outcome(w.t, &r);
 	assert_int_equal(r, PXY_R_SERVER_PROTOCOL);
 	watch_free(&w);
 
 	/* a server's alert before any ClientHello (e.g. the client closed at once): it goes on */
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"\x15\x03\x03\x00\x02\x02\x28", 7);
 	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
 	pxy_tap_outcome(w.t, &r);
@@ -614,14 +592,14 @@ static void test_not_tls(void **state)
 	watch_free(&w);
 
 	/* server closes before answering: what is held may go */
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_eof(w.t, PXY_S2C);
 	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
 	pxy_tap_outcome(w.t, &r);
 	assert_int_equal(r, PXY_R_INCOMPLETE);
 	watch_free(&w);
 
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_hold_overflow(w.t);
 	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
 	pxy_tap_outcome(w.t, &r);
@@ -635,20 +613,14 @@ static void test_not_tls(void **state)
 /* A tampered application record after the keys verified: inspection stops, nothing leaks. */
 static void test_record_auth_failure(void **state)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = "AES128-SHA", .server = &srv, .no_tickets = 1 };
-	struct tu_pair p;
-	struct watch w;
 	uint8_t rec[5 + 64];
 	enum pxy_reason r;
 
 	(void)state;
-	new_tap(&w, e, &id, 65536);
-	assert_int_equal(tu_pair_new(&p, &o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), 0);
+	fx_open(&f, &srv, 0, &o, 65536);
+	assert_int_equal(tu_pair_handshake(&f.p), 0);
 	/* a forged record, as an attacker on the path would inject it */
 	rec[0] = 23;
 	rec[1] = 3;
@@ -656,15 +628,12 @@ static void test_record_auth_failure(void **state)
 	rec[3] = 0;
 	rec[4] = 64;
 	tu_fill(rec + 5, 64, 77);
-	pxy_tap_feed(w.t, PXY_C2S, rec, sizeof(rec));
-	tu_drain(e);
-	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_DECRYPTED);
+	pxy_tap_feed(f.w.t, PXY_C2S, rec, sizeof(rec));
+	tu_drain(f.e);
+	assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_DECRYPTED);
 	assert_int_equal(r, PXY_R_RECORD_AUTH);
-	assert_int_equal(w.pt_len[PXY_C2S], 0);
-	tu_pair_free(&p);
-	watch_free(&w);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	assert_int_equal(f.w.pt_len[PXY_C2S], 0);
+	fx_close(&f);
 }
 
 /* The connection goes away while jobs are in the engine (threads > 0). */
@@ -681,7 +650,7 @@ static void test_close_with_jobs_inflight(void **state)
 		struct tu_pair p;
 		struct watch w;
 
-		new_tap(&w, e, &id, 65536);
+		new_tap(&w, e, &id, 65536, NULL);
 		assert_int_equal(tu_pair_new(&p, &o), 0);
 		p.on_bytes = on_bytes;
 		p.ctx = &w;
@@ -703,47 +672,32 @@ static void test_close_with_jobs_inflight(void **state)
  * finishing still verifies the keys and decrypts everything, then reports once. */
 static void test_finish_completes_inflight(void **state)
 {
-	struct pxy_identity id;
-	struct pxy_engine *e = tu_engine(&srv, &id, 1);
+	struct fx f;
 	struct tu_pair_opts o = { .ciphers = "AES128-SHA256", .server = &srv, .no_tickets = 1 };
-	struct pxy_tap_cfg cfg = { .identity = &id, .engine = e, .max_hs_msg = 65536, .max_pending = 1 << 22 };
-	struct pxy_tap_hooks hooks;
-	struct tu_pair p;
-	struct watch w;
 	uint8_t msg[50000];
 
 	(void)state;
-	memset(&w, 0, sizeof(w));
-	hooks = (struct pxy_tap_hooks){ .ctx = &w, .plaintext = on_plain, .keylog = on_keylog, .done = on_done };
-	w.e = e;
-	w.t = pxy_tap_new(&cfg, &hooks);
-	w.no_drain = 1;
-	assert_int_equal(tu_pair_new(&p, &o), 0);
-	p.on_bytes = on_bytes;
-	p.ctx = &w;
-	assert_int_equal(tu_pair_handshake(&p), 0);
+	fx_open(&f, &srv, 1, &o, 65536);
+	f.w.no_drain = 1;
+	assert_int_equal(tu_pair_handshake(&f.p), 0);
 	tu_fill(msg, sizeof(msg), 8);
-	assert_int_equal(tu_pair_send(&p, PXY_C2S, msg, sizeof(msg)), 0);
-	assert_int_equal(tu_pair_send(&p, PXY_S2C, msg, 777), 0);
+	assert_int_equal(tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg)), 0);
+	assert_int_equal(tu_pair_send(&f.p, PXY_S2C, msg, 777), 0);
 	/* nothing has been handed back yet: the tap still waits for its keys */
-	assert_int_equal(w.keylogged, 0);
-	pxy_tap_finish(w.t);
-	assert_int_equal(w.done, 0);
-	tu_drain_all(e);
-	assert_int_equal(w.done, 1);
-	assert_int_equal(w.keylogged, 1);
-	assert_int_equal(w.outcome, PXY_O_DECRYPTED);
-	assert_int_equal(w.reason, PXY_R_NONE);
-	assert_true(w.final.fin_ok[0] && w.final.fin_ok[1]);
-	assert_int_equal(w.final.decrypted[PXY_C2S], sizeof(msg));
-	assert_int_equal(w.pt_len[PXY_C2S], sizeof(msg));
-	assert_memory_equal(w.pt[PXY_C2S], msg, sizeof(msg));
-	assert_int_equal(w.pt_len[PXY_S2C], 777);
-	free(w.pt[0]);
-	free(w.pt[1]);
-	tu_pair_free(&p);
-	pxy_engine_close(e);
-	pxy_identity_free(&id);
+	assert_int_equal(f.w.keylogged, 0);
+	pxy_tap_finish(f.w.t);
+	assert_int_equal(f.w.done, 0);
+	tu_drain_all(f.e);
+	assert_int_equal(f.w.done, 1);
+	assert_int_equal(f.w.keylogged, 1);
+	assert_int_equal(f.w.outcome, PXY_O_DECRYPTED);
+	assert_int_equal(f.w.reason, PXY_R_NONE);
+	assert_true(f.w.final.fin_ok[0] && f.w.final.fin_ok[1]);
+	assert_int_equal(f.w.final.decrypted[PXY_C2S], sizeof(msg));
+	assert_int_equal(f.w.pt_len[PXY_C2S], sizeof(msg));
+	assert_memory_equal(f.w.pt[PXY_C2S], msg, sizeof(msg));
+	assert_int_equal(f.w.pt_len[PXY_S2C], 777);
+	fx_close(&f);
 }
 
 /* Two connections share a total decryption backlog: past it, records go uninspected. */
@@ -812,7 +766,7 @@ static void test_engine_saturation(void **state)
 	assert_int_equal(pxy_identity_rsa_priv(&id, &priv), 0);
 	assert_int_equal(e->ops->key_load(e, &priv, &id.key_id), 0);
 	pxy_rsa_priv_free(&priv);
-	new_tap(&w, e, &id, 65536);
+	new_tap(&w, e, &id, 65536, NULL);
 	assert_int_equal(tu_pair_new(&p, &o), 0);
 	p.on_bytes = on_bytes;
 	p.ctx = &w;
