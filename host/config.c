@@ -8,10 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxyssl/engine.h"
 #include "proxyssl/error.h"
+#include "util/addr.h"
 #include "util/util.h"
 
 enum opt_kind { K_STR, K_U64, K_SIZE };
+
+/* A value check beyond type and range; 0 or -1 with the reason in why. */
+typedef int (*opt_check)(const char *raw, uint64_t num, char *why, size_t n);
 
 struct opt_def {
 	const char *name;
@@ -19,27 +24,74 @@ struct opt_def {
 	size_t off;
 	uint64_t min, max;
 	const char *arg, *help;
+	opt_check check;
 };
 
 #define STR(f) K_STR, offsetof(struct pxy_config, f), 0, 0
 #define U64(f, lo, hi) K_U64, offsetof(struct pxy_config, f), lo, hi
 #define SIZE(f, lo, hi) K_SIZE, offsetof(struct pxy_config, f), lo, hi
 
+static int check_listen(const char *raw, uint64_t num, char *why, size_t n)
+{
+	char host[256];
+	uint16_t port;
+
+	(void)num;
+	return pxy_addr_split(raw, 0, host, sizeof(host), &port, why, n);
+}
+
+static int check_backend(const char *raw, uint64_t num, char *why, size_t n)
+{
+	char host[256];
+	uint16_t port;
+
+	(void)num;
+	return pxy_addr_split(raw, 1, host, sizeof(host), &port, why, n);
+}
+
+static int check_engine(const char *raw, uint64_t num, char *why, size_t n)
+{
+	(void)num;
+	if (pxy_engine_find(raw))
+		return 0;
+	snprintf(why, n, "unknown engine '%s' (this build has: %s)", raw, pxy_engine_names());
+	return -1;
+}
+
+static int check_log_level(const char *raw, uint64_t num, char *why, size_t n)
+{
+	(void)num;
+	if (!strcmp(raw, "error") || !strcmp(raw, "warn") || !strcmp(raw, "info") || !strcmp(raw, "debug"))
+		return 0;
+	snprintf(why, n, "'%s' is not error, warn, info or debug", raw);
+	return -1;
+}
+
+static int check_pow2(const char *raw, uint64_t num, char *why, size_t n)
+{
+	(void)raw;
+	if ((num & (num - 1)) == 0)
+		return 0;
+	snprintf(why, n, "%llu is not a power of two", (unsigned long long)num);
+	return -1;
+}
+
 /* One table drives the command line, the config file and --help. */
 static const struct opt_def opts[] = {
-	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)" },
-	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)" },
+	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
+	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)", check_backend },
 	{ "cert", STR(cert), "FILE", "the server's certificate, PEM: the one the server must present (required)" },
 	{ "key", STR(key), "FILE", "the server's RSA private key, PEM, unencrypted (required)" },
-	{ "engine", STR(engine), "NAME", "crypto engine: cpu (default cpu)" },
+	{ "engine", STR(engine), "NAME", "crypto engine: cpu (default cpu)", check_engine },
 	{ "engine-threads", U64(engine_threads, 0, 256), "N", "engine worker threads; 0 runs jobs inline (default 1)" },
 	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
 	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
-	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)" },
+	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },
 	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
 	{ "max-conns", U64(max_conns, 1, 1000000), "N", "concurrent connections; more are refused (default 16384)" },
-	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 256)" },
+	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 256)",
+	  check_pow2 },
 	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), "BYTES", "bytes per receive buffer (default 16K)" },
 	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30),
 	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
@@ -71,32 +123,42 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 		   const char *where)
 {
 	char **sp;
-	uint64_t *up;
+	uint64_t *up, num = 0;
+	char why[400];
 	int bad;
 
 	switch (o->kind) {
 	case K_STR:
-		sp = (char **)((char *)c + o->off);
 		if (!val || !*val) {
 			set_err(err, n, "%s--%s needs a value", where, o->name);
 			return PXY_E_USAGE;
 		}
-		free(*sp);
-		*sp = strdup(val);
-		return *sp ? PXY_OK : PXY_E_NOMEM;
+		break;
 	case K_U64:
 	case K_SIZE:
-		up = (uint64_t *)((char *)c + o->off);
-		bad = o->kind == K_U64 ? pxy_parse_u64(val, o->min, o->max, up) : pxy_parse_size(val, o->min, o->max, up);
+		bad = o->kind == K_U64 ? pxy_parse_u64(val, o->min, o->max, &num) : pxy_parse_size(val, o->min, o->max, &num);
 		if (bad) {
 			set_err(err, n, "%s--%s: '%s' is not a %s between %llu and %llu", where, o->name, val ? val : "",
 				o->kind == K_SIZE ? "size" : "number", (unsigned long long)o->min,
 				(unsigned long long)o->max);
 			return PXY_E_USAGE;
 		}
-		return PXY_OK;
+		break;
 	}
-	return PXY_E_USAGE;
+	/* checked here, so that a config file's error names its line */
+	if (o->check && o->check(val, num, why, sizeof(why)) < 0) {
+		set_err(err, n, "%s--%s: %s", where, o->name, why);
+		return PXY_E_USAGE;
+	}
+	if (o->kind == K_STR) {
+		sp = (char **)((char *)c + o->off);
+		free(*sp);
+		*sp = strdup(val);
+		return *sp ? PXY_OK : PXY_E_NOMEM;
+	}
+	up = (uint64_t *)((char *)c + o->off);
+	*up = num;
+	return PXY_OK;
 }
 
 struct ini_ctx {
@@ -239,18 +301,11 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 		set_err(err, n, "--listen, --backend, --cert and --key are required (see --help)");
 		return PXY_E_USAGE;
 	}
-	if (c->buffers & (c->buffers - 1)) {
-		set_err(err, n, "--buffers: %llu is not a power of two", (unsigned long long)c->buffers);
-		return PXY_E_USAGE;
-	}
+	/* the one check that spans two settings */
 	if (c->max_queue < c->buffer_size) {
-		set_err(err, n, "--max-queue (%llu) must be at least --buffer-size (%llu)",
+		set_err(err, n, "%s%s--max-queue (%llu) must be at least --buffer-size (%llu)",
+			c->config_file ? c->config_file : "", c->config_file ? ": " : "",
 			(unsigned long long)c->max_queue, (unsigned long long)c->buffer_size);
-		return PXY_E_USAGE;
-	}
-	if (c->log_level && strcmp(c->log_level, "error") && strcmp(c->log_level, "warn") &&
-	    strcmp(c->log_level, "info") && strcmp(c->log_level, "debug")) {
-		set_err(err, n, "--log-level: '%s' is not error, warn, info or debug", c->log_level);
 		return PXY_E_USAGE;
 	}
 	return PXY_OK;

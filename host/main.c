@@ -1,7 +1,6 @@
 /* proxyssl: command line, start-up checks, then the io_uring loop. */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "proxyssl/engine.h"
 #include "sink/sinks.h"
 #include "tls/cert.h"
+#include "util/addr.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -28,47 +28,16 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
-/* "1.2.3.4:443", "[::1]:443", "localhost:443" */
-static int resolve(const char *what, const char *s, struct sockaddr_storage *ss, socklen_t *len, char *err,
-		   size_t n)
+static int resolve(const char *what, const char *s, unsigned min_port, struct sockaddr_storage *ss,
+		   socklen_t *len, char *err, size_t n)
 {
-	char host[256];
-	const char *colon, *port;
-	struct addrinfo hints, *ai = NULL;
-	int r;
+	char why[512];
 
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, s + 1, (size_t)(end - s - 1));
-		host[end - s - 1] = '\0';
-		port = end + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || (size_t)(colon - s) >= sizeof(host))
-			goto bad;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-		port = colon + 1;
-	}
-	if (!*port || !*host)
-		goto bad;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	r = getaddrinfo(host, port, &hints, &ai);
-	if (r != 0) {
-		snprintf(err, n, "--%s %s: %s", what, s, gai_strerror(r));
+	if (pxy_addr_resolve(s, min_port, ss, len, why, sizeof(why)) < 0) {
+		snprintf(err, n, "--%s %s", what, why);
 		return -1;
 	}
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
 	return 0;
-bad:
-	snprintf(err, n, "--%s %s: expected ADDR:PORT or [IPv6]:PORT", what, s);
-	return -1;
 }
 
 int main(int argc, char **argv)
@@ -103,14 +72,8 @@ int main(int argc, char **argv)
 
 	/* everything a user can get wrong is checked before listening: exit 2 */
 	memset(&lc, 0, sizeof(lc));
-	if (resolve("listen", cfg.listen, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve("backend", cfg.backend, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0) {
-		status = usage_error(err);
-		goto out;
-	}
-	if (!pxy_engine_find(cfg.engine ? cfg.engine : "cpu")) {
-		snprintf(err, sizeof(err), "--engine %s: unknown engine (this build has: %s)", cfg.engine,
-			 pxy_engine_names());
+	if (resolve("listen", cfg.listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
+	    resolve("backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0) {
 		status = usage_error(err);
 		goto out;
 	}

@@ -973,10 +973,13 @@ enum pxy_verdict pxy_tap_verdict(const struct pxy_tap *t)
 
 uint16_t pxy_tap_alert_version(const struct pxy_tap *t, enum pxy_dir d)
 {
-	/* an alert towards the client follows the server's record version, and vice versa */
+	/* Once the server has spoken, both peers expect the version it chose in
+	 * every record (RFC 5246 appendix E.1; TLS 1.3 keeps 0x0303 in its
+	 * ServerHello and records); before that, mirror what the receiving side
+	 * last saw. */
 	uint16_t v = t->dir[d].last_version;
 
-	if (d == PXY_S2C && t->have_sh)
+	if (t->have_sh)
 		v = t->sh.legacy_version;
 	if ((v >> 8) != 3 || v > PXY_TLS12)
 		v = PXY_TLS12;

@@ -62,7 +62,7 @@ static void test_errors(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "x", NULL), PXY_E_USAGE);
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "127.0.0.1:1", NULL), PXY_E_USAGE);
 	assert_non_null(strstr(err, "required"));
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--bogus", NULL), PXY_E_USAGE);
@@ -77,6 +77,24 @@ static void test_errors(void **state)
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "-1", NULL), PXY_E_USAGE);
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--log-level", "loud", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	/* ports are 16 bits: no quiet truncation; the backend's port is not 0 */
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "127.0.0.1:99999", "--backend", "127.0.0.1:2", "--cert",
+			       "c", "--key", "k", NULL),
+			 PXY_E_USAGE);
+	assert_non_null(strstr(err, "99999"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:0", "--cert", "c",
+			       "--key", "k", NULL),
+			 PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "::1:80", "--backend", "[::1]:2", "--cert", "c", "--key",
+			       "k", NULL),
+			 PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "[::1]:80", "--backend", "[::1]:2", "--cert", "c",
+			       "--key", "k", NULL),
+			 PXY_OK);
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "extra", NULL), PXY_E_USAGE);
 	pxy_config_free(&c);
@@ -114,6 +132,24 @@ static void test_config_file(void **state)
 	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
 	assert_non_null(strstr(err, ":4:"));
 	assert_non_null(strstr(err, "listen-backlog"));
+	pxy_config_free(&c);
+
+	/* value checks name the line too */
+	write_file(path, "[proxy]\nlisten = 127.0.0.1:9\n\n\n\nbuffers = 1000\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":6: --buffers: 1000 is not a power of two"));
+	pxy_config_free(&c);
+	write_file(path, "[proxy]\nlog-level = chatty\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2: --log-level"));
+	pxy_config_free(&c);
+	write_file(path, "[proxy]\nengine = warp\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2: --engine: unknown engine 'warp'"));
+	pxy_config_free(&c);
+	write_file(path, "[proxy]\nlisten = 127.0.0.1\n");
+	assert_int_equal(parse(&c, err, sizeof(err), "--config", path, NULL), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2: --listen"));
 	pxy_config_free(&c);
 
 	write_file(path, "[proxy]\nbuffers = many\n");

@@ -303,6 +303,18 @@ static void test_reject_reasons(void **state)
 	assert_int_equal(r, PXY_R_NON_RSA_KX);
 	assert_true(info.has_received_cert); /* judged with the certificate in hand */
 
+	/* the alerts carry the version the server chose, towards both peers */
+	{
+		struct fx f;
+
+		fx_open(&f, &srv, 0, &o, 65536);
+		tu_pair_handshake(&f.p);
+		assert_int_equal(pxy_tap_verdict(f.w.t), PXY_V_REJECT);
+		assert_int_equal(pxy_tap_alert_version(f.w.t, PXY_C2S), 0x0303);
+		assert_int_equal(pxy_tap_alert_version(f.w.t, PXY_S2C), 0x0303);
+		fx_close(&f);
+	}
+
 	o.ciphers = "DHE-RSA-AES128-GCM-SHA256";
 	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
 	assert_int_equal(r, PXY_R_NON_RSA_KX);
