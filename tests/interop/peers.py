@@ -638,50 +638,25 @@ def cmd_tls_client(a):
     def out(what, data):
         write_atomic(os.path.join(a.out_dir, "%s.client.%s" % (tag, what)), data)
 
-    if scen == "rst-c-early":
-        # the ClientHello, then a reset before the server's flight could be released
+    if scen in ("rst-c-early", "hc-early", "rst-s-early"):
+        # only the ClientHello goes out: what follows happens before the proxy's verdict
         try:
             t.obj.do_handshake()
         except ssl.SSLWantReadError:
             pass
         t.flush()
-        time.sleep(a.pause)
-        rst_close(s)
-        res["result"] = "reset-sent"
-        print(json.dumps(res))
-        return
-    if scen == "hc-early":
-        # the ClientHello, then FIN at once: before the proxy's verdict
-        try:
-            t.obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        t.flush()
-        s.shutdown(socket.SHUT_WR)
-        end, extra = wait_end(s, a.timeout)
-        res.update({"end": end, "received": len(extra), "head": extra[:3].hex()})
-        print(json.dumps(res))
-        return
-    if scen == "hc-early":
-        # the ClientHello, then FIN at once: before the proxy's verdict
-        try:
-            t.obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        t.flush()
-        s.shutdown(socket.SHUT_WR)
-        end, extra = wait_end(s, a.timeout)
-        res.update({"end": end, "received": len(extra), "head": extra[:3].hex()})
-        print(json.dumps(res))
-        return
-    if scen == "rst-s-early":
-        try:
-            t.obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        t.flush()
-        end, extra = wait_end(s, a.timeout)
-        res.update({"end": end, "received": len(extra)})
+        if scen == "rst-c-early":
+            # a reset before the server's flight could be released
+            time.sleep(a.pause)
+            rst_close(s)
+            res["result"] = "reset-sent"
+        else:
+            if scen == "hc-early":
+                s.shutdown(socket.SHUT_WR)  # FIN at once
+            end, extra = wait_end(s, a.timeout)
+            res.update({"end": end, "received": len(extra)})
+            if scen == "hc-early":
+                res["head"] = extra[:3].hex()
         print(json.dumps(res))
         return
     hs = outcome_of(t.handshake)

@@ -185,6 +185,18 @@ static void test_master_and_finished_vs_libssl(void **state)
 	check_against_libssl("AES128-SHA", 1);
 }
 
+/* RFC 5246 §6.3: key_block = PRF(master_secret, "key expansion", server_random + client_random) */
+static void ref_key_block(const char *md, const uint8_t ms[48], const uint8_t sr[32], const uint8_t cr[32],
+			  uint8_t *out, size_t n)
+{
+	uint8_t seed[13 + 64];
+
+	memcpy(seed, "key expansion", 13);
+	memcpy(seed + 13, sr, 32);
+	memcpy(seed + 45, cr, 32);
+	ref_p_hash(md, ms, 48, seed, sizeof(seed), out, n);
+}
+
 static void test_traffic_key_layout(void **state)
 {
 	const struct pxy_suite *cbc = pxy_suite_find(0x003D), *gcm = pxy_suite_find(0x009D);
@@ -197,13 +209,7 @@ static void test_traffic_key_layout(void **state)
 	RAND_bytes(sr, 32);
 	/* RFC 5246 §6.3: client MAC, server MAC, client key, server key (TLS 1.2 CBC: no IVs) */
 	assert_int_equal(pxy_keys_traffic(cbc, 0x0303, 1, ms, cr, sr, &cw, &sw), PXY_OK);
-	{
-		uint8_t s[13 + 64];
-		memcpy(s, "key expansion", 13);
-		memcpy(s + 13, sr, 32);
-		memcpy(s + 45, cr, 32);
-		ref_p_hash("SHA256", ms, 48, s, sizeof(s), block, sizeof(block));
-	}
+	ref_key_block("SHA256", ms, sr, cr, block, sizeof(block));
 	assert_memory_equal(cw.mac_key, block, 32);
 	assert_memory_equal(sw.mac_key, block + 32, 32);
 	assert_memory_equal(cw.key, block + 64, 32);
@@ -213,11 +219,8 @@ static void test_traffic_key_layout(void **state)
 	/* GCM: keys then the 4-byte salts, SHA-384 PRF */
 	assert_int_equal(pxy_keys_traffic(gcm, 0x0303, 1, ms, cr, sr, &cw, &sw), PXY_OK);
 	{
-		uint8_t s[13 + 64], b2[72];
-		memcpy(s, "key expansion", 13);
-		memcpy(s + 13, sr, 32);
-		memcpy(s + 45, cr, 32);
-		ref_p_hash("SHA384", ms, 48, s, sizeof(s), b2, sizeof(b2));
+		uint8_t b2[72];
+		ref_key_block("SHA384", ms, sr, cr, b2, sizeof(b2));
 		assert_memory_equal(cw.key, b2, 32);
 		assert_memory_equal(sw.key, b2 + 32, 32);
 		assert_memory_equal(cw.iv, b2 + 64, 4);
