@@ -74,6 +74,7 @@ struct half {
 	uint64_t queued;                  /* bytes not yet sent */
 	uint64_t bytes;                   /* bytes received from the source */
 	uint8_t recv_armed, cancel_sent, sending, send_extra;
+	uint8_t paused; /* reading stopped until the queue drains to half */
 	uint8_t eof, shut, starved, failed;
 	uint8_t extra[7]; /* an alert record to send after the queue */
 	uint8_t extra_len, extra_off;
@@ -324,11 +325,17 @@ static void starved_add(struct pxy_loop *l, struct conn *c)
 	c->on_starved = 1;
 }
 
+/*
+ * One receive at a time per direction, re-armed only while the queue has
+ * room: a stalled peer then holds at most --max-queue plus one buffer of the
+ * shared ring. (A multishot receive goes on filling buffers until its
+ * cancellation lands, which let one stalled connection take the whole ring.)
+ */
 static void arm_recv(struct pxy_loop *l, struct conn *c, unsigned d)
 {
 	struct io_uring_sqe *sqe = get_sqe(l);
 
-	io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, 0, 0);
+	io_uring_prep_recv(sqe, c->fd[d], NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BGID;
 	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, d, c->slot));
@@ -513,14 +520,15 @@ static void conn_step(struct pxy_loop *l, struct conn *c)
 					shutdown(c->fd[!d], SHUT_WR);
 					h->shut = 1;
 				}
-				if (h->eof)
+				if (h->eof || h->recv_armed || h->starved)
 					continue;
-				if (h->recv_armed && h->queued >= maxq) {
-					if (!h->cancel_sent)
-						l->st.recv_paused++;
-					cancel_recv(l, c, d); /* backpressure: stop reading this side */
-				} else if (!h->recv_armed && !h->starved && h->queued <= maxq / 2) {
+				/* back-pressure: read on only while the other side keeps up */
+				if (h->queued < maxq && (!h->paused || h->queued <= maxq / 2)) {
+					h->paused = 0;
 					arm_recv(l, c, d);
+				} else if (!h->paused) {
+					h->paused = 1;
+					l->st.recv_paused++;
 				}
 			}
 			if (c->h[0].shut && c->h[1].shut) {
@@ -745,12 +753,6 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 			recycle(l, bid);
 		}
 	}
-	if (flags & IORING_CQE_F_MORE) {
-		if (c->state == CS_OPEN)
-			conn_step(l, c);
-		return;
-	}
-	/* the multishot recv ended */
 	h->recv_armed = 0;
 	h->cancel_sent = 0;
 	c->ops--;
