@@ -171,6 +171,23 @@ static void q_push(struct pxy_loop *l, struct half *h, uint32_t bid, uint32_t le
 	h->queued += len;
 }
 
+/* A small receive goes into the room left in the queue's last buffer, and its
+ * own buffer straight back to the ring: a peer that sends in dribbles then
+ * holds about as many buffers as it sent bytes, not one per segment. The last
+ * buffer may be in a send already; the send covers only the bytes it had. */
+static int q_append_small(struct pxy_loop *l, struct half *h, uint32_t bid, uint32_t len)
+{
+	uint32_t tail = h->q_tail;
+
+	if (tail == NO_BID || len > l->buf_size / 4 || l->q_len[tail] + len > l->buf_size)
+		return 0;
+	memcpy(buf_addr(l, tail) + l->q_len[tail], buf_addr(l, bid), len);
+	l->q_len[tail] += len;
+	h->queued += len;
+	recycle(l, bid);
+	return 1;
+}
+
 static void q_drop(struct pxy_loop *l, struct half *h)
 {
 	while (h->q_head != NO_BID) {
@@ -489,6 +506,13 @@ static void start_reject(struct pxy_loop *l, struct conn *c)
 	to_server->extra_len = 7;
 }
 
+/* What a direction's queue holds of the shared ring: whole buffers, however
+ * little each received. This is what --max-queue bounds. */
+static uint64_t ring_held(const struct pxy_loop *l, const struct half *h)
+{
+	return (uint64_t)h->q_count * l->buf_size;
+}
+
 static void conn_step(struct pxy_loop *l, struct conn *c)
 {
 	uint64_t maxq = l->cfg->max_queue;
@@ -501,7 +525,7 @@ static void conn_step(struct pxy_loop *l, struct conn *c)
 			enum pxy_verdict v = pxy_tap_verdict(c->tap);
 
 			/* the server's flight is held until the verdict, but not without bound */
-			if (v == PXY_V_PENDING && c->h[PXY_S2C].queued >= maxq) {
+			if (v == PXY_V_PENDING && ring_held(l, &c->h[PXY_S2C]) >= maxq) {
 				pxy_tap_hold_overflow(c->tap);
 				v = pxy_tap_verdict(c->tap);
 			}
@@ -523,7 +547,7 @@ static void conn_step(struct pxy_loop *l, struct conn *c)
 				if (h->eof || h->recv_armed || h->starved)
 					continue;
 				/* back-pressure: read on only while the other side keeps up */
-				if (h->queued < maxq && (!h->paused || h->queued <= maxq / 2)) {
+				if (ring_held(l, h) < maxq && (!h->paused || ring_held(l, h) <= maxq / 2)) {
 					h->paused = 0;
 					arm_recv(l, c, d);
 				} else if (!h->paused) {
@@ -748,7 +772,8 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 			pxy_tap_feed(c->tap, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
 			h->bytes += (uint64_t)res;
 			l->st.bytes[d] += (uint64_t)res;
-			q_push(l, h, bid, (uint32_t)res);
+			if (!q_append_small(l, h, bid, (uint32_t)res))
+				q_push(l, h, bid, (uint32_t)res);
 		} else {
 			recycle(l, bid);
 		}

@@ -8,9 +8,10 @@
  *  - recv with a provided buffer ring in both directions; each buffer is
  *    shown to the tap and queued, then sent from the same buffer (sendmsg
  *    over the queued buffers) and returned to the ring once sent;
- *  - per-direction bound on queued bytes: one recv in flight per direction,
- *    re-armed only while the queue is under --max-queue; once full, reading
- *    resumes when the queue has drained to half;
+ *  - per-direction bound on the ring buffers a queue holds (whole buffers,
+ *    however little each received): one recv in flight per direction,
+ *    re-armed only while the queue holds under --max-queue; once full,
+ *    reading resumes when the queue has drained to half;
  *  - server->client bytes are held while the tap's verdict is pending;
  *  - engine completions arrive through a read on the engine's eventfd;
  *  - plaintext and key-log writes go through the ring too.
