@@ -207,7 +207,8 @@ static void rsa_one(const struct pxy_k_rsa_key *key, const struct pxy_k_rsa_job 
 
 	if (tls) {
 		/* TLS: exactly 48 bytes, starting with the ClientHello's version */
-		uint32_t at = k - PXY_K_PMS_LEN;
+		/* public: an empty slot has k = 0; stay inside em[] regardless */
+		uint32_t at = k >= PXY_K_PMS_LEN ? k - PXY_K_PMS_LEN : 0;
 		uint32_t mlen_ok = (uint32_t)pxyk_eqmask(msg_at, at);
 		uint32_t ver_ok = (uint32_t)pxyk_eqmask(em[at], (job->client_version >> 8) & 0xff) &
 				  (uint32_t)pxyk_eqmask(em[at + 1], job->client_version & 0xff);
