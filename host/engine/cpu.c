@@ -35,6 +35,7 @@ struct cpu_engine {
 	struct pxy_cpu_ctx *inline_ctx;
 	void *keys[CPU_MAX_KEYS];
 	unsigned nkeys;
+	int own_fd;
 };
 
 static void run_job(struct cpu_engine *e, struct pxy_cpu_ctx *ctx, struct pxy_job *j)
@@ -54,6 +55,9 @@ static void run_job(struct cpu_engine *e, struct pxy_cpu_ctx *ctx, struct pxy_jo
 	case PXY_JOB_RECORD_SEAL:
 		j->status = pxy_cpu_record_seal(ctx, &j->u.rec);
 		__atomic_fetch_add(&e->base.stats.rec_seal, 1, __ATOMIC_RELAXED);
+		break;
+	case PXY_JOB_PRIMITIVE:
+		j->status = pxy_cpu_primitive(ctx, &j->u.prim);
 		break;
 	default:
 		j->status = PXY_E_STATE;
@@ -145,7 +149,8 @@ static int cpu_open(const struct pxy_engine_params *p, struct pxy_engine **out)
 	e->nthreads = p ? p->threads : 1;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
-	e->base.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	e->own_fd = !(p && p->shared_event_fd > 0);
+	e->base.event_fd = e->own_fd ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : p->shared_event_fd;
 	if (e->base.event_fd < 0) {
 		free(e);
 		return PXY_E_IO;
@@ -258,7 +263,7 @@ static void cpu_close(struct pxy_engine *base)
 	pxy_cpu_ctx_free(e->inline_ctx);
 	for (unsigned i = 0; i < e->nkeys; i++)
 		pxy_cpu_rsa_key_free(e->keys[i]);
-	if (e->base.event_fd >= 0)
+	if (e->own_fd && e->base.event_fd >= 0)
 		close(e->base.event_fd);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);

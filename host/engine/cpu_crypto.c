@@ -474,6 +474,26 @@ int pxy_cpu_rsa_decrypt(void *pkey, struct pxy_rsa_job *j)
 	size_t outlen = sizeof(out);
 	int r;
 
+	if (j->mode == PXY_RSA_PKCS1) {
+		/* known-answer tests: the message and a validity flag, no implicit rejection */
+		size_t mlen = sizeof(j->msg);
+
+		j->ok = 0;
+		j->msg_len = 0;
+		if (!pkey || j->in_len == 0)
+			return PXY_OK;
+		ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+		if (!ctx)
+			return PXY_E_NOMEM;
+		if (EVP_PKEY_decrypt_init(ctx) > 0 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
+		    EVP_PKEY_decrypt(ctx, j->msg, &mlen, j->in, j->in_len) > 0) {
+			j->ok = 1;
+			j->msg_len = (uint16_t)mlen;
+		}
+		EVP_PKEY_CTX_free(ctx);
+		ERR_clear_error();
+		return PXY_OK;
+	}
 	/* the fallback secret, drawn before anything is known about the ciphertext */
 	if (RAND_priv_bytes(j->pms, PXY_PMS_LEN) != 1)
 		return PXY_E_CRYPTO_LIB;
@@ -494,4 +514,100 @@ int pxy_cpu_rsa_decrypt(void *pkey, struct pxy_rsa_job *j)
 	EVP_PKEY_CTX_free(ctx);
 	ERR_clear_error();
 	return PXY_OK;
+}
+
+/* ---- raw primitives (known-answer tests) ------------------------------------------ */
+
+static const EVP_CIPHER *prim_cipher(struct pxy_cpu_ctx *c, int gcm, size_t key_len)
+{
+	if (key_len == 16)
+		return c->cipher[gcm ? PXY_BULK_AES_128_GCM : PXY_BULK_AES_128_CBC];
+	if (key_len == 32)
+		return c->cipher[gcm ? PXY_BULK_AES_256_GCM : PXY_BULK_AES_256_CBC];
+	return NULL;
+}
+
+int pxy_cpu_primitive(struct pxy_cpu_ctx *c, struct pxy_prim_job *j)
+{
+	EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+	int outl = 0, fin = 0, r = PXY_OK;
+	const EVP_CIPHER *ci;
+
+	j->ok = 0;
+	j->out_len = 0;
+	if (!cc)
+		return PXY_E_NOMEM;
+	switch (j->op) {
+	case PXY_PRIM_GCM_OPEN:
+	case PXY_PRIM_GCM_SEAL: {
+		int open = j->op == PXY_PRIM_GCM_OPEN;
+		size_t n = open ? (j->in_len >= 16 ? j->in_len - 16 : 0) : j->in_len;
+
+		ci = prim_cipher(c, 1, j->key_len);
+		if (!ci || (open && j->in_len < 16) || j->out_cap < (open ? n : n + 16)) {
+			r = PXY_E_LIMIT;
+			break;
+		}
+		if (!EVP_CipherInit_ex(cc, ci, NULL, NULL, NULL, !open) ||
+		    !EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_AEAD_SET_IVLEN, (int)j->iv_len, NULL) ||
+		    !EVP_CipherInit_ex(cc, NULL, NULL, j->key, j->iv, !open) ||
+		    (j->aad_len && !EVP_CipherUpdate(cc, NULL, &outl, j->aad, (int)j->aad_len)) ||
+		    (n && !EVP_CipherUpdate(cc, j->out, &outl, j->in, (int)n))) {
+			r = PXY_E_CRYPTO_LIB;
+			break;
+		}
+		if (open) {
+			if (!EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_AEAD_SET_TAG, 16, (void *)(j->in + n)))
+				r = PXY_E_CRYPTO_LIB;
+			else if (EVP_CipherFinal_ex(cc, j->out + n, &fin) > 0) {
+				j->ok = 1;
+				j->out_len = n;
+			} else {
+				pxy_wipe(j->out, n);
+			}
+		} else if (EVP_CipherFinal_ex(cc, j->out + n, &fin) > 0 &&
+			   EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_AEAD_GET_TAG, 16, j->out + n)) {
+			j->ok = 1;
+			j->out_len = n + 16;
+		} else {
+			r = PXY_E_CRYPTO_LIB;
+		}
+		break;
+	}
+	case PXY_PRIM_CBC_DECRYPT:
+		ci = prim_cipher(c, 0, j->key_len);
+		if (!ci || j->iv_len != 16 || j->out_cap < j->in_len) {
+			r = PXY_E_LIMIT;
+			break;
+		}
+		/* OpenSSL's PKCS#7 unpadding (EVP default padding) */
+		if (EVP_DecryptInit_ex(cc, ci, NULL, j->key, j->iv) &&
+		    EVP_DecryptUpdate(cc, j->out, &outl, j->in, (int)j->in_len) &&
+		    EVP_DecryptFinal_ex(cc, j->out + outl, &fin) > 0) {
+			j->ok = 1;
+			j->out_len = (size_t)(outl + fin);
+		}
+		break;
+	case PXY_PRIM_HMAC: {
+		size_t ml = 0;
+
+		if (j->mac < PXY_MAC_SHA1 || j->mac > PXY_MAC_SHA384 || j->out_cap < MAX_MAC) {
+			r = PXY_E_LIMIT;
+			break;
+		}
+		if (EVP_Q_mac(NULL, "HMAC", NULL, md_names[j->mac], NULL, j->key, j->key_len, j->in, j->in_len, j->out,
+			      j->out_cap, &ml)) {
+			j->ok = 1;
+			j->out_len = ml;
+		} else {
+			r = PXY_E_CRYPTO_LIB;
+		}
+		break;
+	}
+	default:
+		r = PXY_E_STATE;
+	}
+	EVP_CIPHER_CTX_free(cc);
+	ERR_clear_error();
+	return r;
 }

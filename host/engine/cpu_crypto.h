@@ -26,7 +26,10 @@ size_t pxy_record_sealed_len(const struct pxy_traffic_keys *k, size_t pt_len);
 /** Build an EVP_PKEY (returned as void *) from CRT key material. */
 void *pxy_cpu_rsa_key(const struct pxy_rsa_priv *k);
 void pxy_cpu_rsa_key_free(void *pkey);
-/** TLS pre-master decryption with implicit rejection; always fills pms. */
+/** TLS pre-master decryption with implicit rejection (always fills pms), or PKCS#1 mode. */
 int pxy_cpu_rsa_decrypt(void *pkey, struct pxy_rsa_job *j);
+
+/** A raw primitive job (known-answer tests). */
+int pxy_cpu_primitive(struct pxy_cpu_ctx *c, struct pxy_prim_job *j);
 
 #endif

@@ -31,6 +31,19 @@ enum pxy_job_type {
 	PXY_JOB_RSA_DECRYPT = 1, /**< RSAES-PKCS1-v1_5 pre-master decryption, implicit rejection */
 	PXY_JOB_RECORD_OPEN = 2, /**< decrypt and authenticate one TLS record */
 	PXY_JOB_RECORD_SEAL = 3, /**< encrypt and protect one TLS record */
+	PXY_JOB_PRIMITIVE = 4,   /**< a raw AEAD/CBC/HMAC operation (known-answer tests) */
+};
+
+enum pxy_rsa_mode {
+	PXY_RSA_TLS = 0,   /**< TLS pre-master: 48 bytes, version check, implicit rejection */
+	PXY_RSA_PKCS1 = 1, /**< RSAES-PKCS1-v1_5 message of any length, with a validity flag (tests) */
+};
+
+enum pxy_prim_op {
+	PXY_PRIM_GCM_OPEN = 1, /**< in = ciphertext || 16-byte tag; out = plaintext if authentic */
+	PXY_PRIM_GCM_SEAL = 2, /**< in = plaintext; out = ciphertext || tag */
+	PXY_PRIM_CBC_DECRYPT = 3, /**< AES-CBC decryption and PKCS#7 unpadding */
+	PXY_PRIM_HMAC = 4,     /**< HMAC with the hash of `mac` */
 };
 
 /** Bulk ciphers of the suites the engines implement. */
@@ -80,6 +93,7 @@ struct pxy_rsa_job {
 	uint32_t key_id;         /**< from key_load() */
 	uint16_t client_version; /**< ClientHello.client_version: the PMS's first two bytes */
 	uint16_t in_len;         /**< EncryptedPreMasterSecret length */
+	uint32_t mode;           /**< enum pxy_rsa_mode */
 	uint8_t in[PXY_RSA_MAX_BYTES];
 	/**
 	 * Out: always 48 bytes. On a bad padding, a wrong length or a wrong
@@ -88,6 +102,29 @@ struct pxy_rsa_job {
 	 * caller cannot tell, and so cannot leak, which happened.
 	 */
 	uint8_t pms[PXY_PMS_LEN];
+	/* PXY_RSA_PKCS1 mode: the message and whether the padding was valid */
+	uint8_t msg[PXY_RSA_MAX_BYTES];
+	uint16_t msg_len;
+	uint32_t ok;
+};
+
+/** A raw primitive, for known-answer tests of every engine. Keys: AES-128/256; HMAC keys any length. */
+struct pxy_prim_job {
+	uint32_t op;   /**< enum pxy_prim_op */
+	uint8_t mac;   /**< HMAC: enum pxy_mac */
+	const uint8_t *key;
+	size_t key_len;
+	const uint8_t *iv; /**< GCM: the 12-byte nonce; CBC: the 16-byte IV */
+	size_t iv_len;
+	const uint8_t *aad;
+	size_t aad_len;
+	const uint8_t *in;
+	size_t in_len;
+	uint8_t *out;
+	size_t out_cap;
+	/* out */
+	size_t out_len;
+	uint32_t ok;   /**< authentic (GCM open), well padded (CBC), done (seal, HMAC) */
 };
 
 struct pxy_rec_job {
@@ -120,6 +157,7 @@ struct pxy_job {
 	union {
 		struct pxy_rsa_job rsa;
 		struct pxy_rec_job rec;
+		struct pxy_prim_job prim;
 	} u;
 };
 
@@ -138,14 +176,25 @@ struct pxy_rsa_priv {
 struct pxy_engine_params {
 	unsigned threads;    /**< worker threads; 0: run jobs inline in submit (tests, fuzzing) */
 	unsigned max_jobs;   /**< bound on jobs in flight; submit returns PXY_E_BUSY beyond it */
-	unsigned batch;      /**< jobs per device launch (device engines) */
-	const char *xclbin;  /**< device engines */
+	unsigned batch;      /**< device engines: most jobs per launch (0: the kernel's limit) */
+	unsigned run_timeout_ms; /**< device engines: a launch running longer is a card failure (0: 10000) */
+	unsigned device;     /**< device engines: device index */
+	const char *xclbin;  /**< device engines: the xclbin (NULL: the emulation xclbin of this build) */
+	int shared_event_fd; /**< > 0: signal this eventfd instead of creating one (an engine inside another) */
+	char *why;           /**< out, optional: why open failed, or which engine `auto` chose and why */
+	size_t why_len;
 };
 
 struct pxy_engine_stats {
 	uint64_t rsa_ops, rec_open, rec_seal, rec_bad, busy_rejects, errors;
 	uint64_t bytes_in;
 	uint64_t inflight;
+	/* device engines */
+	uint64_t launches;       /**< kernel runs started */
+	uint64_t batched_jobs;   /**< jobs carried by those runs */
+	uint64_t software_jobs;  /**< jobs run in software: shapes the kernels do not take, or after a failover */
+	uint64_t device_failures; /**< runs that failed, timed out or returned uncomputed results */
+	uint64_t faults;         /**< RSA results withheld by the kernel's re-encryption check */
 };
 
 struct pxy_engine;
@@ -170,7 +219,7 @@ struct pxy_engine {
 	struct pxy_engine_stats stats;
 };
 
-/** Look up an engine by name ("cpu"); NULL when unknown. */
+/** Look up an engine by name ("cpu", "emu", "xrt", "auto"); NULL when unknown. */
 const struct pxy_engine_ops *pxy_engine_find(const char *name);
 /** Names of the engines compiled in, space-separated. */
 const char *pxy_engine_names(void);
