@@ -1,0 +1,91 @@
+/*
+ * The device layer: the shape of XRT's native C API (xrt_device.h,
+ * xrt_kernel.h, xrt_bo.h), behind one table of functions with two
+ * providers:
+ *
+ *   xrt  XRT itself, loaded with dlopen("libxrt_coreutil.so.2") (no
+ *        link-time dependency; refused when XILINX_XRT is unset, where XRT
+ *        would abort the process);
+ *   emu  in-process: loads the emulation xclbin (an axlf whose BITSTREAM is
+ *        the kernels compiled for the host), binds kernels by the names in
+ *        its metadata, keeps device memory apart from host memory and copies
+ *        on sync, runs each compute unit on a worker thread, and reports run
+ *        states and completion callbacks as XRT does.
+ *
+ * The engines above this layer (host/engine/fpga.c) do not know which one
+ * they drive.
+ */
+#ifndef PXY_DEV_H
+#define PXY_DEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* run states: the values of XRT's enum ert_cmd_state */
+enum pxy_run_state {
+	PXY_RUN_NEW = 1,
+	PXY_RUN_QUEUED = 2,
+	PXY_RUN_RUNNING = 3,
+	PXY_RUN_COMPLETED = 4,
+	PXY_RUN_ERROR = 5,
+	PXY_RUN_ABORT = 6,
+	PXY_RUN_SUBMITTED = 7,
+	PXY_RUN_TIMEOUT = 8,
+	PXY_RUN_NORESPONSE = 9,
+};
+
+typedef void (*pxy_run_cb)(void *run, int state, void *data);
+
+struct pxy_dev_provider {
+	const char *name;
+	/* device */
+	int (*open)(unsigned index, void **dev, char *err, size_t err_len);
+	int (*load_xclbin)(void *dev, const char *path, uint8_t uuid[16], char *err, size_t err_len);
+	void (*close)(void *dev);
+	/* kernels: "name" (any of its compute units) or "name:{instance}" (that one) */
+	void *(*kernel_open)(void *dev, const uint8_t uuid[16], const char *name);
+	int (*kernel_arg_group)(void *kernel, int argno); /* memory bank of a buffer argument */
+	void (*kernel_close)(void *kernel);
+	/* buffers: host memory, device memory, synced explicitly */
+	void *(*bo_alloc)(void *dev, size_t size, int group);
+	void *(*bo_map)(void *bo);
+	int (*bo_sync)(void *bo, int to_device, size_t size, size_t offset);
+	void (*bo_free)(void *bo);
+	/* runs */
+	void *(*run_open)(void *kernel);
+	int (*run_set_arg_bo)(void *run, int index, void *bo);
+	int (*run_set_arg_u32)(void *run, int index, uint32_t value);
+	/* called once per start, from the provider's thread, when the run ends (any end state) */
+	int (*run_set_callback)(void *run, pxy_run_cb cb, void *data);
+	int (*run_start)(void *run);
+	int (*run_wait)(void *run, unsigned timeout_ms); /* the state after waiting */
+	int (*run_state)(void *run);
+	void (*run_close)(void *run);
+};
+
+extern const struct pxy_dev_provider pxy_dev_emu;
+extern const struct pxy_dev_provider pxy_dev_xrt;
+
+const struct pxy_dev_provider *pxy_dev_find(const char *name);
+
+#define PXY_XCLBIN_MAX_CUS 64
+
+struct pxy_xclbin_info {
+	uint8_t uuid[16];
+	char vbnv[65];    /* the platform it was built for */
+	int mode;         /* axlf header mode */
+	int host_kernels; /* 1: an emulation xclbin (its BITSTREAM is a host library) */
+	int ncus;         /* compute units, from IP_LAYOUT */
+	char cu[PXY_XCLBIN_MAX_CUS][65]; /* "kernel:instance" */
+};
+
+/** Read an xclbin's header and section table. 0, or -1 with err. */
+int pxy_xclbin_info(const char *path, struct pxy_xclbin_info *info, char *err, size_t err_len);
+
+/** Check an emulation xclbin in memory without loading its kernels (tests, fuzzing). 0 or -1 with err. */
+int pxy_emu_xclbin_check(const uint8_t *f, size_t len, char *err, size_t err_len);
+
+/** The emulation xclbin of this build (build tree, else installed); NULL if neither exists. */
+const char *pxy_emu_xclbin_path(void);
+
+#endif

@@ -1,0 +1,813 @@
+/*
+ * The emulation provider: a device in this process.
+ *
+ * load_xclbin reads an axlf file (checking every offset and size against the
+ * file before use), writes its BITSTREAM section - the kernels built for the
+ * host - to a memfd and dlopen()s it, reads the kernels, arguments and
+ * instances from EMBEDDED_METADATA, the compute units from IP_LAYOUT and the
+ * memory bank of each argument from CONNECTIVITY.
+ *
+ * Buffers have host memory and separate device memory; only a sync moves
+ * bytes between them, so a missing sync shows up as wrong results here too.
+ * Each compute unit is a worker thread taking runs from its kernel's queue;
+ * a run goes NEW -> QUEUED -> RUNNING -> COMPLETED (or ERROR), and its
+ * callback is invoked from the worker thread, as XRT invokes callbacks from
+ * its own threads.
+ *
+ * Test knobs, for the failover paths above this layer:
+ *   PXY_EMU_FAIL_AFTER=N  every run after the first N ends in ERROR without
+ *                         running, as on a card that stopped working;
+ *   PXY_EMU_STALL_MS=N    every run waits N ms before it runs, as on a hung card.
+ */
+#include "device/dev.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "device/axlf.h"
+#include "proxyssl/kernel_abi.h"
+
+#define EMU_MAX_KERNELS 8
+#define EMU_MAX_ARGS 16
+#define EMU_MAX_CUS 16
+
+typedef int (*emu_entry)(const uint64_t *args, unsigned nargs);
+
+struct emu_kernel_meta {
+	char name[64];
+	int nargs;
+	int is_buffer[EMU_MAX_ARGS];
+	int group[EMU_MAX_ARGS];
+	int ncus;
+};
+
+struct emu_dev {
+	void *lib;
+	int lib_fd;
+	uint8_t uuid[16];
+	int loaded;
+	struct emu_kernel_meta meta[EMU_MAX_KERNELS];
+	int nkernels;
+	long fail_after; /* < 0: never */
+	long stall_ms;
+	long runs_started;
+	pthread_mutex_t mu;
+};
+
+struct emu_run;
+
+struct emu_kernel {
+	struct emu_dev *dev;
+	const struct emu_kernel_meta *meta;
+	emu_entry entry;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;   /* work for the compute units */
+	pthread_cond_t done; /* a run finished */
+	struct emu_run *q_head, *q_tail;
+	int stopping;
+	int ncus;
+	pthread_t cus[EMU_MAX_CUS];
+};
+
+struct emu_bo {
+	uint8_t *host, *device;
+	size_t size;
+};
+
+struct emu_run {
+	struct emu_kernel *k;
+	uint64_t args[EMU_MAX_ARGS];
+	int state;
+	pxy_run_cb cb;
+	void *cb_data;
+	struct emu_run *next;
+};
+
+/* ---- xclbin --------------------------------------------------------------------- */
+
+static int read_all(const char *path, uint8_t **out, size_t *len, char *err, size_t n)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long sz;
+
+	if (!fp) {
+		snprintf(err, n, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fseek(fp, 0, SEEK_END) < 0 || (sz = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) < 0 ||
+	    sz > 512l * 1024 * 1024 || !(buf = malloc((size_t)sz + 1)) || fread(buf, 1, (size_t)sz, fp) != (size_t)sz) {
+		snprintf(err, n, "%s: cannot read", path);
+		free(buf);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	*out = buf;
+	*len = (size_t)sz;
+	return 0;
+}
+
+/* the section of this kind, bounds-checked; NULL if absent or out of range */
+static const uint8_t *section(const uint8_t *f, size_t len, uint32_t kind, size_t *size)
+{
+	const struct axlf *a = (const struct axlf *)f;
+	uint32_t n = a->header.num_sections;
+
+	if (n > 64 || sizeof(struct axlf) + (size_t)n * sizeof(struct axlf_section_header) > len)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct axlf_section_header *s = &a->sections[i];
+
+		if (s->kind != kind)
+			continue;
+		if (s->offset > len || s->size > len - s->offset)
+			return NULL;
+		*size = s->size;
+		return f + s->offset;
+	}
+	return NULL;
+}
+
+int pxy_xclbin_info(const char *path, struct pxy_xclbin_info *info, char *err, size_t err_len)
+{
+	struct axlf a;
+	struct axlf_section_header sh;
+	FILE *fp = fopen(path, "rb");
+	uint8_t magic[4];
+
+	memset(info, 0, sizeof(*info));
+	if (!fp) {
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fread(&a, 1, sizeof(a), fp) != sizeof(a) || memcmp(a.magic, AXLF_MAGIC, sizeof(AXLF_MAGIC)) != 0) {
+		snprintf(err, err_len, "%s: not an xclbin (no xclbin2 header)", path);
+		fclose(fp);
+		return -1;
+	}
+	memcpy(info->uuid, a.header.uuid, 16);
+	memcpy(info->vbnv, a.header.platform_vbnv, 64);
+	info->vbnv[64] = '\0';
+	info->mode = a.header.mode;
+	for (uint32_t i = 0; i < a.header.num_sections && i < 64; i++) {
+		if (fseek(fp, (long)(offsetof(struct axlf, sections) + i * sizeof(sh)), SEEK_SET) < 0 ||
+		    fread(&sh, 1, sizeof(sh), fp) != sizeof(sh))
+			break;
+		/* an emulation xclbin's BITSTREAM is an ELF shared object */
+		if (sh.kind == AXLF_BITSTREAM && sh.size >= 4 && fseek(fp, (long)sh.offset, SEEK_SET) == 0 &&
+		    fread(magic, 1, 4, fp) == 4 && !memcmp(magic, "\177ELF", 4))
+			info->host_kernels = 1;
+		if (sh.kind == AXLF_IP_LAYOUT && sh.size >= sizeof(struct axlf_ip_layout) &&
+		    fseek(fp, (long)sh.offset, SEEK_SET) == 0) {
+			struct axlf_ip_layout ipl;
+			struct axlf_ip_data ip;
+
+			if (fread(&ipl, 1, sizeof(ipl), fp) != sizeof(ipl) || ipl.count < 0)
+				continue;
+			for (int32_t k = 0; k < ipl.count && info->ncus < PXY_XCLBIN_MAX_CUS; k++) {
+				if ((uint64_t)sizeof(ipl) + (uint64_t)(k + 1) * sizeof(ip) > sh.size ||
+				    fread(&ip, 1, sizeof(ip), fp) != sizeof(ip))
+					break;
+				if (ip.type != AXLF_IP_KERNEL || !memchr(ip.name, ':', sizeof(ip.name)))
+					continue;
+				memcpy(info->cu[info->ncus], ip.name, sizeof(ip.name));
+				info->cu[info->ncus][64] = '\0';
+				info->ncus++;
+			}
+		}
+	}
+	fclose(fp);
+	return 0;
+}
+
+static int xml_int(xmlNode *node, const char *attr, int *out)
+{
+	xmlChar *v = xmlGetProp(node, (const xmlChar *)attr);
+	char *end;
+	long x;
+
+	if (!v)
+		return -1;
+	x = strtol((const char *)v, &end, 0);
+	if (*end || x < 0 || x > 1 << 20) {
+		xmlFree(v);
+		return -1;
+	}
+	xmlFree(v);
+	*out = (int)x;
+	return 0;
+}
+
+/* project/platform/device/core/kernel[name]/arg[id, addressQualifier] */
+static int parse_metadata(struct emu_dev *d, const uint8_t *xml, size_t len, char *err, size_t n)
+{
+	xmlDoc *doc = xmlReadMemory((const char *)xml, (int)len, "metadata.xml", NULL,
+				    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlNode *node[5];
+	static const char *const path[4] = { "platform", "device", "core", "kernel" };
+	int depth = 0, r = -1;
+
+	if (!doc) {
+		snprintf(err, n, "xclbin metadata is not XML");
+		return -1;
+	}
+	node[0] = xmlDocGetRootElement(doc);
+	if (!node[0] || xmlStrcmp(node[0]->name, (const xmlChar *)"project")) {
+		snprintf(err, n, "xclbin metadata has no <project>");
+		goto out;
+	}
+	/* walk down to every <kernel> under the first platform/device/core */
+	for (depth = 0; depth < 3; depth++) {
+		xmlNode *c;
+		for (c = node[depth]->children; c; c = c->next)
+			if (c->type == XML_ELEMENT_NODE && !xmlStrcmp(c->name, (const xmlChar *)path[depth]))
+				break;
+		if (!c) {
+			snprintf(err, n, "xclbin metadata has no <%s>", path[depth]);
+			goto out;
+		}
+		node[depth + 1] = c;
+	}
+	for (xmlNode *k = node[3]->children; k; k = k->next) {
+		struct emu_kernel_meta *m;
+		xmlChar *name;
+
+		if (k->type != XML_ELEMENT_NODE || xmlStrcmp(k->name, (const xmlChar *)"kernel"))
+			continue;
+		if (d->nkernels == EMU_MAX_KERNELS) {
+			snprintf(err, n, "xclbin has more than %d kernels", EMU_MAX_KERNELS);
+			goto out;
+		}
+		m = &d->meta[d->nkernels];
+		memset(m, 0, sizeof(*m));
+		name = xmlGetProp(k, (const xmlChar *)"name");
+		if (!name || strlen((const char *)name) >= sizeof(m->name)) {
+			xmlFree(name);
+			snprintf(err, n, "xclbin metadata: a kernel without a usable name");
+			goto out;
+		}
+		snprintf(m->name, sizeof(m->name), "%s", (const char *)name);
+		xmlFree(name);
+		for (int a = 0; a < EMU_MAX_ARGS; a++)
+			m->group[a] = -1;
+		for (xmlNode *a = k->children; a; a = a->next) {
+			int id, aq;
+
+			if (a->type != XML_ELEMENT_NODE || xmlStrcmp(a->name, (const xmlChar *)"arg"))
+				continue;
+			if (xml_int(a, "id", &id) < 0 || xml_int(a, "addressQualifier", &aq) < 0 || id >= EMU_MAX_ARGS) {
+				snprintf(err, n, "xclbin metadata: kernel %s has a bad <arg>", m->name);
+				goto out;
+			}
+			m->is_buffer[id] = aq == 1;
+			if (id + 1 > m->nargs)
+				m->nargs = id + 1;
+		}
+		d->nkernels++;
+	}
+	r = 0;
+out:
+	xmlFreeDoc(doc);
+	return r;
+}
+
+static struct emu_kernel_meta *find_meta(struct emu_dev *d, const char *name, size_t len)
+{
+	for (int i = 0; i < d->nkernels; i++)
+		if (strlen(d->meta[i].name) == len && !strncmp(d->meta[i].name, name, len))
+			return &d->meta[i];
+	return NULL;
+}
+
+/* IP_LAYOUT names compute units "kernel:instance"; CONNECTIVITY maps (arg, cu) -> bank */
+static int parse_layout(struct emu_dev *d, const uint8_t *f, size_t len, char *err, size_t n)
+{
+	size_t ipsz = 0, cnsz = 0;
+	const uint8_t *ips = section(f, len, AXLF_IP_LAYOUT, &ipsz);
+	const uint8_t *cns = section(f, len, AXLF_CONNECTIVITY, &cnsz);
+	const struct axlf_ip_layout *ip = (const struct axlf_ip_layout *)ips;
+	struct emu_kernel_meta *by_ip[256];
+
+	if (!ips || ipsz < sizeof(*ip) || ip->count < 0 || ip->count > 256 ||
+	    sizeof(*ip) + (size_t)ip->count * sizeof(ip->ip[0]) > ipsz) {
+		snprintf(err, n, "xclbin: no valid IP_LAYOUT section");
+		return -1;
+	}
+	for (int i = 0; i < ip->count; i++) {
+		const char *nm = (const char *)ip->ip[i].name;
+		const char *colon = memchr(nm, ':', sizeof(ip->ip[i].name));
+		struct emu_kernel_meta *m;
+
+		by_ip[i] = NULL;
+		if (ip->ip[i].type != AXLF_IP_KERNEL || !colon)
+			continue;
+		m = find_meta(d, nm, (size_t)(colon - nm));
+		if (!m)
+			continue;
+		if (m->ncus == EMU_MAX_CUS) {
+			snprintf(err, n, "xclbin: kernel %s has more than %d compute units", m->name, EMU_MAX_CUS);
+			return -1;
+		}
+		m->ncus++;
+		by_ip[i] = m;
+	}
+	if (cns) {
+		const struct axlf_connectivity *cn = (const struct axlf_connectivity *)cns;
+
+		if (cnsz < sizeof(*cn) || cn->count < 0 || sizeof(*cn) + (size_t)cn->count * sizeof(cn->conn[0]) > cnsz) {
+			snprintf(err, n, "xclbin: bad CONNECTIVITY section");
+			return -1;
+		}
+		for (int i = 0; i < cn->count; i++) {
+			const struct axlf_connection *c = &cn->conn[i];
+
+			if (c->ip_layout_index < 0 || c->ip_layout_index >= ip->count || !by_ip[c->ip_layout_index] ||
+			    c->arg_index < 0 || c->arg_index >= EMU_MAX_ARGS)
+				continue;
+			by_ip[c->ip_layout_index]->group[c->arg_index] = c->mem_data_index;
+		}
+	}
+	return 0;
+}
+
+/* Every check of an emulation xclbin short of loading its kernels. */
+static int parse_xclbin(struct emu_dev *d, const uint8_t *f, size_t len, const uint8_t **bits, size_t *bsz,
+			char *err, size_t n)
+{
+	const struct axlf *a = (const struct axlf *)f;
+	const uint8_t *meta;
+	size_t msz = 0;
+
+	d->nkernels = 0;
+	if (len < sizeof(*a) || memcmp(a->magic, AXLF_MAGIC, sizeof(AXLF_MAGIC)) != 0 || a->header.length != len) {
+		snprintf(err, n, "not an xclbin (bad header or length)");
+		return -1;
+	}
+	*bits = section(f, len, AXLF_BITSTREAM, bsz);
+	meta = section(f, len, AXLF_EMBEDDED_METADATA, &msz);
+	if (!*bits || *bsz < 64 || memcmp(*bits, "\177ELF", 4) != 0) {
+		snprintf(err, n, "not an emulation xclbin (its BITSTREAM is not a host library)");
+		return -1;
+	}
+	if (!meta || msz > (size_t)1 << 24) {
+		snprintf(err, n, "xclbin without usable EMBEDDED_METADATA");
+		return -1;
+	}
+	if (parse_metadata(d, meta, msz, err, n) < 0 || parse_layout(d, f, len, err, n) < 0)
+		return -1;
+	for (int i = 0; i < d->nkernels; i++)
+		if (d->meta[i].ncus == 0) {
+			snprintf(err, n, "xclbin: kernel %s has no compute unit in IP_LAYOUT", d->meta[i].name);
+			return -1;
+		}
+	return 0;
+}
+
+int pxy_emu_xclbin_check(const uint8_t *f, size_t len, char *err, size_t n)
+{
+	struct emu_dev d;
+	const uint8_t *bits;
+	size_t bsz;
+
+	memset(&d, 0, sizeof(d));
+	return parse_xclbin(&d, f, len, &bits, &bsz, err, n);
+}
+
+/* ---- device ------------------------------------------------------------------------ */
+
+static int emu_open(unsigned index, void **out, char *err, size_t n)
+{
+	struct emu_dev *d;
+	const char *fa = getenv("PXY_EMU_FAIL_AFTER");
+
+	if (index != 0) {
+		snprintf(err, n, "the emulation provider has one device (index 0)");
+		return -1;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		snprintf(err, n, "out of memory");
+		return -1;
+	}
+	d->lib_fd = -1;
+	d->fail_after = fa && *fa ? strtol(fa, NULL, 10) : -1;
+	d->stall_ms = getenv("PXY_EMU_STALL_MS") ? strtol(getenv("PXY_EMU_STALL_MS"), NULL, 10) : 0;
+	pthread_mutex_init(&d->mu, NULL);
+	*out = d;
+	return 0;
+}
+
+static int emu_load_xclbin(void *dv, const char *path, uint8_t uuid[16], char *err, size_t n)
+{
+	struct emu_dev *d = dv;
+	uint8_t *f = NULL;
+	size_t len = 0, bsz = 0;
+	const uint8_t *bits;
+	const struct axlf *a;
+	unsigned (*abi)(void);
+	char fdpath[64];
+
+	if (d->loaded) {
+		snprintf(err, n, "an xclbin is loaded already");
+		return -1;
+	}
+	if (read_all(path, &f, &len, err, n) < 0)
+		return -1;
+	a = (const struct axlf *)f;
+	if (parse_xclbin(d, f, len, &bits, &bsz, err, n) < 0) {
+		size_t l = strlen(err);
+
+		snprintf(err + l, n - l, " (%s)", path);
+		goto fail;
+	}
+	/* the kernels, loaded from memory without touching the file system */
+	d->lib_fd = memfd_create("proxyssl-kernels", MFD_CLOEXEC);
+	if (d->lib_fd < 0 || write(d->lib_fd, bits, bsz) != (ssize_t)bsz) {
+		snprintf(err, n, "memfd: %s", strerror(errno));
+		goto fail;
+	}
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", d->lib_fd);
+	d->lib = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+	if (!d->lib) {
+		snprintf(err, n, "%s: the kernel library does not load: %s", path, dlerror());
+		goto fail;
+	}
+	abi = (unsigned (*)(void))dlsym(d->lib, "pxyk_abi_version");
+	if (!abi || abi() != PXY_K_ABI_VERSION) {
+		snprintf(err, n, "%s: kernel ABI %u, this build needs %u", path, abi ? abi() : 0u, PXY_K_ABI_VERSION);
+		goto fail;
+	}
+	memcpy(d->uuid, a->header.uuid, 16);
+	memcpy(uuid, d->uuid, 16);
+	d->loaded = 1;
+	free(f);
+	return 0;
+fail:
+	if (d->lib)
+		dlclose(d->lib);
+	d->lib = NULL;
+	if (d->lib_fd >= 0)
+		close(d->lib_fd);
+	d->lib_fd = -1;
+	d->nkernels = 0;
+	free(f);
+	return -1;
+}
+
+static void emu_close(void *dv)
+{
+	struct emu_dev *d = dv;
+
+	if (!d)
+		return;
+	if (d->lib)
+		dlclose(d->lib);
+	if (d->lib_fd >= 0)
+		close(d->lib_fd);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
+
+/* ---- kernels and compute units ----------------------------------------------------- */
+
+static void *cu_main(void *arg)
+{
+	struct emu_kernel *k = arg;
+
+	pthread_mutex_lock(&k->mu);
+	for (;;) {
+		struct emu_run *r;
+		int fail, state;
+		long started;
+
+		while (!k->q_head && !k->stopping)
+			pthread_cond_wait(&k->cv, &k->mu);
+		if (!k->q_head)
+			break;
+		r = k->q_head;
+		k->q_head = r->next;
+		if (!k->q_head)
+			k->q_tail = NULL;
+		r->state = PXY_RUN_RUNNING;
+		pthread_mutex_unlock(&k->mu);
+
+		pthread_mutex_lock(&k->dev->mu);
+		started = k->dev->runs_started++;
+		fail = k->dev->fail_after >= 0 && started >= k->dev->fail_after;
+		pthread_mutex_unlock(&k->dev->mu);
+		if (k->dev->stall_ms > 0) {
+			struct timespec ts = { k->dev->stall_ms / 1000, (k->dev->stall_ms % 1000) * 1000000 };
+
+			nanosleep(&ts, NULL);
+		}
+		state = !fail && k->entry(r->args, (unsigned)k->meta->nargs) == 0 ? PXY_RUN_COMPLETED : PXY_RUN_ERROR;
+
+		pthread_mutex_lock(&k->mu);
+		r->state = state;
+		pthread_cond_broadcast(&k->done);
+		pthread_mutex_unlock(&k->mu);
+		if (r->cb)
+			r->cb(r, state, r->cb_data);
+		pthread_mutex_lock(&k->mu);
+	}
+	pthread_mutex_unlock(&k->mu);
+	return NULL;
+}
+
+static void *emu_kernel_open(void *dv, const uint8_t uuid[16], const char *name)
+{
+	struct emu_dev *d = dv;
+	struct emu_kernel_meta *m;
+	struct emu_kernel *k;
+	char sym[96];
+
+	const char *inst = strchr(name, ':');
+	int ncus;
+
+	if (!d->loaded || memcmp(uuid, d->uuid, 16) != 0)
+		return NULL;
+	m = find_meta(d, name, inst ? (size_t)(inst - name) : strlen(name));
+	if (!m || m->ncus == 0)
+		return NULL;
+	ncus = m->ncus;
+	if (inst) {
+		/* one compute unit: "name:{name_N}", N in 1..ncus as IP_LAYOUT numbers them */
+		size_t nl = (size_t)(inst - name);
+		char *end;
+		long n;
+
+		if (inst[1] != '{' || strncmp(inst + 2, name, nl) || inst[2 + nl] != '_')
+			return NULL;
+		n = strtol(inst + 3 + nl, &end, 10);
+		if (n < 1 || n > m->ncus || strcmp(end, "}"))
+			return NULL;
+		ncus = 1;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	snprintf(sym, sizeof(sym), "pxyk_call_%s", m->name);
+	*(void **)&k->entry = dlsym(d->lib, sym);
+	if (!k->entry) {
+		free(k);
+		return NULL;
+	}
+	k->dev = d;
+	k->meta = m;
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->cv, NULL);
+	pthread_cond_init(&k->done, NULL);
+	for (int i = 0; i < ncus; i++) {
+		if (pthread_create(&k->cus[i], NULL, cu_main, k) != 0)
+			break;
+		k->ncus++;
+	}
+	return k;
+}
+
+static int emu_kernel_arg_group(void *kv, int argno)
+{
+	struct emu_kernel *k = kv;
+
+	if (argno < 0 || argno >= k->meta->nargs || !k->meta->is_buffer[argno])
+		return -1;
+	return k->meta->group[argno] < 0 ? 0 : k->meta->group[argno];
+}
+
+static void emu_kernel_close(void *kv)
+{
+	struct emu_kernel *k = kv;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->stopping = 1;
+	pthread_cond_broadcast(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	for (int i = 0; i < k->ncus; i++)
+		pthread_join(k->cus[i], NULL);
+	pthread_mutex_destroy(&k->mu);
+	pthread_cond_destroy(&k->cv);
+	pthread_cond_destroy(&k->done);
+	free(k);
+}
+
+/* ---- buffers ------------------------------------------------------------------------ */
+
+static void *emu_bo_alloc(void *dv, size_t size, int group)
+{
+	struct emu_bo *b = calloc(1, sizeof(*b));
+
+	(void)dv;
+	(void)group;
+	if (!b || size == 0)
+		goto fail;
+	b->size = size;
+	if (posix_memalign((void **)&b->host, 4096, size) || posix_memalign((void **)&b->device, 4096, size))
+		goto fail;
+	memset(b->host, 0, size);
+	memset(b->device, 0, size);
+	return b;
+fail:
+	if (b) {
+		free(b->host);
+		free(b);
+	}
+	return NULL;
+}
+
+static void *emu_bo_map(void *bv)
+{
+	return ((struct emu_bo *)bv)->host;
+}
+
+static int emu_bo_sync(void *bv, int to_device, size_t size, size_t off)
+{
+	struct emu_bo *b = bv;
+
+	if (off > b->size || size > b->size - off)
+		return -1;
+	if (to_device)
+		memcpy(b->device + off, b->host + off, size);
+	else
+		memcpy(b->host + off, b->device + off, size);
+	return 0;
+}
+
+static void emu_bo_free(void *bv)
+{
+	struct emu_bo *b = bv;
+
+	if (!b)
+		return;
+	/* buffers held key material and plaintext */
+	explicit_bzero(b->host, b->size);
+	explicit_bzero(b->device, b->size);
+	free(b->host);
+	free(b->device);
+	free(b);
+}
+
+/* ---- runs --------------------------------------------------------------------------- */
+
+static void *emu_run_open(void *kv)
+{
+	struct emu_run *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->k = kv;
+		r->state = PXY_RUN_NEW;
+	}
+	return r;
+}
+
+static int emu_run_set_arg_bo(void *rv, int index, void *bv)
+{
+	struct emu_run *r = rv;
+
+	if (index < 0 || index >= r->k->meta->nargs || !r->k->meta->is_buffer[index])
+		return -1;
+	r->args[index] = (uint64_t)(uintptr_t)((struct emu_bo *)bv)->device;
+	return 0;
+}
+
+static int emu_run_set_arg_u32(void *rv, int index, uint32_t v)
+{
+	struct emu_run *r = rv;
+
+	if (index < 0 || index >= r->k->meta->nargs || r->k->meta->is_buffer[index])
+		return -1;
+	r->args[index] = v;
+	return 0;
+}
+
+static int emu_run_set_callback(void *rv, pxy_run_cb cb, void *data)
+{
+	struct emu_run *r = rv;
+
+	r->cb = cb;
+	r->cb_data = data;
+	return 0;
+}
+
+static int emu_run_start(void *rv)
+{
+	struct emu_run *r = rv;
+	struct emu_kernel *k = r->k;
+
+	pthread_mutex_lock(&k->mu);
+	if (r->state == PXY_RUN_QUEUED || r->state == PXY_RUN_RUNNING) {
+		pthread_mutex_unlock(&k->mu);
+		return -1;
+	}
+	r->state = PXY_RUN_QUEUED;
+	r->next = NULL;
+	if (k->q_tail)
+		k->q_tail->next = r;
+	else
+		k->q_head = r;
+	k->q_tail = r;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	return 0;
+}
+
+static int emu_run_wait(void *rv, unsigned timeout_ms)
+{
+	struct emu_run *r = rv;
+	struct emu_kernel *k = r->k;
+	struct timespec ts;
+	int state;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&k->mu);
+	while (r->state == PXY_RUN_QUEUED || r->state == PXY_RUN_RUNNING)
+		if (pthread_cond_timedwait(&k->done, &k->mu, &ts) == ETIMEDOUT)
+			break;
+	state = r->state == PXY_RUN_QUEUED || r->state == PXY_RUN_RUNNING ? PXY_RUN_TIMEOUT : r->state;
+	pthread_mutex_unlock(&k->mu);
+	return state;
+}
+
+static int emu_run_state(void *rv)
+{
+	struct emu_run *r = rv;
+	int s;
+
+	pthread_mutex_lock(&r->k->mu);
+	s = r->state;
+	pthread_mutex_unlock(&r->k->mu);
+	return s;
+}
+
+static void emu_run_close(void *rv)
+{
+	free(rv);
+}
+
+const struct pxy_dev_provider pxy_dev_emu = {
+	.name = "emu",
+	.open = emu_open,
+	.load_xclbin = emu_load_xclbin,
+	.close = emu_close,
+	.kernel_open = emu_kernel_open,
+	.kernel_arg_group = emu_kernel_arg_group,
+	.kernel_close = emu_kernel_close,
+	.bo_alloc = emu_bo_alloc,
+	.bo_map = emu_bo_map,
+	.bo_sync = emu_bo_sync,
+	.bo_free = emu_bo_free,
+	.run_open = emu_run_open,
+	.run_set_arg_bo = emu_run_set_arg_bo,
+	.run_set_arg_u32 = emu_run_set_arg_u32,
+	.run_set_callback = emu_run_set_callback,
+	.run_start = emu_run_start,
+	.run_wait = emu_run_wait,
+	.run_state = emu_run_state,
+	.run_close = emu_run_close,
+};
+
+const struct pxy_dev_provider *pxy_dev_find(const char *name)
+{
+	if (!strcmp(name, "emu"))
+		return &pxy_dev_emu;
+	if (!strcmp(name, "xrt"))
+		return &pxy_dev_xrt;
+	return NULL;
+}
+
+const char *pxy_emu_xclbin_path(void)
+{
+	static const char *const paths[] = {
+#ifdef PXY_EMU_XCLBIN_BUILD
+		PXY_EMU_XCLBIN_BUILD,
+#endif
+#ifdef PXY_EMU_XCLBIN_INSTALL
+		PXY_EMU_XCLBIN_INSTALL,
+#endif
+	};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (access(paths[i], R_OK) == 0)
+			return paths[i];
+	return NULL;
+}
