@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxyssl/engine.h"
+#include "device/dev.h"
 #include "proxyssl/error.h"
 #include "util/addr.h"
 #include "util/util.h"
@@ -76,14 +77,33 @@ static int check_pow2(const char *raw, uint64_t num, char *why, size_t n)
 	return -1;
 }
 
+static int check_xclbin(const char *raw, uint64_t num, char *why, size_t n)
+{
+	struct pxy_xclbin_info info;
+
+	(void)num;
+	return pxy_xclbin_info(raw, &info, why, n) < 0 ? -1 : 0;
+}
+
 /* One table drives the command line, the config file and --help. */
 static const struct opt_def opts[] = {
 	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
 	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)", check_backend },
 	{ "cert", STR(cert), "FILE", "the server's certificate, PEM: the one the server must present (required)" },
 	{ "key", STR(key), "FILE", "the server's RSA private key, PEM, unencrypted (required)" },
-	{ "engine", STR(engine), "NAME", "crypto engine: cpu (default cpu)", check_engine },
-	{ "engine-threads", U64(engine_threads, 0, 256), "N", "engine worker threads; 0 runs jobs inline (default 1)" },
+	{ "engine", STR(engine), "NAME",
+	  "crypto engine: auto (the card if usable, else emu), xrt (Alveo card), emu (the card's kernels emulated "
+	  "in software) or cpu (OpenSSL) (default auto)", check_engine },
+	{ "xclbin", STR(xclbin), "FILE",
+	  "the kernels: the card's xclbin for xrt/auto, or an emulation xclbin for emu (default: this build's "
+	  "emulation xclbin)", check_xclbin },
+	{ "device", U64(device, 0, 63), "N", "the card's index for xrt/auto (default 0)" },
+	{ "engine-batch", U64(engine_batch, 0, 128), "N",
+	  "xrt/emu: most jobs per kernel launch; 0 fills to the kernel's limit, 64 RSA, 128 records (default 0)" },
+	{ "engine-timeout", U64(engine_timeout_ms, 100, 600000), "MS",
+	  "xrt/emu: a kernel run longer than this is a card failure; work fails over to cpu (default 10000)" },
+	{ "engine-threads", U64(engine_threads, 0, 256), "N",
+	  "engine worker threads (cpu; the software fallback of xrt/emu); 0 runs jobs inline (default 1)" },
 	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
 	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
@@ -234,6 +254,7 @@ static void defaults(struct pxy_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->engine_threads = 1;
+	c->engine_timeout_ms = 10000;
 	c->connect_timeout_ms = 5000;
 	c->max_conns = 16384;
 	c->buffers = 256;

@@ -15,12 +15,16 @@ struct pxy_config {
 	char *cert;
 	char *key;
 	char *engine;
+	char *xclbin;
 	char *keylog;
 	char *plaintext_dir;
 	char *log;
 	char *log_level;
 	char *config_file;
 	uint64_t engine_threads;
+	uint64_t engine_batch;
+	uint64_t engine_timeout_ms;
+	uint64_t device;
 	uint64_t connect_timeout_ms;
 	uint64_t max_conns;
 	uint64_t buffers;

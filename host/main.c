@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 	struct pxy_rsa_priv priv;
 	sigset_t mask;
 	char err[1024] = "";
-	char fp[96], addr[64];
+	char fp[96], addr[64], why[512];
 	int keylog_fd = -1, r, status = 1;
 
 	memset(&id, 0, sizeof(id));
@@ -141,11 +141,21 @@ int main(int argc, char **argv)
 	memset(&ep, 0, sizeof(ep));
 	ep.threads = (unsigned)cfg.engine_threads;
 	ep.max_jobs = 65536;
-	r = pxy_engine_open(cfg.engine ? cfg.engine : "cpu", &ep, &engine);
+	ep.batch = (unsigned)cfg.engine_batch;
+	ep.run_timeout_ms = (unsigned)cfg.engine_timeout_ms;
+	ep.device = (unsigned)cfg.device;
+	ep.xclbin = cfg.xclbin;
+	ep.why = why;
+	ep.why_len = sizeof(why);
+	why[0] = '\0';
+	r = pxy_engine_open(cfg.engine ? cfg.engine : "auto", &ep, &engine);
 	if (r < 0) {
-		pxy_err_log("cannot start engine %s: %s", cfg.engine ? cfg.engine : "cpu", pxy_err_str(r));
+		pxy_err_log("cannot start engine %s: %s%s%s", cfg.engine ? cfg.engine : "auto", pxy_err_str(r),
+			    why[0] ? ": " : "", why);
 		goto out;
 	}
+	if (why[0])
+		pxy_info("engine auto chose %s", why);
 	r = pxy_identity_rsa_priv(&id, &priv);
 	if (r == PXY_OK) {
 		r = engine->ops->key_load(engine, &priv, &id.key_id);

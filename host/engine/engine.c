@@ -1,15 +1,76 @@
 #include "proxyssl/engine.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "device/dev.h"
 #include "engine/engines.h"
 #include "util/util.h"
 
 static const struct pxy_engine_ops *const engines[] = {
 	&pxy_cpu_engine_ops,
+	&pxy_emu_engine_ops,
+	&pxy_xrt_engine_ops,
+	&pxy_auto_engine_ops,
+};
+
+/*
+ * `auto`: the card when there is one to use, else the emulated kernels.
+ * A card is used when XRT is set up (XILINX_XRT), XRT is not in one of its
+ * own emulation modes, a hardware xclbin is given, and the xrt engine opens
+ * the device and loads that xclbin. Each refusal names its reason in `why`.
+ */
+static int auto_open(const struct pxy_engine_params *p, struct pxy_engine **out)
+{
+	struct pxy_engine_params q = p ? *p : (struct pxy_engine_params){ 0 };
+	struct pxy_xclbin_info info;
+	char reason[256], card[200];
+	const char *xrt = getenv("XILINX_XRT"), *emu_mode = getenv("XCL_EMULATION_MODE");
+	int have_info = q.xclbin && pxy_xclbin_info(q.xclbin, &info, reason, sizeof(reason)) == 0;
+	int r;
+
+	if (q.xclbin && !have_info) {
+		/* reason holds why the file is unusable */
+	} else if (!xrt || !*xrt) {
+		snprintf(reason, sizeof(reason), "no card: XILINX_XRT is not set");
+	} else if (emu_mode && *emu_mode) {
+		snprintf(reason, sizeof(reason), "XCL_EMULATION_MODE=%s is XRT emulation, not a card", emu_mode);
+	} else if (!q.xclbin) {
+		snprintf(reason, sizeof(reason), "no hardware xclbin given (--xclbin)");
+	} else if (info.host_kernels) {
+		snprintf(reason, sizeof(reason), "%s is an emulation xclbin", q.xclbin);
+	} else {
+		q.why = card;
+		q.why_len = sizeof(card);
+		card[0] = '\0';
+		r = pxy_xrt_engine_ops.open(&q, out);
+		if (r == PXY_OK) {
+			if (p && p->why)
+				snprintf(p->why, p->why_len, "xrt: card %u with %s (platform %s)", q.device, q.xclbin,
+					 info.vbnv);
+			return r;
+		}
+		snprintf(reason, sizeof(reason), "the card is not usable: %s", card);
+	}
+	if (have_info && !info.host_kernels)
+		q.xclbin = NULL; /* a hardware xclbin: emulate with this build's own */
+	q.why = card;
+	q.why_len = sizeof(card);
+	card[0] = '\0';
+	r = pxy_emu_engine_ops.open(&q, out);
+	if (p && p->why)
+		snprintf(p->why, p->why_len, r == PXY_OK ? "emu: %s" : "emu: %s; and the emulation failed: %s", reason,
+			 card);
+	return r;
+}
+
+const struct pxy_engine_ops pxy_auto_engine_ops = {
+	.name = "auto",
+	.open = auto_open,
 };
 
 const struct pxy_engine_ops *pxy_engine_find(const char *name)
@@ -22,7 +83,7 @@ const struct pxy_engine_ops *pxy_engine_find(const char *name)
 
 const char *pxy_engine_names(void)
 {
-	return "cpu";
+	return "auto cpu emu xrt";
 }
 
 int pxy_engine_open(const char *name, const struct pxy_engine_params *p, struct pxy_engine **out)

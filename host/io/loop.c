@@ -857,11 +857,13 @@ static void dump_stats(struct pxy_loop *l)
 		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64,
 		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
 		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes);
+#define ES(f) __atomic_load_n(&es->f, __ATOMIC_RELAXED)
 	pxy_info("stats engine name=%s rsa_ops=%" PRIu64 " rec_open=%" PRIu64 " rec_bad=%" PRIu64
-		 " busy_rejects=%" PRIu64 " errors=%" PRIu64,
-		 l->cfg->tap.engine->ops->name, __atomic_load_n(&es->rsa_ops, __ATOMIC_RELAXED),
-		 __atomic_load_n(&es->rec_open, __ATOMIC_RELAXED), __atomic_load_n(&es->rec_bad, __ATOMIC_RELAXED),
-		 __atomic_load_n(&es->busy_rejects, __ATOMIC_RELAXED), __atomic_load_n(&es->errors, __ATOMIC_RELAXED));
+		 " busy_rejects=%" PRIu64 " errors=%" PRIu64 " launches=%" PRIu64 " batched_jobs=%" PRIu64
+		 " software_jobs=%" PRIu64 " device_failures=%" PRIu64 " faults=%" PRIu64,
+		 l->cfg->tap.engine->ops->name, ES(rsa_ops), ES(rec_open), ES(rec_bad), ES(busy_rejects), ES(errors),
+		 ES(launches), ES(batched_jobs), ES(software_jobs), ES(device_failures), ES(faults));
+#undef ES
 	for (int r = 1; r < PXY_R__COUNT; r++)
 		if (l->tc.reasons[r])
 			pxy_info("stats reason %s=%" PRIu64, pxy_reason_name((enum pxy_reason)r), l->tc.reasons[r]);
@@ -1019,6 +1021,10 @@ int pxy_loop_run(struct pxy_loop *l)
 		}
 		if (l->stopping) {
 			struct __kernel_timespec ts = { 0, 50000000 };
+			r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
+		} else if (__atomic_load_n(&l->cfg->tap.engine->stats.inflight, __ATOMIC_RELAXED)) {
+			/* jobs out: wake at least every 100 ms so the engine's flush can notice a hung card */
+			struct __kernel_timespec ts = { 0, 100000000 };
 			r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 		} else {
 			r = io_uring_submit_and_wait(&l->ring, 1);
