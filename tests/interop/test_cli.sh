@@ -111,6 +111,9 @@ bad "--listen with a port over 65535" "--listen" --listen "127.0.0.1:$((65536 + 
 bad "--listen with port 65536" "--listen" --listen 127.0.0.1:65536 --backend 127.0.0.1:1 --cert "$T/srv.crt" --key "$T/srv.key"
 bad "--backend with port 70000" "--backend" --listen "127.0.0.1:$PORT" --backend 127.0.0.1:70000 --cert "$T/srv.crt" --key "$T/srv.key"
 bad "unknown engine" "--engine" "${BASE[@]}" --engine warpdrive
+bad "--xclbin does not exist" "nonexistent.xclbin" "${BASE[@]}" --xclbin "$T/nonexistent.xclbin"
+bad "--xclbin is not an xclbin" "not an xclbin" "${BASE[@]}" --xclbin "$T/garbage.pem"
+bad "--engine-batch over the kernel's limit" "--engine-batch" "${BASE[@]}" --engine-batch 129
 bad "--buffers not a power of two" "--buffers" "${BASE[@]}" --buffers 1000
 bad "--connect-timeout not a number" "--connect-timeout" "${BASE[@]}" --connect-timeout soon
 bad "--max-queue with a bad unit" "--max-queue" "${BASE[@]}" --max-queue 12Q
@@ -131,6 +134,39 @@ grep -q "127.0.0.1:$TAKEN" "$T/taken.err" && grep -qi 'in use' "$T/taken.err" ||
 	soft_fail "listening on a taken port: the error does not say so: $(tail -n2 "$T/taken.err")"
 say "a taken port: exit $rc"
 
+# ---- an engine that cannot start: one clear line, exit 1, never listening ----------------
+# no card here: xrt refuses without XRT's environment, and emu with a hardware xclbin
+engine_fails() {
+	local what=$1 pat=$2 rc
+	shift 2
+	env -u XILINX_XRT timeout 20 "$PROXYSSL" "${BASE[@]}" "$@" >"$T/eng.out" 2>"$T/eng.err"
+	rc=$?
+	[ "$rc" = 1 ] || fail "$what: exit $rc, expected 1 ($(tail -n2 "$T/eng.err"))"
+	grep -q "cannot start engine" "$T/eng.err" && grep -Eq -- "$pat" "$T/eng.err" ||
+		fail "$what: the error does not say why: $(tail -n2 "$T/eng.err")"
+	grep -q ' listening on ' "$T/eng.err" && fail "$what: it listened"
+	say "  ok: $what -> $(grep 'cannot start engine' "$T/eng.err" | sed 's/.*ERROR //')"
+}
+engine_fails "--engine xrt without a card" "XILINX_XRT" --engine xrt --xclbin "${PXY_EMU_XCLBIN:?}"
+engine_fails "--engine xrt without --xclbin" "--xclbin" --engine xrt
+cp "${PXY_EMU_XCLBIN:?}" "$T/hw.xclbin"
+"$PY" - "$T/hw.xclbin" <<'PYEOF'
+import struct, sys
+# turn the emulation xclbin into one that claims a hardware BITSTREAM: the first
+# section's payload loses its ELF magic
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack_from("<I", b, 304 + 144)[0]
+for i in range(n):
+    kind, = struct.unpack_from("<I", b, 456 + 40 * i)
+    if kind == 0:
+        off, = struct.unpack_from("<Q", b, 456 + 40 * i + 20)
+        b[off:off + 4] = b"XLNX"
+open(p, "wb").write(b)
+PYEOF
+engine_fails "--engine emu with a hardware xclbin" "hardware xclbin" --engine emu --xclbin "$T/hw.xclbin"
+is_listening "$PORT" && fail "something listens on $PORT after the failed engine starts"
+
 # ---- a config file --------------------------------------------------------------------------
 bg www openssl s_server -accept 127.0.0.1:0 -cert "$T/srv.crt" -key "$T/srv.key" -www -no_tls1_3 -cipher AES128-GCM-SHA256
 WWW=$(listen_port_of "$BG_PID") || fail "s_server did not listen"
@@ -150,6 +186,7 @@ key = $T/srv.key
 plaintext-dir = $T/pt-config
 keylog = $T/keylog-config
 max-queue = 512K
+engine = emu
 engine-threads = 1
 EOF
 # through_proxy NAME SNI: one HTTPS request through the proxy started as NAME (log $T/NAME.log)
@@ -171,7 +208,7 @@ wait_for 10 grep -q '^CLIENT_RANDOM ' "$T/keylog-config" || fail "config: keylog
 # SIGUSR1: the counters; SIGTERM: exit 0
 kill -USR1 "$CFG_PID"
 wait_for 10 grep -q ' stats connections accepted=1 ' "$T/cfg.log" || fail "SIGUSR1: no 'stats connections accepted=1' line"
-for k in 'stats bytes ' 'stats tls keys_verified=1 ' 'stats engine name=cpu '; do
+for k in 'stats bytes ' 'stats tls keys_verified=1 ' 'stats engine name=emu '; do
 	grep -q " $k" "$T/cfg.log" || fail "SIGUSR1: no '$k' line"
 done
 kill -TERM "$CFG_PID"
