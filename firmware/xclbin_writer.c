@@ -98,7 +98,8 @@ static void put(struct buf *b, const void *p, size_t n)
 		}
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, p, n);
+	if (n)
+		memcpy(b->p + b->len, p, n);
 	b->len += n;
 }
 

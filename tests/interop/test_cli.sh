@@ -160,7 +160,7 @@ n = struct.unpack_from("<I", b, 304 + 144)[0]
 for i in range(n):
     kind, = struct.unpack_from("<I", b, 456 + 40 * i)
     if kind == 0:
-        off, = struct.unpack_from("<Q", b, 456 + 40 * i + 20)
+        off, = struct.unpack_from("<Q", b, 456 + 40 * i + 24)
         b[off:off + 4] = b"XLNX"
 open(p, "wb").write(b)
 PYEOF
