@@ -29,6 +29,7 @@ RATE_CIPHER="AES128-GCM-SHA256"
 PATHS="direct,socat,proxyssl,proxyssl+sink"
 RANDOM_DATA=0
 NGINX_WORKERS=1
+ENGINE=cpu
 ENGINE_THREADS=""
 PROXY_EXTRA=()
 KEEP=0
@@ -62,6 +63,7 @@ options:
   --no-bulk, --no-rate skip one kind of measurement
   --random             fill the big file with random bytes (default: sparse zeros)
   --nginx-workers N    nginx worker_processes (default 1)
+  --engine NAME        proxyssl's engine: cpu, emu, xrt or auto (default cpu)
   --engine-threads N   passed to proxyssl
   --proxy-arg ARG      extra proxyssl argument, repeatable (e.g. --proxy-arg --buffers=4096)
   --socat-buffer BYTES socat -b (default: socat's own, 8192)
@@ -100,6 +102,8 @@ while [ $# -gt 0 ]; do
 	--random) RANDOM_DATA=1 ;;
 	--nginx-workers) NGINX_WORKERS=$2; shift ;;
 	--nginx-workers=*) NGINX_WORKERS=${1#*=} ;;
+	--engine) ENGINE=$2; shift ;;
+	--engine=*) ENGINE=${1#*=} ;;
 	--engine-threads) ENGINE_THREADS=$2; shift ;;
 	--engine-threads=*) ENGINE_THREADS=${1#*=} ;;
 	--proxy-arg) PROXY_EXTRA+=("$2"); shift ;;
@@ -380,6 +384,7 @@ start_proxy() { # log [extra args...]; sets SP_PID and SP_PORT
 	local log=$1
 	shift
 	local args=(--listen 127.0.0.1:0 --backend "127.0.0.1:$NGINX_PORT" --cert "$T/server.crt" --key "$T/server.key" --log "$log")
+	args+=(--engine "$ENGINE")
 	[ -n "$ENGINE_THREADS" ] && args+=(--engine-threads "$ENGINE_THREADS")
 	"$PROXY" "${args[@]}" "$@" ${PROXY_EXTRA[@]+"${PROXY_EXTRA[@]}"} >>"$log.stderr" 2>&1 &
 	SP_PID=$!
@@ -411,7 +416,7 @@ rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
 [ -n "$(git -C "$REPO" status --porcelain -uno 2>/dev/null)" ] && rev="$rev+dirty"
 echo "== proxyssl benchmark ($(date -u '+%Y-%m-%d %H:%M:%SZ'))"
 echo "machine:  $NCPU cpu ($cpu_model, aes-ni $aes), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "proxy:    $("$PROXY" --version 2>&1 | head -n1), $PROXY (repo $rev)${ENGINE_THREADS:+, --engine-threads $ENGINE_THREADS}${PROXY_EXTRA[*]+, extra: ${PROXY_EXTRA[*]}}"
+echo "proxy:    $("$PROXY" --version 2>&1 | head -n1), $PROXY (repo $rev), --engine $ENGINE${ENGINE_THREADS:+, --engine-threads $ENGINE_THREADS}${PROXY_EXTRA[*]+, extra: ${PROXY_EXTRA[*]}}"
 echo "backend:  $NGINX_DESC, worker_processes $NGINX_WORKERS, RSA-2048, TLS 1.2 only, RSA key exchange only, no session cache/tickets"
 echo "tools:    $(openssl version | cut -d' ' -f1-2), $(curl --version | head -n1 | cut -d' ' -f1-2)$([ $HAVE_SOCAT = 1 ] && echo ", socat $(socat -V 2>/dev/null | sed -n 's/^socat version \([^ ]*\).*/\1/p') (fork per connection, buffer ${SOCAT_BUF:-8192})")$([ -n "$GNUTIME" ] && echo ", GNU time")"
 echo "files:    big $SIZE_MIB MiB ($([ $RANDOM_DATA = 1 ] && echo random || echo sparse zeros)) and small $(stat -c %s "$T/www/small") B in $T ($(df -PT "$T" | awk 'NR==2{print $2}'))"

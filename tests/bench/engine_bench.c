@@ -1,0 +1,288 @@
+/*
+ * Engine throughput: RSA private-key decryptions per second (TLS pre-master,
+ * RSA-2048 and RSA-4096) and TLS record opens in GB/s of plaintext (16 KiB
+ * records, AES-128-GCM and AES-128-CBC-HMAC-SHA1), for each engine asked
+ * for, at each batch size: `batch` jobs are submitted, flushed and all
+ * collected before the next `batch` (for device engines it is also the most
+ * jobs per kernel launch). Every result is checked, not just counted.
+ *
+ * One line per measurement, for tests/bench/engine_bench.sh to set beside
+ * `openssl speed`:
+ *   engine=emu op=rsa2048 batch=8 jobs=123 seconds=2.001 rate=61.47 unit=ops/s
+ */
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "engine/cpu_crypto.h"
+#include "proxyssl/engine.h"
+
+#define MAX_BATCH 64
+#define REC_PT 16384
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *m)
+{
+	fprintf(stderr, "engine_bench: %s\n", m);
+	exit(1);
+}
+
+/* Collect exactly n jobs. */
+static void collect(struct pxy_engine *e, int n)
+{
+	int got = 0;
+
+	pxy_engine_flush(e);
+	while (got < n) {
+		struct pollfd p = { .fd = e->event_fd, .events = POLLIN };
+		struct pxy_job *out[MAX_BATCH];
+		size_t m;
+
+		poll(&p, 1, 100);
+		pxy_engine_ack(e);
+		pxy_engine_flush(e);
+		m = pxy_engine_poll(e, out, MAX_BATCH);
+		for (size_t i = 0; i < m; i++)
+			if (out[i]->status != PXY_OK)
+				die("a job failed");
+		got += (int)m;
+	}
+}
+
+/* ---- RSA --------------------------------------------------------------------------- */
+
+struct bn_buf {
+	uint8_t b[9][PXY_RSA_MAX_BYTES];
+};
+
+static void rsa_priv(EVP_PKEY *pk, struct pxy_rsa_priv *k, struct bn_buf *buf)
+{
+	static const char *const names[8] = { "n", "e", "d", "rsa-factor1", "rsa-factor2", "rsa-exponent1",
+					      "rsa-exponent2", "rsa-coefficient1" };
+	struct pxy_bn *dst[8] = { &k->n, &k->e, &k->d, &k->p, &k->q, &k->dp, &k->dq, &k->qinv };
+
+	memset(k, 0, sizeof(*k));
+	k->bits = (uint32_t)EVP_PKEY_get_bits(pk);
+	for (int i = 0; i < 8; i++) {
+		BIGNUM *bn = NULL;
+
+		if (!EVP_PKEY_get_bn_param(pk, names[i], &bn))
+			die("RSA key parameters");
+		dst[i]->len = (size_t)BN_bn2bin(bn, buf->b[i]);
+		dst[i]->p = buf->b[i];
+		BN_free(bn);
+	}
+}
+
+static void bench_rsa(const char *engine, const struct pxy_engine_params *ep, int bits, int batch, double secs)
+{
+	EVP_PKEY *pk = EVP_RSA_gen((unsigned)bits);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+	struct pxy_engine_params p = *ep;
+	struct pxy_engine *e = NULL;
+	struct pxy_rsa_priv priv;
+	struct bn_buf *buf = calloc(1, sizeof(*buf));
+	static struct pxy_job jobs[MAX_BATCH];
+	uint8_t pms[PXY_PMS_LEN], ct[PXY_RSA_MAX_BYTES];
+	size_t ctlen = sizeof(ct);
+	uint32_t key_id;
+	long n = 0;
+	double t0, t;
+	char why[256] = "";
+
+	if (!pk || !c || !buf)
+		die("RSA key generation");
+	RAND_bytes(pms, sizeof(pms));
+	pms[0] = 3;
+	pms[1] = 3;
+	if (EVP_PKEY_encrypt_init(c) <= 0 || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_encrypt(c, ct, &ctlen, pms, sizeof(pms)) <= 0)
+		die("RSA encryption");
+	p.batch = (unsigned)batch;
+	p.why = why;
+	p.why_len = sizeof(why);
+	if (pxy_engine_open(engine, &p, &e) != PXY_OK) {
+		fprintf(stderr, "engine_bench: %s: %s\n", engine, why);
+		exit(1);
+	}
+	rsa_priv(pk, &priv, buf);
+	if (e->ops->key_load(e, &priv, &key_id) != PXY_OK)
+		die("key load");
+	t0 = now_s();
+	do {
+		for (int i = 0; i < batch; i++) {
+			memset(&jobs[i], 0, sizeof(jobs[i]));
+			jobs[i].type = PXY_JOB_RSA_DECRYPT;
+			jobs[i].u.rsa.key_id = key_id;
+			jobs[i].u.rsa.client_version = 0x0303;
+			jobs[i].u.rsa.in_len = (uint16_t)ctlen;
+			memcpy(jobs[i].u.rsa.in, ct, ctlen);
+			if (pxy_engine_submit(e, &jobs[i]) != PXY_OK)
+				die("submit");
+		}
+		collect(e, batch);
+		for (int i = 0; i < batch; i++)
+			if (memcmp(jobs[i].u.rsa.pms, pms, sizeof(pms)))
+				die("wrong pre-master secret");
+		n += batch;
+		t = now_s() - t0;
+	} while (t < secs);
+	printf("engine=%s op=rsa%d batch=%d jobs=%ld seconds=%.3f rate=%.2f unit=ops/s software_jobs=%llu\n", engine,
+	       bits, batch, n, t, (double)n / t, (unsigned long long)e->stats.software_jobs);
+	fflush(stdout);
+	pxy_engine_close(e);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(pk);
+	free(buf);
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+static void bench_rec(const char *engine, const struct pxy_engine_params *ep, int gcm, int batch, double secs)
+{
+	struct pxy_engine_params p = *ep;
+	struct pxy_engine *e = NULL;
+	struct pxy_traffic_keys k;
+	struct pxy_cpu_ctx *cc = pxy_cpu_ctx_new();
+	struct pxy_rec_job seal;
+	static struct pxy_job jobs[MAX_BATCH];
+	static uint8_t recs[MAX_BATCH][PXY_TLS_MAX_RECORD], pristine[PXY_TLS_MAX_RECORD], pt[REC_PT];
+	size_t rec_len;
+	long n = 0;
+	double t0, t;
+	char why[256] = "";
+
+	memset(&k, 0, sizeof(k));
+	k.bulk = gcm ? PXY_BULK_AES_128_GCM : PXY_BULK_AES_128_CBC;
+	k.mac = gcm ? PXY_MAC_AEAD : PXY_MAC_SHA1;
+	k.key_len = 16;
+	k.mac_key_len = gcm ? 0 : 20;
+	k.mac_len = gcm ? 16 : 20;
+	k.iv_len = gcm ? 4 : 0;
+	k.version = 0x0303;
+	RAND_bytes(k.key, sizeof(k.key));
+	RAND_bytes(k.mac_key, sizeof(k.mac_key));
+	RAND_bytes(k.iv, sizeof(k.iv));
+	RAND_bytes(pt, sizeof(pt));
+	/* one record, sealed by OpenSSL's code (the cpu engine's) */
+	pristine[0] = 23;
+	pristine[1] = 3;
+	pristine[2] = 3;
+	pristine[3] = REC_PT >> 8;
+	pristine[4] = REC_PT & 0xff;
+	memcpy(pristine + 5, pt, REC_PT);
+	memset(&seal, 0, sizeof(seal));
+	seal.keys = &k;
+	seal.seq = 7;
+	seal.rec = pristine;
+	seal.rec_len = 5 + REC_PT;
+	seal.rec_cap = sizeof(pristine);
+	RAND_bytes(seal.iv, sizeof(seal.iv));
+	if (!cc || pxy_cpu_record_seal(cc, &seal) != PXY_OK)
+		die("sealing the test record");
+	rec_len = seal.rec_len;
+
+	p.batch = (unsigned)batch;
+	p.why = why;
+	p.why_len = sizeof(why);
+	if (pxy_engine_open(engine, &p, &e) != PXY_OK) {
+		fprintf(stderr, "engine_bench: %s: %s\n", engine, why);
+		exit(1);
+	}
+	t0 = now_s();
+	do {
+		for (int i = 0; i < batch; i++) {
+			memset(&jobs[i], 0, sizeof(jobs[i]));
+			memcpy(recs[i], pristine, rec_len);
+			jobs[i].type = PXY_JOB_RECORD_OPEN;
+			jobs[i].u.rec.keys = &k;
+			jobs[i].u.rec.seq = 7;
+			jobs[i].u.rec.rec = recs[i];
+			jobs[i].u.rec.rec_len = rec_len;
+			jobs[i].u.rec.rec_cap = sizeof(recs[i]);
+			if (pxy_engine_submit(e, &jobs[i]) != PXY_OK)
+				die("submit");
+		}
+		collect(e, batch);
+		for (int i = 0; i < batch; i++)
+			if (!jobs[i].u.rec.ok || jobs[i].u.rec.pt_len != REC_PT ||
+			    memcmp(recs[i] + jobs[i].u.rec.pt_off, pt, REC_PT))
+				die("wrong plaintext");
+		n += batch;
+		t = now_s() - t0;
+	} while (t < secs);
+	printf("engine=%s op=%s batch=%d jobs=%ld seconds=%.3f rate=%.4f unit=GB/s software_jobs=%llu\n", engine,
+	       gcm ? "aes128gcm" : "aes128cbc-sha1", batch, n, t, (double)n * REC_PT / t / 1e9,
+	       (unsigned long long)e->stats.software_jobs);
+	fflush(stdout);
+	pxy_engine_close(e);
+	pxy_cpu_ctx_free(cc);
+}
+
+int main(int argc, char **argv)
+{
+	struct pxy_engine_params ep = { .threads = 1, .max_jobs = 4096 };
+	char engines[128] = "cpu,emu", ops[128] = "rsa2048,rsa4096,gcm,cbc", batches[64] = "1,8,64";
+	double secs = 2;
+	int ch;
+	static const struct option lo[] = { { "engines", required_argument, NULL, 'e' },
+					    { "ops", required_argument, NULL, 'o' },
+					    { "batches", required_argument, NULL, 'b' },
+					    { "seconds", required_argument, NULL, 's' },
+					    { "help", no_argument, NULL, 'h' },
+					    { NULL, 0, NULL, 0 } };
+
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'e': snprintf(engines, sizeof(engines), "%s", optarg); break;
+		case 'o': snprintf(ops, sizeof(ops), "%s", optarg); break;
+		case 'b': snprintf(batches, sizeof(batches), "%s", optarg); break;
+		case 's': secs = atof(optarg); break;
+		default:
+			printf("usage: engine_bench [--engines cpu,emu] [--ops rsa2048,rsa4096,gcm,cbc] [--batches 1,8,64] "
+			       "[--seconds 2]\n");
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	for (char *es = engines, *eng; (eng = strtok_r(es, ",", &es));) {
+		char opl[128];
+
+		snprintf(opl, sizeof(opl), "%s", ops);
+		for (char *os = opl, *op; (op = strtok_r(os, ",", &os));) {
+			char bl[64];
+
+			snprintf(bl, sizeof(bl), "%s", batches);
+			for (char *bs = bl, *b; (b = strtok_r(bs, ",", &bs));) {
+				int batch = atoi(b);
+
+				if (batch < 1 || batch > MAX_BATCH)
+					die("batch sizes are 1..64");
+				if (!strcmp(op, "rsa2048"))
+					bench_rsa(eng, &ep, 2048, batch, secs);
+				else if (!strcmp(op, "rsa4096"))
+					bench_rsa(eng, &ep, 4096, batch, secs);
+				else if (!strcmp(op, "gcm"))
+					bench_rec(eng, &ep, 1, batch, secs);
+				else if (!strcmp(op, "cbc"))
+					bench_rec(eng, &ep, 0, batch, secs);
+				else
+					die("unknown op (rsa2048, rsa4096, gcm, cbc)");
+			}
+		}
+	}
+	return 0;
+}
