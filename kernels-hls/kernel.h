@@ -115,13 +115,20 @@ PXYK_INLINE void pxyk_zero(uint8_t *d, uint32_t n)
 		d[i] = 0;
 }
 
-/* A whole-struct copy between device memory and local storage, as a loop of
+/*
+ * A whole-struct copy between device memory and local storage, as a loop of
  * 64-bit words (a burst in hardware; never a call to memcpy). n is a
- * multiple of 8 for every structure of the ABI. */
+ * multiple of 8 for every structure of the ABI. The words are a may_alias
+ * type: the structures are also read and written through their own members,
+ * and with a plain uint64_t the compiler may assume the two never meet
+ * (C11 6.5p7) and reorder or drop the copy.
+ */
+typedef uint64_t __attribute__((__may_alias__)) pxyk_word_t;
+
 PXYK_INLINE void pxyk_copy_words(void *dst, const void *src, uint32_t n)
 {
-	uint64_t *d = (uint64_t *)dst;
-	const uint64_t *s = (const uint64_t *)src;
+	pxyk_word_t *d = (pxyk_word_t *)dst;
+	const pxyk_word_t *s = (const pxyk_word_t *)src;
 
 	for (uint32_t i = 0; i < n / 8; i++)
 		d[i] = s[i];
