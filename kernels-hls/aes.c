@@ -2,6 +2,7 @@
 
 /* ---- lane operations: one gate over AES_L words -------------------------------- */
 
+#if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
 PXYK_INLINE aes_v vx(aes_v a, aes_v b)
 {
 	aes_v r;
@@ -33,6 +34,13 @@ PXYK_INLINE aes_v vxn(aes_v a, aes_v b) /* ~(a ^ b) */
 		AES_W(r, i) = ~(AES_W(a, i) ^ AES_W(b, i));
 	return r;
 }
+#else
+/* the same gates as whole-vector operations (not left to the loop vectorizer) */
+PXYK_INLINE aes_v vx(aes_v a, aes_v b) { return a ^ b; }
+PXYK_INLINE aes_v va(aes_v a, aes_v b) { return a & b; }
+PXYK_INLINE aes_v vo(aes_v a, aes_v b) { return a | b; }
+PXYK_INLINE aes_v vxn(aes_v a, aes_v b) { return ~(a ^ b); }
+#endif
 
 
 /* ---- S-box: linear top, shared non-linear middle, linear bottom -------------------- */
@@ -285,6 +293,7 @@ PXYK_INLINE aes_v vsm(aes_v x, int right, int n, uint64_t mask)
 #define vsm(x, right, n, mask) (((right) ? (x) >> (n) : (x) << (n)) & (uint64_t)(mask))
 #endif
 
+#if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
 PXYK_INLINE aes_v shift_rows_v(aes_v x)
 {
 	/* row r moves left by r columns, within each block */
@@ -303,6 +312,30 @@ PXYK_INLINE aes_v inv_shift_rows_v(aes_v x)
 	aes_v r3 = vo(vsm(x, 1, 4, REP16(0x0888)), vsm(x, 0, 12, REP16(0x8000)));
 	return vo(vo(r0, r1), vo(r2, r3));
 }
+
+#else
+/* the same permutation as rotations of each block's 16 bits (one instruction where the ISA has them) */
+typedef uint16_t aes_v16 __attribute__((vector_size(8 * AES_L)));
+
+PXYK_INLINE aes_v rotr16(aes_v x, int n)
+{
+	aes_v16 y = (aes_v16)x;
+
+	return (aes_v)((y >> n) | (y << (16 - n)));
+}
+
+PXYK_INLINE aes_v shift_rows_v(aes_v x) /* row r: rotate right by 4r */
+{
+	return (x & REP16(0x1111)) | (rotr16(x, 4) & REP16(0x2222)) | (rotr16(x, 8) & REP16(0x4444)) |
+	       (rotr16(x, 12) & REP16(0x8888));
+}
+
+PXYK_INLINE aes_v inv_shift_rows_v(aes_v x)
+{
+	return (x & REP16(0x1111)) | (rotr16(x, 12) & REP16(0x2222)) | (rotr16(x, 8) & REP16(0x4444)) |
+	       (rotr16(x, 4) & REP16(0x8888));
+}
+#endif
 
 static void shift_rows(aes_state *s, int inverse)
 {
@@ -466,6 +499,18 @@ static void load_state(aes_state *s, const uint8_t *in)
 	transpose(s->p);
 }
 
+/* the same 64 bytes (4 blocks) in every lane */
+static void load_state_rep(aes_state *s, const uint8_t *in)
+{
+	for (int k = 0; k < 8; k++) {
+		uint64_t v = load64le(in + 8 * k);
+
+		for (int g = 0; g < AES_L; g++)
+			AES_W(s->p[k], g) = v;
+	}
+	transpose(s->p);
+}
+
 static void store_state(uint8_t *out, const aes_state *s)
 {
 	aes_v w[8];
@@ -539,57 +584,62 @@ uint8_t aes_sbox_ct(uint8_t x, int inverse)
 	return buf[0];
 }
 
-/* Key expansion (FIPS 197 §5.2) in bytes; SubWord goes through the circuit too. */
+/* SubWord: the four bytes of w (big-endian) as bits 0..3 of the planes, through the circuit */
+static uint32_t sub_word(uint32_t w)
+{
+	aes_state s;
+	uint32_t r = 0;
+
+	for (int b = 0; b < 8; b++) {
+		uint64_t v = 0;
+
+		for (int j = 0; j < 4; j++)
+			v |= (uint64_t)((w >> (24 - 8 * j + b)) & 1) << j;
+		for (int g = 0; g < AES_L; g++)
+			AES_W(s.p[b], g) = v;
+	}
+	sub_bytes(&s, 0);
+	for (int j = 0; j < 4; j++)
+		for (int b = 0; b < 8; b++)
+			r |= (uint32_t)((AES_W(s.p[b], 0) >> j) & 1) << (24 - 8 * j + b);
+	return r;
+}
+
+/* Key expansion (FIPS 197 §5.2) in big-endian words; SubWord goes through the circuit too. */
 void aes_expand(struct aes_key *k, const uint8_t *key, int key_len)
 {
-	uint8_t w[4 * 4 * (AES_MAX_ROUNDS + 1)];
-	uint8_t buf[16 * AES_BLOCKS];
-	int nk = key_len / 4, total;
-	uint8_t rcon = 1;
+	uint32_t w[4 * (AES_MAX_ROUNDS + 1)];
+	uint8_t buf[64];
+	int nk = key_len / 4, total, pos = 0;
+	uint32_t rcon = 1;
 
 	k->rounds = nk + 6;
 	total = 4 * (k->rounds + 1);
-	pxyk_copy(w, key, (uint32_t)key_len);
+	for (int i = 0; i < nk; i++)
+		w[i] = pxyk_be32(key + 4 * i);
+KEY_WORDS:
 	for (int i = nk; i < total; i++) {
-		uint8_t t[4];
-		int sub = (i % nk == 0) || (nk > 6 && i % nk == 4);
+		uint32_t t = w[i - 1];
 
-		for (int j = 0; j < 4; j++)
-			t[j] = w[4 * (i - 1) + j];
-		if (i % nk == 0) {
-			uint8_t t0 = t[0];
-			t[0] = t[1];
-			t[1] = t[2];
-			t[2] = t[3];
-			t[3] = t0;
-		}
-		if (sub) {
-			/* four S-box lookups in one bitsliced pass */
-			aes_state s;
-
-			pxyk_zero(buf, sizeof(buf));
-			for (int j = 0; j < 4; j++)
-				buf[j] = t[j];
-			load_state(&s, buf);
-			sub_bytes(&s, 0);
-			store_state(buf, &s);
-			for (int j = 0; j < 4; j++)
-				t[j] = buf[j];
-		}
-		if (i % nk == 0) {
-			t[0] ^= rcon;
-			rcon = (uint8_t)((rcon << 1) ^ (0x1b & (0 - (rcon >> 7))));
-		}
-		for (int j = 0; j < 4; j++)
-			w[4 * i + j] = (uint8_t)(w[4 * (i - nk) + j] ^ t[j]);
+		/* pos = i % nk */
+		if (pos == 0)
+			t = sub_word(t << 8 | t >> 24) ^ rcon << 24;
+		else if (nk > 6 && pos == 4)
+			t = sub_word(t);
+		if (pos == 0)
+			rcon = ((rcon << 1) ^ (0x1b & (0 - (rcon >> 7)))) & 0xff;
+		w[i] = w[i - nk] ^ t;
+		pos = pos + 1 == nk ? 0 : pos + 1;
 	}
-	/* each round key, in every block position, as planes */
+	/* each round key, in every block position, as planes: four copies, read by every lane */
 	for (int r = 0; r <= k->rounds; r++) {
-		for (int b = 0; b < AES_BLOCKS; b++)
-			pxyk_copy(buf + 16 * b, w + 16 * r, 16);
-		load_state(&k->rk[r], buf);
+		for (int b = 0; b < 4; b++)
+			for (int j = 0; j < 4; j++)
+				pxyk_put_be32(buf + 16 * b + 4 * j, w[4 * r + j]);
+		load_state_rep(&k->rk[r], buf);
 	}
-	pxyk_zero(w, sizeof(w));
+	for (int i = 0; i < total; i++)
+		w[i] = 0;
 	pxyk_zero(buf, sizeof(buf));
 }
 

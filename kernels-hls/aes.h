@@ -14,7 +14,11 @@
 #include "kernel.h"
 
 #ifndef AES_L
+#if !defined(__SYNTHESIS__) && !defined(PXYK_NO_VECTOR) && defined(__AVX512F__)
+#define AES_L 8                 /* host with 512-bit vectors: a plane per register */
+#else
 #define AES_L 4                 /* 64-bit words per bit plane */
+#endif
 #endif
 #define AES_BLOCKS (4 * AES_L)  /* blocks per bitsliced pass */
 #define AES_MAX_ROUNDS 14

@@ -52,40 +52,51 @@ static uint32_t ct_eq_bytes(const uint8_t *a, const uint8_t *b, uint32_t n)
 
 /* ---- GCM --------------------------------------------------------------------------- */
 
+/* the keystream blocks that come with H and E(J0) out of the first AES pass */
+#define GCM_FIRST (AES_BLOCKS - 2)
+
 struct gcm_ctx {
 	struct aes_key key;
-	struct ghash gh;
-	uint8_t j0[16], ej0[16];
+	struct ghash_key gh;
+	uint8_t j0[16];
+	/* E(0^128) = H, E(J0), then the keystream for counters 2 .. AES_BLOCKS - 1 */
+	uint8_t first[16 * AES_BLOCKS];
 };
 
 static void gcm_start(struct gcm_ctx *c, const uint8_t *key, int key_len, const uint8_t nonce[12])
 {
-	uint8_t zero[16], h[16];
-
 	aes_expand(&c->key, key, key_len);
-	pxyk_zero(zero, 16);
-	aes_encrypt1(&c->key, zero, h);
-	ghash_init(&c->gh, h);
 	pxyk_copy(c->j0, nonce, 12);
 	pxyk_put_be32(c->j0 + 12, 1);
-	aes_encrypt1(&c->key, c->j0, c->ej0);
+	/* one pass: block 0 is the zero block, block b > 0 is J0 with counter b */
+	pxyk_zero(c->first, 16);
+	for (uint32_t b = 1; b < AES_BLOCKS; b++) {
+		pxyk_copy(c->first + 16 * b, nonce, 12);
+		pxyk_put_be32(c->first + 16 * b + 12, b);
+	}
+	aes_encrypt_blocks(&c->key, c->first);
+	ghash_init(&c->gh, c->first);
 }
 
 /* the keystream starts at inc32(J0) */
 static void gcm_ctr(struct gcm_ctx *c, const uint8_t *in, uint8_t *out, uint32_t n)
 {
+	uint32_t head = n < 16 * GCM_FIRST ? n : 16 * GCM_FIRST;
 	uint8_t ctr[16];
 
+	for (uint32_t i = 0; i < head; i++)
+		out[i] = (uint8_t)(in[i] ^ c->first[32 + i]);
 	pxyk_copy(ctr, c->j0, 12);
-	pxyk_put_be32(ctr + 12, 2);
-	aes_ctr32(&c->key, ctr, in, out, n);
+	pxyk_put_be32(ctr + 12, AES_BLOCKS);
+	aes_ctr32(&c->key, ctr, in + head, out + head, n - head);
 }
 
-static void gcm_tag(struct gcm_ctx *c, uint64_t aad_len, uint64_t ct_len, uint8_t tag[16])
+static void gcm_tag(struct gcm_ctx *c, const uint8_t *aad, uint32_t aad_len, const uint8_t *ct, uint32_t n,
+		    uint8_t tag[16])
 {
-	ghash_final(&c->gh, aad_len, ct_len, tag);
+	ghash_gcm(&c->gh, aad, aad_len, ct, n, tag);
 	for (int i = 0; i < 16; i++)
-		tag[i] ^= c->ej0[i];
+		tag[i] ^= c->first[16 + i];
 }
 
 /* open: ct (n bytes) then tag; plaintext to out only if authentic (else zeros) */
@@ -97,9 +108,7 @@ static uint32_t gcm_open(const uint8_t *key, int kl, const uint8_t nonce[12], co
 	uint32_t ok;
 
 	gcm_start(&c, key, kl, nonce);
-	ghash_update(&c.gh, aad, aad_len);
-	ghash_update(&c.gh, ct, n);
-	gcm_tag(&c, aad_len, n, calc);
+	gcm_tag(&c, aad, aad_len, ct, n, calc);
 	ok = ct_eq_bytes(calc, tag, 16);
 	gcm_ctr(&c, ct, out, n);
 	for (uint32_t i = 0; i < n; i++)
@@ -114,9 +123,7 @@ static void gcm_seal(const uint8_t *key, int kl, const uint8_t nonce[12], const 
 
 	gcm_start(&c, key, kl, nonce);
 	gcm_ctr(&c, pt, out_ct, n);
-	ghash_update(&c.gh, aad, aad_len);
-	ghash_update(&c.gh, out_ct, n);
-	gcm_tag(&c, aad_len, n, tag);
+	gcm_tag(&c, aad, aad_len, out_ct, n, tag);
 }
 
 /* ---- CBC padding and MAC, constant time ------------------------------------------------ */
