@@ -19,10 +19,15 @@ struct pxy_engine *eu_open(const char *prog, const char *name)
 		printf("%s: skipped: the xrt engine needs a card (XILINX_XRT is not set)\n", prog);
 		exit(77);
 	}
-	p.xclbin = getenv("PXY_EMU_XCLBIN");
+	/* emu: this build's emulation xclbin (or the synthesis-form one); xrt: the card's */
+	p.xclbin = getenv(!strcmp(name, "xrt") ? "PXY_XCLBIN" : "PXY_EMU_XCLBIN");
 	if (p.xclbin && !*p.xclbin)
 		p.xclbin = NULL;
-	if (strcmp(name, "emu"))
+	if (!strcmp(name, "xrt") && !p.xclbin) {
+		printf("%s: skipped: the xrt engine needs the card's xclbin in PXY_XCLBIN\n", prog);
+		exit(77);
+	}
+	if (strcmp(name, "emu") && strcmp(name, "xrt"))
 		p.xclbin = NULL;
 	p.why = why;
 	p.why_len = sizeof(why);
