@@ -133,7 +133,7 @@ struct pxy_rec_job {
 	uint8_t *rec;    /**< whole record: 5-byte header + fragment; opened in place */
 	size_t rec_len;  /**< header + fragment */
 	size_t rec_cap;  /**< bytes available at rec (seal grows the record) */
-	uint8_t iv[16];  /**< TLS 1.0 CBC only: the chained IV for this record */
+	uint8_t iv[16];  /**< CBC: TLS 1.0 the chained IV for this record; seal from TLS 1.1 on: the explicit IV */
 	/* out */
 	size_t pt_off;   /**< plaintext offset in rec */
 	size_t pt_len;   /**< plaintext length */
