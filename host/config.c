@@ -120,6 +120,10 @@ static const struct opt_def opts[] = {
 	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 16M)" },
 	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40),
 	  "BYTES", "the same over all connections together (default 256M)" },
+	{ "session-cache", U64(session_cache, 0, 1u << 24), "N",
+	  "sessions (IDs and tickets) kept to decrypt resumed handshakes; 0 turns it off (default 20000)" },
+	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), "SEC",
+	  "how long a cached session is kept (default 7200)" },
 };
 
 static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -263,6 +267,8 @@ static void defaults(struct pxy_config *c)
 	c->max_handshake = 64 * 1024;
 	c->max_pending = 16 * 1024 * 1024;
 	c->max_pending_total = 256 * 1024 * 1024;
+	c->session_cache = 20000;
+	c->session_lifetime_s = 7200;
 }
 
 int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)

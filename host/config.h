@@ -33,6 +33,8 @@ struct pxy_config {
 	uint64_t max_handshake;
 	uint64_t max_pending;
 	uint64_t max_pending_total;
+	uint64_t session_cache;
+	uint64_t session_lifetime_s;
 	int help, version;
 };
 

@@ -171,6 +171,8 @@ int main(int argc, char **argv)
 	lc.max_queue = cfg.max_queue;
 	lc.connect_timeout_ms = (unsigned)cfg.connect_timeout_ms;
 	lc.max_conns = (unsigned)cfg.max_conns;
+	lc.session_cache = (unsigned)cfg.session_cache;
+	lc.session_lifetime_s = (unsigned)cfg.session_lifetime_s;
 	lc.tap.identity = &id;
 	lc.tap.engine = engine;
 	lc.tap.max_hs_msg = cfg.max_handshake;

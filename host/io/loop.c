@@ -857,6 +857,16 @@ static void dump_stats(struct pxy_loop *l)
 		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64,
 		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
 		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes);
+	if (l->tap_cfg.sessions) {
+		const struct pxy_sessions_stats *ss = pxy_sessions_stats(l->tap_cfg.sessions);
+
+		pxy_info("stats sessions entries=%" PRIu64 " stored=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
+			 " expired=%" PRIu64 " evicted=%" PRIu64 " resumed=%" PRIu64 " resumed_unknown=%" PRIu64,
+			 ss->entries, ss->stored, ss->hits, ss->misses, ss->expired, ss->evicted, l->tc.resumed,
+			 l->tc.resumed_unknown);
+	} else {
+		pxy_info("stats sessions off resumed_unknown=%" PRIu64, l->tc.resumed_unknown);
+	}
 #define ES(f) __atomic_load_n(&es->f, __ATOMIC_RELAXED)
 	pxy_info("stats engine name=%s rsa_ops=%" PRIu64 " rec_open=%" PRIu64 " rec_bad=%" PRIu64
 		 " busy_rejects=%" PRIu64 " errors=%" PRIu64 " launches=%" PRIu64 " batched_jobs=%" PRIu64
@@ -1087,6 +1097,13 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	l->pid = (unsigned)getpid();
 	l->tap_cfg = cfg->tap;
 	l->tap_cfg.counters = &l->tc;
+	if (cfg->session_cache) {
+		l->tap_cfg.sessions = pxy_sessions_new(cfg->session_cache, cfg->session_lifetime_s);
+		if (!l->tap_cfg.sessions) {
+			free(l);
+			return PXY_E_NOMEM;
+		}
+	}
 	l->max_conns = cfg->max_conns;
 	l->nbufs = cfg->buffers;
 	l->buf_size = cfg->buffer_size;
@@ -1097,6 +1114,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	r = io_uring_queue_init_params(4096, &l->ring, &p);
 	if (r < 0) {
 		pxy_err_log("io_uring_queue_init: %s (is io_uring allowed on this system?)", strerror(-r));
+		pxy_sessions_free(l->tap_cfg.sessions);
 		free(l);
 		return PXY_E_IO;
 	}
@@ -1220,5 +1238,6 @@ void pxy_loop_free(struct pxy_loop *l)
 	free(l->q_off);
 	free(l->conns);
 	free(l->free_slots);
+	pxy_sessions_free(l->tap_cfg.sessions);
 	free(l);
 }

@@ -35,6 +35,8 @@ struct pxy_loop_cfg {
 	uint64_t max_queue;         /* bytes queued per direction before reading stops */
 	unsigned connect_timeout_ms;
 	unsigned max_conns;
+	unsigned session_cache;       /* cached sessions (0: none) */
+	unsigned session_lifetime_s;
 	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
 	const char *plaintext_dir;  /* NULL: no plaintext sink */
 	int keylog_fd;              /* -1: no key log; opened O_APPEND */

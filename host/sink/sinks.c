@@ -72,10 +72,11 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 			sni = t->sni;
 	}
 	n = snprintf(out, cap,
-		     "conn id=%s client=%s server=%s sni=%s version=%s suite=%s ems=%s etm=%s verdict=%s reason=%s "
+		     "conn id=%s client=%s server=%s sni=%s version=%s suite=%s ems=%s etm=%s resumed=%s verdict=%s reason=%s "
 		     "bytes_c2s=%" PRIu64 " bytes_s2c=%" PRIu64 " decrypted_c2s=%" PRIu64 " decrypted_s2c=%" PRIu64
 		     " client_cert=%s close=%s duration_ms=%" PRIu64 ".%03" PRIu64,
-		     s->id, s->client, s->server, sni, version, suite, ems, etm, pxy_outcome_name(s->outcome),
+		     s->id, s->client, s->server, sni, version, suite, ems, etm, t && t->resumed ? "yes" : "no",
+		     pxy_outcome_name(s->outcome),
 		     pxy_reason_name(s->reason), s->bytes[0], s->bytes[1], t ? t->decrypted[0] : 0,
 		     t ? t->decrypted[1] : 0, t && t->client_cert ? "yes" : "no", s->close, s->duration_us / 1000,
 		     s->duration_us % 1000);

@@ -261,6 +261,7 @@ int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 		case PXY_EXT_SESSION_TICKET:
 			ch->ticket = 1;
 			ch->ticket_len = (uint16_t)ext.left;
+			ch->ticket_data = ext.p;
 			break;
 		case PXY_EXT_SUPPORTED_VERSIONS:
 			PXY_TRY(parse_ch_versions(ext, ch));

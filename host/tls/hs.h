@@ -84,6 +84,7 @@ struct pxy_client_hello {
 	uint8_t ems, etm, ticket, reneg_info, status_request;
 	uint8_t offers_tls13;    /* supported_versions lists 0x0304 */
 	uint16_t ticket_len;
+	const uint8_t *ticket_data; /* the offered ticket; points into the message: valid while it is */
 	char sni[PXY_MAX_SNI + 1]; /* printable ASCII only; "" when absent */
 };
 

@@ -162,6 +162,11 @@ struct pxy_tap {
 	size_t tr_len, tr_cap, tr_max;
 	uint8_t session_hash[PXY_MAX_HASH];
 	size_t session_hash_len;
+	/* the session cache keys this handshake may be found by, or stored under */
+	uint8_t offered_ticket[PXY_SESSION_KEY_LEN]; /* the ClientHello's ticket */
+	uint8_t issued_ticket[PXY_SESSION_KEY_LEN];  /* NewSessionTicket's */
+	uint32_t issued_lifetime;
+	uint8_t has_offered_ticket, has_issued_ticket, cached;
 	uint8_t ms[PXY_MASTER_LEN];
 	struct pxy_traffic_keys keys[2]; /* [C2S] client_write, [S2C] server_write */
 };
@@ -341,6 +346,73 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 	set_verdict(t, PXY_V_ALLOW);
 }
 
+/* ---- abbreviated handshakes (RFC 5246 §7.3, RFC 5077 §3.1) ------------------- */
+
+/*
+ * The server answered with an abbreviated handshake. Find the session by the
+ * ticket the client offered, else by the session ID the server echoed; it
+ * must be the same suite, version and EMS setting (RFC 7627 §5.3). Then the
+ * keys come from the cached master secret and the new randoms, and both
+ * Finished messages verify them as in a full handshake. Returns 1 when
+ * decrypting, 0 when the session is unknown (forwarded, not decrypted).
+ */
+static int resume(struct pxy_tap *t)
+{
+	struct pxy_session s;
+	uint8_t key[PXY_SESSION_KEY_LEN];
+	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
+	uint64_t now = pxy_now_ns();
+	int found = 0;
+
+	t->info.resumed = 1;
+	set_verdict(t, PXY_V_ALLOW);
+	if (t->cfg.sessions && t->has_offered_ticket)
+		found = pxy_sessions_get(t->cfg.sessions, t->offered_ticket, &s, now);
+	if (!found && t->cfg.sessions && t->sh.sid_len && t->sh.sid_len == t->ch.sid_len &&
+	    !memcmp(t->sh.sid, t->ch.sid, t->sh.sid_len)) {
+		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
+		found = pxy_sessions_get(t->cfg.sessions, key, &s, now);
+	}
+	if (!found || !suite || s.suite != t->sh.suite || s.version != t->sh.version || s.ems != t->sh.ems ||
+	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random, &t->keys[PXY_C2S],
+			     &t->keys[PXY_S2C]) < 0) {
+		pxy_wipe(&s, sizeof(s));
+		t->cnt->resumed_unknown++;
+		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
+		return 0;
+	}
+	memcpy(t->ms, s.ms, sizeof(t->ms));
+	pxy_wipe(&s, sizeof(s));
+	t->suite = suite;
+	t->decrypting = 1;
+	t->keys_ready = 1;
+	t->cnt->resumed++;
+	return 1;
+}
+
+/* Both Finished verified: keep the session for the handshakes that resume it. */
+static void cache_session(struct pxy_tap *t)
+{
+	struct pxy_session s;
+	uint8_t key[PXY_SESSION_KEY_LEN];
+	uint64_t now = pxy_now_ns();
+
+	if (!t->cfg.sessions || t->cached)
+		return;
+	t->cached = 1;
+	memcpy(s.ms, t->ms, sizeof(s.ms));
+	s.version = t->sh.version;
+	s.suite = t->sh.suite;
+	s.ems = t->sh.ems;
+	if (t->sh.sid_len) {
+		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
+		pxy_sessions_put(t->cfg.sessions, key, &s, 0, now);
+	}
+	if (t->has_issued_ticket)
+		pxy_sessions_put(t->cfg.sessions, t->issued_ticket, &s, t->issued_lifetime, now);
+	pxy_wipe(&s, sizeof(s));
+}
+
 /* ---- engine jobs ---------------------------------------------------------- */
 
 static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
@@ -481,8 +553,11 @@ static void try_verify(struct pxy_tap *t)
 				t->hooks.keylog(t->hooks.ctx, t->ch.random, t->ms);
 		}
 	}
-	if (t->dir[0].fin_state == FIN_DONE && t->dir[1].fin_state == FIN_DONE)
+	if (t->dir[0].fin_state == FIN_DONE && t->dir[1].fin_state == FIN_DONE) {
+		if (t->decrypting)
+			cache_session(t);
 		free_transcript(t); /* handshake over: the transcript is no longer needed */
+	}
 }
 
 /* ---- handshake messages ---------------------------------------------------- */
@@ -491,6 +566,11 @@ static int on_client_hello(struct pxy_tap *t, struct pxy_cur body)
 {
 	PXY_TRY(pxy_hs_parse_client_hello(body, &t->ch));
 	t->have_ch = 1;
+	if (t->ch.ticket_len) {
+		pxy_session_key(PXY_SESS_TICKET, t->ch.ticket_data, t->ch.ticket_len, t->offered_ticket);
+		t->has_offered_ticket = 1;
+	}
+	t->ch.ticket_data = NULL; /* it pointed into the message */
 	memcpy(t->info.sni, t->ch.sni, sizeof(t->info.sni));
 	return PXY_OK;
 }
@@ -530,24 +610,37 @@ static int on_cke(struct pxy_tap *t, struct pxy_cur body)
 	return PXY_OK;
 }
 
+static int on_new_session_ticket(struct pxy_tap *t, struct pxy_cur body)
+{
+	const uint8_t *ticket;
+	size_t len;
+
+	/* RFC 5077 §3.2: only when the ServerHello carried the extension */
+	PXY_GUARD(t->sh.ticket, PXY_E_UNEXPECTED_MSG);
+	PXY_TRY(pxy_hs_parse_new_session_ticket(body, &t->issued_lifetime, &ticket, &len));
+	/* RFC 5077 §3.3: an empty ticket means the server will not issue one */
+	if (len) {
+		pxy_session_key(PXY_SESS_TICKET, ticket, len, t->issued_ticket);
+		t->has_issued_ticket = 1;
+	}
+	return PXY_OK;
+}
+
 /* A plaintext handshake message from d. */
 static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
 {
 	struct pxy_certificate cert;
-	uint32_t lifetime;
-	const uint8_t *ticket;
-	size_t ticket_len;
 
 	/* Finished is always encrypted; HelloRequest is not part of a first handshake */
 	PXY_GUARD(m->type != PXY_HS_FINISHED && m->type != PXY_HS_HELLO_REQUEST, PXY_E_UNEXPECTED_MSG);
 	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && t->have_sh && m->type != PXY_HS_CERTIFICATE) {
 		if (m->type == PXY_HS_NEW_SESSION_TICKET) {
-			/* an abbreviated handshake: the ticket comes before ChangeCipherSpec */
+			/* an abbreviated handshake: the renewed ticket comes before ChangeCipherSpec */
 			PXY_TRY(hs_expect(t, d, m->type));
-			t->info.resumed = 1;
-			set_verdict(t, PXY_V_ALLOW);
-			stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
-			return PXY_OK;
+			if (!resume(t))
+				return PXY_OK;
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			return on_new_session_ticket(t, m->body);
 		}
 		/* no Certificate after ServerHello: judge on what we have (anon, PSK, ...) */
 		judge(t, NULL);
@@ -588,9 +681,7 @@ static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_ms
 		PXY_GUARD(t->info.client_cert, PXY_E_UNEXPECTED_MSG);
 		return pxy_hs_parse_certificate_verify(m->body, t->sh.version);
 	case PXY_HS_NEW_SESSION_TICKET:
-		/* RFC 5077 §3.2: only when the ServerHello carried the extension */
-		PXY_GUARD(t->sh.ticket, PXY_E_UNEXPECTED_MSG);
-		return pxy_hs_parse_new_session_ticket(m->body, &lifetime, &ticket, &ticket_len);
+		return on_new_session_ticket(t, m->body);
 	default:
 		return PXY_E_UNEXPECTED_MSG;
 	}
@@ -863,13 +954,9 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 		e = hs_expect(t, d, PXY_HS_CCS);
 		if (e < 0)
 			break;
-		if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
-			/* an abbreviated handshake for a session we have no secret for */
-			t->info.resumed = 1;
-			set_verdict(t, PXY_V_ALLOW);
-			stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
+		/* ChangeCipherSpec right after ServerHello: an abbreviated handshake */
+		if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && !resume(t))
 			break;
-		}
 		td->encrypted = 1;
 		td->seq = 0;
 		break;

@@ -21,6 +21,7 @@
 #include "proxyssl/engine.h"
 #include "tls/cert.h"
 #include "tls/hs.h"
+#include "tls/sessions.h"
 
 enum pxy_dir { PXY_C2S = 0, PXY_S2C = 1 };
 
@@ -77,6 +78,7 @@ struct pxy_tap_cfg {
 	size_t max_hs_msg;   /* largest handshake message accepted (bytes) */
 	size_t max_pending;  /* ciphertext bytes per direction waiting for keys or in the engine */
 	size_t max_pending_total; /* the same over every tap sharing `counters` (0: no cap) */
+	struct pxy_sessions *sessions; /* session cache for abbreviated handshakes; NULL: none */
 };
 
 struct pxy_tap_hooks {
@@ -154,6 +156,7 @@ void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r);
 /* Tap counters, one set per io loop (each loop is one thread). */
 struct pxy_tap_counters {
 	uint64_t keys_verified, finished_mismatch, record_auth_fail, rsa_jobs;
+	uint64_t resumed, resumed_unknown; /* abbreviated handshakes followed / not followed */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
 	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */

@@ -81,9 +81,10 @@ check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
 stop_group "$PX_PID"
 say "$tag: client certificate sent, decrypted exactly"
 
-# ---- resumption (session ID, then ticket): the first session is decrypted; the
-# abbreviated one is forwarded intact and either decrypted (if the proxy kept the
-# secret) or logged not-decrypted reason=resumption-unknown
+# ---- resumption (session ID, then ticket): the first session is decrypted and
+# its secret kept; the abbreviated handshake that resumes it is decrypted too.
+# After a proxy restart (empty cache) a resumption is forwarded intact and
+# logged not-decrypted reason=resumption-unknown.
 for mode in id ticket; do
 	opt=()
 	[ "$mode" = id ] && opt=(-no_ticket)
@@ -91,19 +92,24 @@ for mode in id ticket; do
 		-cipher AES128-GCM-SHA256 "${opt[@]}"
 	port=$(listen_port_of "$BG_PID") || fail "s_server -www did not listen"
 	start_proxy "px-resume-$mode" --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT"
-	for n in 1 2; do
+	for n in 1 2 3 4; do
 		tag=s-resume-$mode-$n
 		if [ $n = 1 ]; then sess=(-sess_out "$T/sess-$mode"); else sess=(-sess_in "$T/sess-$mode"); fi
+		if [ $n = 4 ]; then
+			stop_group "$PX_PID"
+			start_proxy "px-resume-$mode-restarted" --backend "127.0.0.1:$port" --cert "$T/srv.crt" \
+				--key "$T/srv.key" --plaintext-dir "$PT"
+		fi
 		printf 'GET / HTTP/1.0\r\n\r\n' | timeout 30 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername "$tag" \
 			-ign_eof -no_tls1_3 "${opt[@]}" "${sess[@]}" >"$T/$tag.out" 2>"$T/$tag.err" || fail "$tag: s_client failed"
 		grep -q '^HTTP/1.0 200 ok' "$T/$tag.out" || fail "$tag: no HTTP response through the proxy"
-		want=New
-		[ $n = 2 ] && want=Reused
+		want=New resumed=no
+		[ $n -gt 1 ] && want=Reused resumed=yes
 		grep -q "^$want, TLSv1.2, Cipher is AES128-GCM-SHA256" "$T/$tag.out" ||
 			fail "$tag: s_client did not report a $want session: $(grep -E '^(New|Reused),' "$T/$tag.out")"
 		get_conn "$PX_LOG" "$tag"
-		expect_fields "$CONN" suite=TLS_RSA_WITH_AES_128_GCM_SHA256 close=fin
-		if [ $n = 1 ] || [ "$(field "$CONN" verdict)" = decrypted ]; then
+		expect_fields "$CONN" suite=TLS_RSA_WITH_AES_128_GCM_SHA256 close=fin resumed=$resumed
+		if [ $n -lt 4 ]; then
 			expect_fields "$CONN" verdict=decrypted reason=- decrypted_c2s=18
 			# the response s_client printed (after its session report) ends with the page the sink holds
 			wait_size "$PT/$CONN_ID.s2c" "$(field "$CONN" decrypted_s2c)" 10 || fail "$tag: sink s2c short"
@@ -112,6 +118,11 @@ for mode in id ticket; do
 			expect_fields "$CONN" verdict=not-decrypted reason=resumption-unknown decrypted_c2s=0 decrypted_s2c=0
 		fi
 	done
+	kill -USR1 "$PX_PID"
+	wait_for 10 grep -q "stats sessions" "$PX_LOG" || fail "no stats sessions line"
+	grep -q "stats sessions .*resumed_unknown=1" "$PX_LOG" || fail "the restarted proxy did not count the unknown resumption"
 	stop_group "$PX_PID"
-	say "resumption by $mode: first decrypted, resumed one $(field "$CONN" verdict) ($(field "$CONN" reason)), data intact"
+	grep -h "stats sessions" "$T"/px-resume-"$mode".log* 2>/dev/null | grep -q "hits=2 .*resumed=2 " ||
+		fail "the first proxy did not count two resumptions: $(grep -h 'stats sessions' "$T"/px-resume-"$mode".log* | tail -n1)"
+	say "resumption by $mode: decrypted twice from the cache; after a restart forwarded as resumption-unknown"
 done

@@ -80,7 +80,7 @@ static void test_conn_line(void **state)
 	s.close = "fin";
 	pxy_connlog_format(line, sizeof(line), &s);
 	assert_string_equal(line, "conn id=7-1 client=127.0.0.1:5 server=127.0.0.1:6 sni=www.example.com version=TLS1.2 "
-				  "suite=TLS_RSA_WITH_AES_128_CBC_SHA256 ems=yes etm=no verdict=decrypted reason=- "
+				  "suite=TLS_RSA_WITH_AES_128_CBC_SHA256 ems=yes etm=no resumed=no verdict=decrypted reason=- "
 				  "bytes_c2s=100 bytes_s2c=200 decrypted_c2s=10 decrypted_s2c=20 client_cert=no close=fin "
 				  "duration_ms=1234.567");
 	t.dropped[1] = 3;

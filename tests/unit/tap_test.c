@@ -131,11 +131,14 @@ static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
 	feed(w, d, p, n);
 }
 
+/* the session cache new taps get (NULL: none) */
+static struct pxy_sessions *g_sessions;
+
 static struct pxy_tap *new_tap(struct watch *w, struct pxy_engine *e, const struct pxy_identity *id, size_t max_hs,
 			       struct pxy_tap_counters *cnt)
 {
 	struct pxy_tap_cfg cfg = { .identity = id, .engine = e, .counters = cnt, .max_hs_msg = max_hs,
-				   .max_pending = 1 << 22 };
+				   .max_pending = 1 << 22, .sessions = g_sessions };
 	struct pxy_tap_hooks hooks = { .ctx = w, .plaintext = on_plain, .keylog = on_keylog, .done = on_done };
 
 	memset(w, 0, sizeof(*w));
@@ -421,6 +424,125 @@ static void test_resumption_unknown(void **state)
 		pxy_engine_close(e);
 		pxy_identity_free(&id);
 	}
+}
+
+/* A full handshake the tap decrypted leaves its session behind; the abbreviated
+ * handshakes that resume it (by session ID, by ticket) are decrypted too. */
+static void test_resumption_cached(void **state)
+{
+	static const uint8_t req[] = "GET /resumed HTTP/1.1\r\n\r\n", resp[] = "HTTP/1.1 200 resumed\r\n\r\n";
+
+	(void)state;
+	for (int tickets = 0; tickets < 2; tickets++) {
+		struct pxy_identity id;
+		struct pxy_engine *e = tu_engine(&srv, &id, 0);
+		struct pxy_tap_counters cnt = { 0 };
+		struct tu_pair_opts o = { .ciphers = "AES128-SHA256", .no_tickets = !tickets, .server = &srv };
+		struct tu_pair p1, p2;
+		struct watch w1, w2;
+		SSL_SESSION *sess;
+		const struct pxy_sessions_stats *st;
+
+		g_sessions = pxy_sessions_new(16, 60);
+		assert_non_null(g_sessions);
+		assert_int_equal(tu_pair_new(&p1, &o), 0);
+		new_tap(&w1, e, &id, 65536, &cnt);
+		p1.on_bytes = on_bytes;
+		p1.ctx = &w1;
+		assert_int_equal(tu_pair_handshake(&p1), 0);
+		assert_int_equal(tu_pair_send(&p1, PXY_C2S, req, sizeof(req)), 0);
+		assert_int_equal(w1.keylogged, 1);
+		st = pxy_sessions_stats(g_sessions);
+		/* stored under the session ID, or the ticket (OpenSSL sends no ID with a ticket) */
+		assert_int_equal(st->entries, 1);
+		sess = SSL_get1_session(p1.c);
+
+		o.resume = sess;
+		assert_int_equal(tu_pair_new(&p2, &o), 0);
+		SSL_free(p2.s);
+		p2.s = SSL_new(p1.sctx);
+		p2.s_in = BIO_new(BIO_s_mem());
+		p2.s_out = BIO_new(BIO_s_mem());
+		SSL_set_bio(p2.s, p2.s_in, p2.s_out);
+		SSL_set_accept_state(p2.s);
+		new_tap(&w2, e, &id, 65536, &cnt);
+		p2.on_bytes = on_bytes;
+		p2.ctx = &w2;
+		assert_int_equal(tu_pair_handshake(&p2), 0);
+		assert_true(SSL_session_reused(p2.c));
+		assert_int_equal(tu_pair_send(&p2, PXY_C2S, req, sizeof(req)), 0);
+		assert_int_equal(tu_pair_send(&p2, PXY_S2C, resp, sizeof(resp)), 0);
+		assert_true(pxy_tap_info(w2.t)->resumed);
+		assert_true(pxy_tap_info(w2.t)->fin_ok[PXY_C2S] && pxy_tap_info(w2.t)->fin_ok[PXY_S2C]);
+		assert_int_equal(w2.pt_len[PXY_C2S], sizeof(req));
+		assert_memory_equal(w2.pt[PXY_C2S], req, sizeof(req));
+		assert_int_equal(w2.pt_len[PXY_S2C], sizeof(resp));
+		assert_memory_equal(w2.pt[PXY_S2C], resp, sizeof(resp));
+		assert_memory_equal(w2.ms, w1.ms, 48); /* the same session */
+		assert_int_equal(cnt.resumed, 1);
+		assert_int_equal(cnt.resumed_unknown, 0);
+		assert_true(st->hits >= 1);
+
+		SSL_SESSION_free(sess);
+		tu_pair_free(&p2);
+		tu_pair_free(&p1);
+		watch_free(&w2);
+		watch_free(&w1);
+		pxy_engine_close(e);
+		pxy_identity_free(&id);
+		pxy_sessions_free(g_sessions);
+		g_sessions = NULL;
+	}
+}
+
+/* The cache itself: bounded (least recently used out first), entries expire. */
+static void test_session_cache(void **state)
+{
+	struct pxy_sessions *c = pxy_sessions_new(3, 10);
+	struct pxy_session s = { .version = 0x0303, .suite = 0x009c, .ems = 1 }, out;
+	uint8_t k[5][PXY_SESSION_KEY_LEN];
+	uint8_t id[4] = { 0 };
+
+	(void)state;
+	assert_non_null(c);
+	assert_null(pxy_sessions_new(0, 10));
+	for (int i = 0; i < 5; i++) {
+		id[0] = (uint8_t)i;
+		pxy_session_key(PXY_SESS_ID, id, sizeof(id), k[i]);
+	}
+	/* an ID and a ticket with the same bytes are different keys */
+	{
+		uint8_t kt[PXY_SESSION_KEY_LEN];
+
+		pxy_session_key(PXY_SESS_TICKET, id, sizeof(id), kt);
+		assert_memory_not_equal(kt, k[4], PXY_SESSION_KEY_LEN);
+	}
+	for (int i = 0; i < 3; i++) {
+		s.ms[0] = (uint8_t)i;
+		pxy_sessions_put(c, k[i], &s, 0, 1000);
+	}
+	assert_int_equal(pxy_sessions_get(c, k[0], &out, 2000), 1); /* 0 is now the most recent */
+	assert_int_equal(out.ms[0], 0);
+	s.ms[0] = 3;
+	pxy_sessions_put(c, k[3], &s, 0, 3000); /* evicts 1, the least recently used */
+	assert_int_equal(pxy_sessions_get(c, k[1], &out, 3000), 0);
+	assert_int_equal(pxy_sessions_get(c, k[2], &out, 3000), 1);
+	assert_int_equal(pxy_sessions_get(c, k[3], &out, 3000), 1);
+	assert_int_equal(out.ms[0], 3);
+	assert_int_equal(pxy_sessions_stats(c)->evicted, 1);
+	assert_int_equal(pxy_sessions_stats(c)->entries, 3);
+	/* a lifetime hint shorter than the cache's wins; expired entries are misses and leave */
+	s.ms[0] = 4;
+	pxy_sessions_put(c, k[4], &s, 2, 4000);
+	assert_int_equal(pxy_sessions_get(c, k[4], &out, 4000 + 1999999999ull), 1);
+	assert_int_equal(pxy_sessions_get(c, k[4], &out, 4000 + 2000000000ull), 0);
+	assert_int_equal(pxy_sessions_get(c, k[3], &out, 3000 + 10000000000ull), 0);
+	assert_int_equal(pxy_sessions_stats(c)->expired, 2);
+	assert_int_equal(pxy_sessions_stats(c)->entries, 1); /* 4 evicted 0; 3 and 4 expired */
+	/* refreshing an entry keeps one copy */
+	pxy_sessions_put(c, k[2], &s, 0, 5000);
+	assert_int_equal(pxy_sessions_stats(c)->entries, 1);
+	pxy_sessions_free(c);
 }
 
 static void test_client_auth(void **state)
@@ -832,6 +954,8 @@ int main(void)
 		cmocka_unit_test(test_reject_reasons),
 		cmocka_unit_test(test_server_alert_passes),
 		cmocka_unit_test(test_resumption_unknown),
+		cmocka_unit_test(test_resumption_cached),
+		cmocka_unit_test(test_session_cache),
 		cmocka_unit_test(test_client_auth),
 		cmocka_unit_test(test_no_padding_oracle),
 		cmocka_unit_test(test_not_tls),
