@@ -16,7 +16,8 @@ size_t pxy_prf_hash_len(uint8_t prf)
 
 static const char *prf_digest(uint8_t prf)
 {
-	return prf == PXY_PRF_SHA384 ? "SHA384" : "SHA256";
+	/* OpenSSL's TLS1-PRF with MD5-SHA1 is the TLS 1.0/1.1 PRF: P_MD5 xor P_SHA1 over the secret's halves */
+	return prf == PXY_PRF_SHA384 ? "SHA384" : prf == PXY_PRF_MD5_SHA1 ? "MD5-SHA1" : "SHA256";
 }
 
 int pxy_prf(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *label,
@@ -54,7 +55,10 @@ out:
 int pxy_transcript_hash(uint8_t prf, const uint8_t *msgs, size_t len, uint8_t *out, size_t *out_len)
 {
 	unsigned int n = 0;
-	const EVP_MD *md = prf == PXY_PRF_SHA384 ? EVP_sha384() : EVP_sha256();
+	/* TLS 1.0/1.1 Finished and EMS session hash: MD5(msgs) || SHA-1(msgs) */
+	const EVP_MD *md = prf == PXY_PRF_SHA384	? EVP_sha384()
+			   : prf == PXY_PRF_MD5_SHA1 ? EVP_md5_sha1()
+						     : EVP_sha256();
 
 	if (!EVP_Digest(msgs, len, out, &n, md, NULL))
 		return PXY_E_CRYPTO_LIB;
@@ -112,7 +116,8 @@ int pxy_keys_traffic(const struct pxy_suite *s, uint16_t version, int etm, const
 	fill_dir(sw, s, version, etm);
 	need = 2u * ((size_t)cw->mac_key_len + cw->key_len + cw->iv_len);
 	/* RFC 5246 §6.3: PRF(master_secret, "key expansion", server_random + client_random) */
-	r = pxy_prf(s->prf, ms, PXY_MASTER_LEN, "key expansion", server_random, 32, client_random, 32, block, need);
+	r = pxy_prf(PXY_PRF_FOR(s->prf, version), ms, PXY_MASTER_LEN, "key expansion", server_random, 32,
+		    client_random, 32, block, need);
 	if (r < 0)
 		goto out;
 	memcpy(cw->mac_key, block + off, cw->mac_key_len), off += cw->mac_key_len;

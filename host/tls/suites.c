@@ -164,9 +164,9 @@ const char *pxy_kx_name(uint8_t kx)
 
 int pxy_suite_decryptable(const struct pxy_suite *s, uint16_t version)
 {
-	/* This build decrypts TLS 1.2 records; the table already knows the rest. */
-	return s && s->kx == PXY_KX_RSA && s->bulk != PXY_BULK_NONE && version == PXY_TLS12 &&
-	       version >= s->min_version;
+	/* TLS 1.0, 1.1 and 1.2 records; the table knows which suites need 1.2 (GCM, SHA-256/384) */
+	return s && s->kx == PXY_KX_RSA && s->bulk != PXY_BULK_NONE && version >= PXY_TLS10 &&
+	       version <= PXY_TLS12 && version >= s->min_version;
 }
 
 unsigned pxy_bulk_key_len(uint8_t bulk)

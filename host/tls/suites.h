@@ -29,7 +29,11 @@ enum pxy_kx {
 enum pxy_prf_hash {
 	PXY_PRF_SHA256 = 1,
 	PXY_PRF_SHA384 = 2,
+	PXY_PRF_MD5_SHA1 = 3, /* TLS 1.0 and 1.1 (RFC 2246 §5, RFC 4346 §5), whatever the suite */
 };
+
+/** The PRF a session uses: the suite's from TLS 1.2 on, MD5/SHA-1 before. */
+#define PXY_PRF_FOR(suite_prf, version) ((version) < 0x0303 ? PXY_PRF_MD5_SHA1 : (suite_prf))
 
 struct pxy_suite {
 	uint16_t id;

@@ -119,6 +119,7 @@ struct tap_job {
 	uint8_t dir;
 	uint8_t done;
 	uint8_t fin; /* carries the direction's Finished */
+	uint8_t key_iv; /* TLS 1.0 CBC, first record: its IV is the key block's */
 	size_t cost; /* ciphertext bytes counted against max_pending */
 };
 
@@ -136,6 +137,8 @@ struct tap_dir {
 	struct tap_job *wait_head, *wait_tail; /* waiting for keys */
 	struct tap_job *fly_head, *fly_tail;   /* in the engine, oldest first */
 	size_t queued_bytes;
+	uint8_t cbc_iv[16]; /* TLS 1.0 CBC: the last ciphertext block so far (the next record's IV) */
+	uint8_t cbc_chained;
 };
 
 struct pxy_tap {
@@ -327,7 +330,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		r = PXY_R_UNSUPPORTED_SUITE;
 	else if (s->kx != PXY_KX_RSA)
 		r = PXY_R_NON_RSA_KX;
-	else if (t->sh.version != PXY_TLS12)
+	else if (t->sh.version < PXY_TLS10 || t->sh.version > PXY_TLS12)
 		r = PXY_R_UNSUPPORTED_VERSION;
 	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0)
 		r = PXY_R_UNSUPPORTED_SUITE;
@@ -421,6 +424,8 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	int r;
 
 	j->job.u.rec.keys = &t->keys[d];
+	if (j->key_iv)
+		memcpy(j->job.u.rec.iv, t->keys[d].iv, sizeof(j->job.u.rec.iv));
 	j->next = NULL;
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
@@ -499,7 +504,7 @@ static void on_rsa_done(struct pxy_tap *t, struct tap_job *j)
 		stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}
-	prf = t->suite->prf;
+	prf = PXY_PRF_FOR(t->suite->prf, t->sh.version);
 	/* RFC 7627 §5.2: EMS is in force when the server echoed the extension */
 	if (t->sh.ems)
 		r = pxy_keys_master_ems(prf, j->job.u.rsa.pms, t->session_hash, t->session_hash_len, t->ms);
@@ -532,8 +537,10 @@ static void try_verify(struct pxy_tap *t)
 			continue;
 		if (other->fin_state == FIN_RESERVED && other->fin_hole < td->fin_prefix)
 			continue; /* covers the other Finished, still being decrypted */
-		if (pxy_transcript_hash(t->suite->prf, t->tr, td->fin_prefix, hash, &hlen) < 0 ||
-		    pxy_keys_finished(t->suite->prf, t->ms, d == PXY_C2S, hash, hlen, expect) < 0) {
+		if (pxy_transcript_hash(PXY_PRF_FOR(t->suite->prf, t->sh.version), t->tr, td->fin_prefix, hash,
+					&hlen) < 0 ||
+		    pxy_keys_finished(PXY_PRF_FOR(t->suite->prf, t->sh.version), t->ms, d == PXY_C2S, hash, hlen,
+				      expect) < 0) {
 			stop_decrypt(t, PXY_R_INTERNAL);
 			return;
 		}
@@ -604,7 +611,8 @@ static int on_cke(struct pxy_tap *t, struct pxy_cur body)
 	if (t->sh.ems) {
 		/* RFC 7627 §3: session_hash = Hash(handshake_messages) up to and
 		 * including the ClientKeyExchange (already in the transcript) */
-		PXY_TRY(pxy_transcript_hash(t->suite->prf, t->tr, t->tr_len, t->session_hash, &t->session_hash_len));
+		PXY_TRY(pxy_transcript_hash(PXY_PRF_FOR(t->suite->prf, t->sh.version), t->tr, t->tr_len,
+					    t->session_hash, &t->session_hash_len));
 	}
 	start_rsa(t, enc, len);
 	return PXY_OK;
@@ -845,17 +853,41 @@ static int room_for(struct pxy_tap *t, struct tap_dir *td, size_t n)
 	return mine + n <= t->cfg.max_pending && (!max_all || all + n <= max_all);
 }
 
+/*
+ * TLS 1.0 CBC (RFC 2246 §6.2.3.2): a record's IV is the last ciphertext block
+ * of the record before it in that direction, the key block's IV for the
+ * first. Taken as each record arrives, before it is decrypted in place (and
+ * also from records dropped for lack of engine capacity).
+ */
+static int chain_iv(struct pxy_tap *t, struct tap_dir *td, const struct pxy_record *r, uint8_t iv[16])
+{
+	const uint8_t *frag = r->buf + PXY_TLS_HDR_LEN;
+	size_t end = r->h.len, mac = t->sh.etm ? pxy_mac_len(t->suite->mac) : 0;
+	int first = !td->cbc_chained;
+
+	if (!first)
+		memcpy(iv, td->cbc_iv, 16);
+	if (end >= mac + 16) { /* shorter is malformed: the engine rejects it */
+		memcpy(td->cbc_iv, frag + end - mac - 16, 16);
+		td->cbc_chained = 1;
+	}
+	return first;
+}
+
 static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 {
 	struct tap_dir *td = &t->dir[d];
 	struct tap_job *j;
 	uint64_t seq = td->seq++;
-	int fin = 0;
+	int fin = 0, key_iv = 0;
+	uint8_t iv[16] = { 0 };
 
 	if (!t->decrypting || !r->buf) {
 		pxy_recbuf_put(r->buf);
 		return;
 	}
+	if (t->sh.version == PXY_TLS10 && (t->suite->bulk == PXY_BULK_AES_128_CBC || t->suite->bulk == PXY_BULK_AES_256_CBC))
+		key_iv = chain_iv(t, td, r, iv);
 	if (!td->fin_seen) {
 		/* RFC 5246 §7.4.9: the first record after ChangeCipherSpec is the Finished */
 		int e = r->h.type == PXY_CT_HANDSHAKE ? hs_expect(t, d, PXY_HS_FINISHED) : PXY_E_UNEXPECTED_MSG;
@@ -894,6 +926,8 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	j->job.u.rec.rec = r->buf;
 	j->job.u.rec.rec_len = r->buf_len;
 	j->job.u.rec.rec_cap = r->buf_len;
+	memcpy(j->job.u.rec.iv, iv, sizeof(iv));
+	j->key_iv = (uint8_t)key_iv;
 	j->dir = (uint8_t)d;
 	j->fin = (uint8_t)fin;
 	j->cost = r->buf_len;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every decryptable suite through the proxy between real `openssl s_server`
 # (raw mode) and `openssl s_client`: 6 suites x EMS on/off, and for the four
-# CBC suites EtM on/off as well (20 sessions). Each side sends 64 KiB of
+# CBC suites EtM on/off as well (20 sessions), then TLS 1.0 and 1.1 with two
+# CBC suites (4 more). Each side sends 64 KiB of
 # random bytes; checked: each side received exactly the other's bytes, the
 # plaintext sinks hold exactly what each side sent, the conn line (verdict,
 # suite, ems, etm, byte counts) and the proxy's key log line equals the one
@@ -15,25 +16,31 @@ openssl_conf_no_ems "$T/noems.cnf"
 PT="$T/plaintext"
 sessions=0
 
-# run_session SUITE EMS(yes|no) ETM(yes|no)
+# run_session SUITE EMS(yes|no) ETM(yes|no) [VERSION(1.0|1.1|1.2)]
 run_session() {
-	local suite=$1 ems=$2 etm=$3 tag opts=() want_etm
-	tag=$(echo "s-$suite-ems-$ems-etm-$etm" | tr 'A-Z' 'a-z')
+	local suite=$1 ems=$2 etm=$3 ver=${4:-1.2} tag opts=() want_etm cipher=$1
+	tag=$(echo "s-$suite-ems-$ems-etm-$etm-v$ver" | tr 'A-Z' 'a-z')
+	# OpenSSL 3 speaks TLS 1.0/1.1 only at security level 0
+	case $ver in
+	1.0) opts+=(-tls1); cipher="$suite:@SECLEVEL=0" ;;
+	1.1) opts+=(-tls1_1); cipher="$suite:@SECLEVEL=0" ;;
+	*) opts+=(-no_tls1_3) ;;
+	esac
 	head -c $N /dev/urandom >"$T/$tag.c2s"
 	head -c $N /dev/urandom >"$T/$tag.s2c"
 	[ "$etm" = no ] && opts+=(-no_etm)
 	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" \
-		-cipher "$suite" -no_tls1_3 "${opts[@]}"
+		-cipher "$cipher" "${opts[@]}"
 	start_proxy "px-$tag" --backend "127.0.0.1:$SRV_PORT" --cert "$T/srv.crt" --key "$T/srv.key" \
 		--plaintext-dir "$PT" --keylog "$T/$tag.proxy-keylog"
 	OSSL_CONF=""
 	[ "$ems" = no ] && OSSL_CONF="$T/noems.cnf"
-	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -cipher "$suite" -no_tls1_3 \
+	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -cipher "$cipher" \
 		-keylogfile "$T/$tag.keylog" "${opts[@]}"
 	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
 	get_conn "$PX_LOG" "$tag"
 	if is_cbc "$suite"; then want_etm=$etm; else want_etm=n/a; fi
-	expect_fields "$CONN" verdict=decrypted reason=- version=TLS1.2 "suite=${IANA[$suite]}" \
+	expect_fields "$CONN" verdict=decrypted reason=- version=TLS$ver "suite=${IANA[$suite]}" \
 		ems="$ems" etm="$want_etm" decrypted_c2s=$N decrypted_s2c=$N client_cert=no close=fin
 	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
 	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
@@ -59,7 +66,12 @@ for suite in $SUITES; do
 		done
 	done
 done
-[ "$sessions" = 20 ] || fail "ran $sessions sessions, expected 20"
+# TLS 1.0 (MD5/SHA-1 PRF, chained CBC IVs) and 1.1 (explicit IVs)
+for ver in 1.0 1.1; do
+	run_session AES128-SHA yes yes $ver
+	run_session AES256-SHA no no $ver
+done
+[ "$sessions" = 24 ] || fail "ran $sessions sessions, expected 24"
 say "all $sessions sessions decrypted exactly"
 
 # ---- client authentication: the server asks for a certificate, the client sends one
