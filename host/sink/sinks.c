@@ -53,7 +53,7 @@ static const char *yesno(uint8_t v)
 size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *s)
 {
 	const struct pxy_tap_info *t = s->tap;
-	char vbuf[8], sbuf[8];
+	char vbuf[8], sbuf[8], ccert[PXY_SERIAL_MAX + 300] = "no";
 	const char *version = "-", *suite = "-", *sni = "-", *etm = "-", *ems = "-";
 	const struct pxy_suite *st = NULL;
 	int n;
@@ -70,6 +70,9 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 		}
 		if (t->sni[0])
 			sni = t->sni;
+		if (t->client_cert)
+			snprintf(ccert, sizeof(ccert), "yes client_subject=%s client_serial=%s", t->client.subject,
+				 t->client.serial);
 	}
 	n = snprintf(out, cap,
 		     "conn id=%s client=%s server=%s sni=%s version=%s suite=%s ems=%s etm=%s resumed=%s verdict=%s reason=%s "
@@ -78,7 +81,7 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 		     s->id, s->client, s->server, sni, version, suite, ems, etm, t && t->resumed ? "yes" : "no",
 		     pxy_outcome_name(s->outcome),
 		     pxy_reason_name(s->reason), s->bytes[0], s->bytes[1], t ? t->decrypted[0] : 0,
-		     t ? t->decrypted[1] : 0, t && t->client_cert ? "yes" : "no", s->close, s->duration_us / 1000,
+		     t ? t->decrypted[1] : 0, ccert, s->close, s->duration_us / 1000,
 		     s->duration_us % 1000);
 	if (n > 0 && t && (t->dropped[0] || t->dropped[1]) && (size_t)n < cap)
 		n += snprintf(out + n, cap - (size_t)n, " dropped_c2s=%" PRIu64 " dropped_s2c=%" PRIu64,

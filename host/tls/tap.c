@@ -672,6 +672,8 @@ static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_ms
 			/* RFC 5246 §7.4.6: only in answer to a CertificateRequest */
 			PXY_GUARD(t->cert_request, PXY_E_UNEXPECTED_MSG);
 			t->info.client_cert = cert.count > 0;
+			if (cert.leaf)
+				pxy_cert_describe(cert.leaf, cert.leaf_len, &t->info.client);
 		}
 		return PXY_OK;
 	case PXY_HS_CERTIFICATE_STATUS:

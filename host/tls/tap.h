@@ -99,6 +99,7 @@ struct pxy_tap_info {
 	uint8_t has_suite;
 	uint8_t ems, etm, resumed;
 	uint8_t client_cert; /* client sent a non-empty Certificate */
+	struct pxy_cert_info client; /* its leaf, when client_cert */
 	uint8_t fin_ok[2];   /* Finished verified, per direction */
 	enum pxy_verdict verdict;
 	enum pxy_reason reason; /* first reason recorded */

@@ -87,7 +87,8 @@ ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -ci
 	-cert "$T/cli.crt" -key "$T/cli.key"
 ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
 get_conn "$PX_LOG" "$tag"
-expect_fields "$CONN" verdict=decrypted reason=- suite=TLS_RSA_WITH_AES_128_CBC_SHA256 client_cert=yes close=fin
+expect_fields "$CONN" verdict=decrypted reason=- suite=TLS_RSA_WITH_AES_128_CBC_SHA256 client_cert=yes close=fin \
+	client_subject=/CN=client.example "client_serial=$(cert_serial "$T/cli.crt")"
 check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
 check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
 stop_group "$PX_PID"

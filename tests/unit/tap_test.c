@@ -585,6 +585,17 @@ static void test_client_auth(void **state)
 	assert_int_equal(tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg)), 0);
 	assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_DECRYPTED);
 	assert_true(pxy_tap_info(f.w.t)->client_cert);
+	/* the client's certificate, as the connection line names it */
+	assert_string_equal(pxy_tap_info(f.w.t)->client.subject, "/CN=client");
+	{
+		struct pxy_cert_info ci;
+		uint8_t *der = NULL;
+		int n = i2d_X509(cli.x509, &der);
+
+		pxy_cert_describe(der, (size_t)n, &ci);
+		OPENSSL_free(der);
+		assert_string_equal(pxy_tap_info(f.w.t)->client.serial, ci.serial);
+	}
 	assert_int_equal(f.w.pt_len[PXY_C2S], sizeof(msg));
 	assert_memory_equal(f.w.pt[PXY_C2S], msg, sizeof(msg));
 	fx_close(&f);
