@@ -11,6 +11,7 @@
 #include "proxyssl/engine.h"
 #include "device/dev.h"
 #include "proxyssl/error.h"
+#include "tls/tap.h"
 #include "util/addr.h"
 #include "util/util.h"
 
@@ -85,6 +86,14 @@ static int check_xclbin(const char *raw, uint64_t num, char *why, size_t n)
 	return pxy_xclbin_info(raw, &info, why, n) < 0 ? -1 : 0;
 }
 
+static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
+{
+	uint32_t mask;
+
+	(void)num;
+	return pxy_passthrough_parse(raw, &mask, why, n);
+}
+
 /* One table drives the command line, the config file and --help. */
 static const struct opt_def opts[] = {
 	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
@@ -104,6 +113,10 @@ static const struct opt_def opts[] = {
 	  "xrt/emu: a kernel run longer than this is a card failure; work fails over to cpu (default 10000)" },
 	{ "engine-threads", U64(engine_threads, 0, 256), "N",
 	  "engine worker threads (cpu; the software fallback of xrt/emu); 0 runs jobs inline (default 1)" },
+	{ "passthrough", STR(passthrough), "REASONS",
+	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
+	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
+	  check_passthrough },
 	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
 	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },

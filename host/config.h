@@ -18,6 +18,7 @@ struct pxy_config {
 	char *xclbin;
 	char *keylog;
 	char *plaintext_dir;
+	char *passthrough;
 	char *log;
 	char *log_level;
 	char *config_file;

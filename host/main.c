@@ -178,6 +178,8 @@ int main(int argc, char **argv)
 	lc.tap.max_hs_msg = cfg.max_handshake;
 	lc.tap.max_pending = cfg.max_pending;
 	lc.tap.max_pending_total = cfg.max_pending_total;
+	if (cfg.passthrough)
+		pxy_passthrough_parse(cfg.passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
 	lc.plaintext_dir = cfg.plaintext_dir;
 	lc.keylog_fd = keylog_fd;
 	lc.expected = &id.info;

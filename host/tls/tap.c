@@ -1,5 +1,6 @@
 #include "tls/tap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -340,7 +341,13 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 
 	if (r != PXY_R_NONE) {
 		set_reason(t, r);
-		set_verdict(t, PXY_V_REJECT);
+		if (t->cfg.passthrough & (1u << r)) {
+			/* BIG-IP's "proxy SSL passthrough": forward it untouched, undecrypted */
+			t->info.passthrough = 1;
+			set_verdict(t, PXY_V_ALLOW);
+		} else {
+			set_verdict(t, PXY_V_REJECT);
+		}
 		stop_inspect(t, r);
 		return;
 	}
@@ -1122,12 +1129,51 @@ enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reaso
 		*reason = r;
 		return PXY_O_REJECTED;
 	}
+	if (t->info.passthrough) {
+		*reason = r;
+		return PXY_O_PASSTHROUGH;
+	}
 	if (t->info.fin_ok[0] || t->info.fin_ok[1]) {
 		*reason = r;
 		return PXY_O_DECRYPTED;
 	}
 	*reason = r != PXY_R_NONE ? r : PXY_R_INCOMPLETE;
 	return PXY_O_NOT_DECRYPTED;
+}
+
+int pxy_passthrough_parse(const char *list, uint32_t *mask, char *why, size_t why_len)
+{
+	const char *p = list;
+
+	*mask = 0;
+	if (!strcmp(list, "none"))
+		return 0;
+	if (!strcmp(list, "all")) {
+		*mask = PXY_PASSTHROUGH_ABLE;
+		return 0;
+	}
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		int found = 0;
+
+		for (int r = 1; r < PXY_R__COUNT; r++)
+			if ((PXY_PASSTHROUGH_ABLE & (1u << r)) && strlen(reason_names[r]) == n &&
+			    !strncmp(p, reason_names[r], n)) {
+				*mask |= 1u << r;
+				found = 1;
+			}
+		if (!found) {
+			snprintf(why, why_len,
+				 "'%.*s' is not one of tls13, unsupported-version, non-rsa-kx, unsupported-suite, "
+				 "cert-mismatch, all, none",
+				 (int)n, p);
+			return -1;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
 }
 
 unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t)

@@ -79,7 +79,16 @@ struct pxy_tap_cfg {
 	size_t max_pending;  /* ciphertext bytes per direction waiting for keys or in the engine */
 	size_t max_pending_total; /* the same over every tap sharing `counters` (0: no cap) */
 	struct pxy_sessions *sessions; /* session cache for abbreviated handshakes; NULL: none */
+	uint32_t passthrough; /* policy reasons (1u << PXY_R_*) that forward undecrypted instead of rejecting */
 };
+
+/** The policy reasons a connection may be passed through for instead of rejected. */
+#define PXY_PASSTHROUGH_ABLE                                                                            \
+	((1u << PXY_R_TLS13) | (1u << PXY_R_UNSUPPORTED_VERSION) | (1u << PXY_R_NON_RSA_KX) |          \
+	 (1u << PXY_R_UNSUPPORTED_SUITE) | (1u << PXY_R_CERT_MISMATCH))
+
+/** Parse "tls13,non-rsa-kx,..." or "all" or "none" into a mask; -1 with the bad name in why. */
+int pxy_passthrough_parse(const char *list, uint32_t *mask, char *why, size_t why_len);
 
 struct pxy_tap_hooks {
 	void *ctx;
@@ -98,6 +107,7 @@ struct pxy_tap_info {
 	uint16_t suite;   /* 0 if unknown */
 	uint8_t has_suite;
 	uint8_t ems, etm, resumed;
+	uint8_t passthrough; /* forwarded undecrypted by policy (--passthrough) */
 	uint8_t client_cert; /* client sent a non-empty Certificate */
 	struct pxy_cert_info client; /* its leaf, when client_cert */
 	uint8_t fin_ok[2];   /* Finished verified, per direction */

@@ -131,14 +131,15 @@ static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
 	feed(w, d, p, n);
 }
 
-/* the session cache new taps get (NULL: none) */
+/* the session cache and passthrough policy new taps get (NULL, 0: none) */
 static struct pxy_sessions *g_sessions;
+static uint32_t g_passthrough;
 
 static struct pxy_tap *new_tap(struct watch *w, struct pxy_engine *e, const struct pxy_identity *id, size_t max_hs,
 			       struct pxy_tap_counters *cnt)
 {
 	struct pxy_tap_cfg cfg = { .identity = id, .engine = e, .counters = cnt, .max_hs_msg = max_hs,
-				   .max_pending = 1 << 22, .sessions = g_sessions };
+				   .max_pending = 1 << 22, .sessions = g_sessions, .passthrough = g_passthrough };
 	struct pxy_tap_hooks hooks = { .ctx = w, .plaintext = on_plain, .keylog = on_keylog, .done = on_done };
 
 	memset(w, 0, sizeof(*w));
@@ -388,6 +389,46 @@ static void test_reject_reasons(void **state)
 	o.ciphers = "AES128-GCM-SHA256";
 	assert_int_equal(judge(&o, &srv, 256, &r, NULL), PXY_V_REJECT);
 	assert_int_equal(r, PXY_R_HANDSHAKE_TOO_LARGE);
+}
+
+/* --passthrough: the same sessions forwarded untouched, reason kept, nothing decrypted */
+static void test_passthrough(void **state)
+{
+	struct tu_pair_opts o = { .server = &srv, .ciphers = "ECDHE-RSA-AES128-GCM-SHA256" };
+	char why[200];
+	uint32_t mask;
+	enum pxy_reason r;
+	struct fx f;
+	uint8_t msg[100];
+
+	(void)state;
+	assert_int_equal(pxy_passthrough_parse("non-rsa-kx,cert-mismatch", &mask, why, sizeof(why)), 0);
+	assert_int_equal(mask, (1u << PXY_R_NON_RSA_KX) | (1u << PXY_R_CERT_MISMATCH));
+	assert_int_equal(pxy_passthrough_parse("all", &mask, why, sizeof(why)), 0);
+	assert_int_equal(mask, PXY_PASSTHROUGH_ABLE);
+	assert_int_equal(pxy_passthrough_parse("none", &mask, why, sizeof(why)), 0);
+	assert_int_equal(mask, 0);
+	assert_int_equal(pxy_passthrough_parse("tls13,finished-mismatch", &mask, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "finished-mismatch"));
+
+	g_passthrough = (1u << PXY_R_NON_RSA_KX) | (1u << PXY_R_CERT_MISMATCH);
+	fx_open(&f, &srv, 0, &o, 65536);
+	assert_int_equal(tu_pair_handshake(&f.p), 0); /* the peers finish their handshake */
+	tu_fill(msg, sizeof(msg), 3);
+	assert_int_equal(tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg)), 0);
+	assert_int_equal(f.p.got_len[PXY_C2S], sizeof(msg));
+	assert_int_equal(pxy_tap_verdict(f.w.t), PXY_V_ALLOW);
+	assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_PASSTHROUGH);
+	assert_int_equal(r, PXY_R_NON_RSA_KX);
+	assert_int_equal(f.w.pt_len[PXY_C2S], 0);
+	fx_close(&f);
+
+	/* a reason not in the list is still rejected */
+	o.min_version = o.max_version = TLS1_3_VERSION;
+	o.ciphers = NULL;
+	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_TLS13);
+	g_passthrough = 0;
 }
 
 static void test_server_alert_passes(void **state)
@@ -990,6 +1031,7 @@ int main(void)
 		cmocka_unit_test(test_tls10_tls11),
 		cmocka_unit_test(test_reject_reasons),
 		cmocka_unit_test(test_server_alert_passes),
+		cmocka_unit_test(test_passthrough),
 		cmocka_unit_test(test_resumption_unknown),
 		cmocka_unit_test(test_resumption_cached),
 		cmocka_unit_test(test_session_cache),
