@@ -28,6 +28,55 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
+#define MAX_IDENTITIES 64
+
+/*
+ * --cert A,B,... and --key A,B,...: the pairs, in order, each checked (the key
+ * is the certificate's), no certificate twice. Returns how many, or -1 with
+ * err filled.
+ */
+static int load_identities(const char *certs, const char *keys, struct pxy_identity *ids, char *err, size_t n)
+{
+	char *cl = strdup(certs), *kl = strdup(keys), *cs = NULL, *ks = NULL, *c, *k;
+	int count = 0, ret = -1;
+
+	if (!cl || !kl) {
+		snprintf(err, n, "out of memory");
+		goto out;
+	}
+	c = strtok_r(cl, ",", &cs);
+	k = strtok_r(kl, ",", &ks);
+	while (c || k) {
+		if (!c || !k) {
+			snprintf(err, n, "--cert and --key must name as many files each (a key for every certificate)");
+			goto out;
+		}
+		if (count == MAX_IDENTITIES) {
+			snprintf(err, n, "--cert: more than %d certificates", MAX_IDENTITIES);
+			goto out;
+		}
+		if (pxy_identity_load(&ids[count], c, k, err, n) < 0)
+			goto out;
+		for (int i = 0; i < count; i++)
+			if (!memcmp(ids[i].info.sha256, ids[count].info.sha256, 32)) {
+				snprintf(err, n, "--cert %s: the same certificate is given twice", c);
+				count++;
+				goto out;
+			}
+		count++;
+		c = strtok_r(NULL, ",", &cs);
+		k = strtok_r(NULL, ",", &ks);
+	}
+	ret = count;
+out:
+	if (ret < 0)
+		for (int i = 0; i < count; i++)
+			pxy_identity_free(&ids[i]);
+	free(cl);
+	free(kl);
+	return ret;
+}
+
 static int resolve(const char *what, const char *s, unsigned min_port, struct sockaddr_storage *ss,
 		   socklen_t *len, char *err, size_t n)
 {
@@ -43,7 +92,8 @@ static int resolve(const char *what, const char *s, unsigned min_port, struct so
 int main(int argc, char **argv)
 {
 	struct pxy_config cfg;
-	struct pxy_identity id;
+	static struct pxy_identity ids[MAX_IDENTITIES];
+	int nids = 0;
 	struct pxy_loop_cfg lc;
 	struct pxy_engine *engine = NULL;
 	struct pxy_loop *loop = NULL;
@@ -54,7 +104,6 @@ int main(int argc, char **argv)
 	char fp[96], addr[64], why[512];
 	int keylog_fd = -1, r, status = 1;
 
-	memset(&id, 0, sizeof(id));
 	if (pxy_config_parse(&cfg, argc, argv, err, sizeof(err)) < 0) {
 		pxy_config_free(&cfg);
 		return usage_error(err);
@@ -77,7 +126,9 @@ int main(int argc, char **argv)
 		status = usage_error(err);
 		goto out;
 	}
-	if (pxy_identity_load(&id, cfg.cert, cfg.key, err, sizeof(err)) < 0) {
+	nids = load_identities(cfg.cert, cfg.key, ids, err, sizeof(err));
+	if (nids < 0) {
+		nids = 0;
 		status = usage_error(err);
 		goto out;
 	}
@@ -156,14 +207,17 @@ int main(int argc, char **argv)
 	}
 	if (why[0])
 		pxy_info("engine auto chose %s", why);
-	r = pxy_identity_rsa_priv(&id, &priv);
-	if (r == PXY_OK) {
-		r = engine->ops->key_load(engine, &priv, &id.key_id);
-		pxy_rsa_priv_free(&priv);
-	}
-	if (r < 0) {
-		pxy_err_log("engine %s cannot load the RSA key: %s", engine->ops->name, pxy_err_str(r));
-		goto out;
+	for (int i = 0; i < nids; i++) {
+		r = pxy_identity_rsa_priv(&ids[i], &priv);
+		if (r == PXY_OK) {
+			r = engine->ops->key_load(engine, &priv, &ids[i].key_id);
+			pxy_rsa_priv_free(&priv);
+		}
+		if (r < 0) {
+			pxy_err_log("engine %s cannot load the RSA key of %s: %s", engine->ops->name, ids[i].info.subject,
+				    pxy_err_str(r));
+			goto out;
+		}
 	}
 
 	lc.buffers = (unsigned)cfg.buffers;
@@ -173,7 +227,9 @@ int main(int argc, char **argv)
 	lc.max_conns = (unsigned)cfg.max_conns;
 	lc.session_cache = (unsigned)cfg.session_cache;
 	lc.session_lifetime_s = (unsigned)cfg.session_lifetime_s;
-	lc.tap.identity = &id;
+	lc.tap.identity = &ids[0];
+	lc.tap.identities = ids;
+	lc.tap.n_identities = (size_t)nids;
 	lc.tap.engine = engine;
 	lc.tap.max_hs_msg = cfg.max_handshake;
 	lc.tap.max_pending = cfg.max_pending;
@@ -182,11 +238,10 @@ int main(int argc, char **argv)
 		pxy_passthrough_parse(cfg.passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
 	lc.plaintext_dir = cfg.plaintext_dir;
 	lc.keylog_fd = keylog_fd;
-	lc.expected = &id.info;
+	lc.expected = &ids[0].info;
 	if (pxy_loop_new(&lc, &loop) < 0)
 		goto out;
 
-	pxy_cert_fp_str(&id.info, fp);
 	{
 		struct sockaddr_storage bound;
 		socklen_t blen;
@@ -195,15 +250,25 @@ int main(int argc, char **argv)
 		pxy_loop_listen_addr(loop, &bound, &blen);
 		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
 		pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
-		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), RSA-%u key", PXY_VERSION,
-			 laddr, addr, engine->ops->name, ep.threads, id.bits);
+		char sizes[MAX_IDENTITIES * 11] = "";
+		size_t o = 0;
+
+		for (int i = 0; i < nids && o < sizeof(sizes); i++)
+			o += (size_t)snprintf(sizes + o, sizeof(sizes) - o, "%sRSA-%u", i ? "," : "", ids[i].bits);
+		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), %s key%s", PXY_VERSION, laddr,
+			 addr, engine->ops->name, ep.threads, sizes, nids > 1 ? "s" : "");
 	}
-	pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", id.info.subject, id.info.serial, fp);
+	for (int i = 0; i < nids; i++) {
+		pxy_cert_fp_str(&ids[i].info, fp);
+		pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", ids[i].info.subject,
+			 ids[i].info.serial, fp);
+	}
 	status = pxy_loop_run(loop) < 0 ? 1 : 0;
 out:
 	pxy_loop_free(loop);
 	pxy_engine_close(engine);
-	pxy_identity_free(&id);
+	for (int i = 0; i < nids; i++)
+		pxy_identity_free(&ids[i]);
 	if (keylog_fd >= 0)
 		close(keylog_fd);
 	pxy_config_free(&cfg);

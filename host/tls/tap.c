@@ -154,6 +154,7 @@ struct pxy_tap {
 	struct pxy_client_hello ch;
 	struct pxy_server_hello sh;
 	const struct pxy_suite *suite;
+	const struct pxy_identity *id; /* the identity whose certificate the server sent */
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t inspect;    /* still parsing */
 	uint8_t decrypting; /* still decrypting */
@@ -312,12 +313,26 @@ static int hs_expect(struct pxy_tap *t, enum pxy_dir d, unsigned msg)
 
 /* ---- the policy verdict -------------------------------------------------- */
 
-/* RFC 5246 §7.4.2: the server's leaf must be exactly the configured certificate
- * (public data: memcmp is fine). Checks in order of what the user most needs
+/* The configured identity whose certificate is exactly this leaf (public data: memcmp is fine). */
+static const struct pxy_identity *find_identity(const struct pxy_tap *t, const struct pxy_certificate *cert)
+{
+	const struct pxy_identity *ids = t->cfg.n_identities ? t->cfg.identities : t->cfg.identity;
+	size_t n = t->cfg.n_identities ? t->cfg.n_identities : (t->cfg.identity != NULL);
+
+	if (!cert || !cert->leaf)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (cert->leaf_len == ids[i].der_len && !memcmp(cert->leaf, ids[i].der, ids[i].der_len))
+			return &ids[i];
+	return NULL;
+}
+
+/* RFC 5246 §7.4.2: the server's leaf must be exactly a configured certificate;
+ * its key decrypts the session. Checks in order of what the user most needs
  * to hear first. */
 static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 {
-	const struct pxy_identity *id = t->cfg.identity;
+	const struct pxy_identity *id = find_identity(t, cert);
 	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
 	enum pxy_reason r = PXY_R_NONE;
 
@@ -335,8 +350,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		r = PXY_R_UNSUPPORTED_VERSION;
 	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0)
 		r = PXY_R_UNSUPPORTED_SUITE;
-	else if (!cert || !cert->leaf || !id || cert->leaf_len != id->der_len ||
-		 memcmp(cert->leaf, id->der, id->der_len) != 0)
+	else if (!id)
 		r = PXY_R_CERT_MISMATCH;
 
 	if (r != PXY_R_NONE) {
@@ -352,6 +366,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		return;
 	}
 	t->suite = s;
+	t->id = id;
 	t->decrypting = 1;
 	set_verdict(t, PXY_V_ALLOW);
 }
@@ -472,7 +487,7 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 	struct tap_job *j;
 	int r;
 
-	if (!t->cfg.engine || !t->cfg.identity) {
+	if (!t->cfg.engine || !t->id) {
 		stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}
@@ -483,7 +498,7 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 	}
 	j->job.type = PXY_JOB_RSA_DECRYPT;
 	j->job.owner = t;
-	j->job.u.rsa.key_id = t->cfg.identity->key_id;
+	j->job.u.rsa.key_id = t->id->key_id;
 	j->job.u.rsa.client_version = t->ch.version;
 	/* A wrong length is public; the engine answers it like a bad padding. */
 	if (len <= PXY_RSA_MAX_BYTES) {

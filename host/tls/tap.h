@@ -72,7 +72,9 @@ const char *pxy_reason_name(enum pxy_reason r);
 struct pxy_tap_counters;
 
 struct pxy_tap_cfg {
-	const struct pxy_identity *identity; /* the configured server certificate and key */
+	const struct pxy_identity *identity; /* the configured server certificate and key ... */
+	const struct pxy_identity *identities; /* ... or several: the one whose certificate the server sends */
+	size_t n_identities;
 	struct pxy_engine *engine;
 	struct pxy_tap_counters *counters;   /* the owning loop's counters; may be NULL */
 	size_t max_hs_msg;   /* largest handshake message accepted (bytes) */
