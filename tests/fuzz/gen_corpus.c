@@ -93,6 +93,85 @@ static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
 	}
 }
 
+/* A full session, then (as the next connection of the same input) one that resumes it. */
+static void resumed_session(const char *out, const char *name, struct tu_pair_opts *o)
+{
+	struct tu_pair p1, p2;
+	struct rec r = { .out = out, .name = name };
+	uint8_t msg[500], next[3] = { FUZZ_OP_NEXT_CONN | FUZZ_OP_C2S, 0, 0 };
+	SSL_SESSION *sess;
+	char dir[1024];
+
+	tu_fill(msg, sizeof(msg), 2);
+	if (tu_pair_new(&p1, o) < 0) {
+		fprintf(stderr, "%s: cannot set up peers\n", name);
+		exit(1);
+	}
+	p1.on_bytes = on_bytes;
+	p1.ctx = &r;
+	tu_pair_handshake(&p1);
+	tu_pair_send(&p1, PXY_C2S, msg, 100);
+	sess = SSL_get1_session(p1.c);
+	put(&r, next, sizeof(next));
+	o->resume = sess;
+	if (tu_pair_new(&p2, o) < 0) {
+		fprintf(stderr, "%s: cannot set up peers\n", name);
+		exit(1);
+	}
+	/* the same server context: it holds the session (and the ticket keys) */
+	SSL_free(p2.s);
+	p2.s = SSL_new(p1.sctx);
+	p2.s_in = BIO_new(BIO_s_mem());
+	p2.s_out = BIO_new(BIO_s_mem());
+	SSL_set_bio(p2.s, p2.s_in, p2.s_out);
+	SSL_set_accept_state(p2.s);
+	p2.on_bytes = on_bytes;
+	p2.ctx = &r;
+	tu_pair_handshake(&p2);
+	tu_pair_send(&p2, PXY_C2S, msg, 200);
+	tu_pair_send(&p2, PXY_S2C, msg, sizeof(msg));
+	snprintf(dir, sizeof(dir), "%s/tap", out);
+	write_file(dir, name, r.buf, r.len);
+	SSL_SESSION_free(sess);
+	o->resume = NULL;
+	free(r.buf);
+	free(r.c2s);
+	tu_pair_free(&p2);
+	tu_pair_free(&p1);
+}
+
+/* A session the client renegotiates (RFC 5746) in the middle of its data. */
+static void renegotiated_session(const char *out, const char *name, struct tu_pair_opts *o)
+{
+	struct tu_pair p;
+	struct rec r = { .out = out, .name = name };
+	uint8_t msg[700];
+	char dir[1024];
+
+	tu_fill(msg, sizeof(msg), 3);
+	if (tu_pair_new(&p, o) < 0) {
+		fprintf(stderr, "%s: cannot set up peers\n", name);
+		exit(1);
+	}
+	p.on_bytes = on_bytes;
+	p.ctx = &r;
+	tu_pair_handshake(&p);
+	tu_pair_send(&p, PXY_C2S, msg, 300);
+	if (SSL_renegotiate(p.c) != 1) {
+		fprintf(stderr, "%s: cannot renegotiate\n", name);
+		exit(1);
+	}
+	SSL_do_handshake(p.c);
+	tu_pair_pump(&p);
+	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
+	tu_pair_send(&p, PXY_C2S, msg, 100);
+	snprintf(dir, sizeof(dir), "%s/tap", out);
+	write_file(dir, name, r.buf, r.len);
+	free(r.buf);
+	free(r.c2s);
+	tu_pair_free(&p);
+}
+
 static void session(const char *out, const char *name, struct tu_pair_opts *o, int data, int close_both)
 {
 	struct tu_pair p;
@@ -184,10 +263,26 @@ int main(int argc, char **argv)
 		struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .server = &other };
 		session(argv[2], "reject-cert", &o, 0, 0);
 	}
+	/* TLS 1.0 and 1.1 (OpenSSL 3 speaks them at security level 0 only) */
 	{
-		struct tu_pair_opts o = { .ciphers = "AES128-SHA", .min_version = TLS1_1_VERSION,
-					  .max_version = TLS1_1_VERSION, .server = &srv };
-		session(argv[2], "reject-tls11", &o, 0, 0);
+		struct tu_pair_opts o = { .ciphers = "AES128-SHA:@SECLEVEL=0", .min_version = TLS1_VERSION,
+					  .max_version = TLS1_VERSION, .server = &srv };
+		session(argv[2], "tls10-AES128-SHA", &o, 1, 1);
+		o.min_version = o.max_version = TLS1_1_VERSION;
+		o.ciphers = "AES256-SHA:@SECLEVEL=0";
+		o.no_etm = 1;
+		session(argv[2], "tls11-AES256-SHA-noetm", &o, 1, 1);
+	}
+	/* resumption by session ID and by ticket, then a renegotiation */
+	{
+		struct tu_pair_opts o = { .ciphers = "AES128-GCM-SHA256", .no_tickets = 1, .server = &srv };
+		resumed_session(argv[2], "resume-id", &o);
+		o.no_tickets = 0;
+		o.ciphers = "AES128-SHA256";
+		resumed_session(argv[2], "resume-ticket", &o);
+		o.ciphers = "AES256-GCM-SHA384";
+		o.no_tickets = 1;
+		renegotiated_session(argv[2], "renegotiate", &o);
 	}
 	tu_ident_free(&srv);
 	tu_ident_free(&other);

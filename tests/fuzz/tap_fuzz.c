@@ -60,6 +60,19 @@ static void drain(void)
 			pxy_tap_job_done(jobs[i]);
 }
 
+static void report(struct pxy_tap *t, size_t size)
+{
+	enum pxy_reason r;
+	enum pxy_outcome o = pxy_tap_outcome(t, &r);
+
+	/* PXY_FUZZ_VERBOSE=1: what each connection did (for triaging crash inputs) */
+	if (getenv("PXY_FUZZ_VERBOSE"))
+		fprintf(stderr, "tap_fuzz: %zu bytes: %s reason=%s resumed=%u decrypted=%llu/%llu\n", size,
+			pxy_outcome_name(o), pxy_reason_name(r), pxy_tap_info(t)->resumed,
+			(unsigned long long)pxy_tap_info(t)->decrypted[0],
+			(unsigned long long)pxy_tap_info(t)->decrypted[1]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pxy_tap_cfg cfg = { .identity = &identity, .max_hs_msg = 32768, .max_pending = 1 << 20 };
@@ -70,13 +83,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!engine)
 		setup();
 	cfg.engine = engine;
-	t = pxy_tap_new(&cfg, &hooks);
-	if (!t)
+	/* one cache per input: inputs stay independent of each other */
+	cfg.sessions = pxy_sessions_new(8, 3600);
+	t = cfg.sessions ? pxy_tap_new(&cfg, &hooks) : NULL;
+	if (!t) {
+		pxy_sessions_free(cfg.sessions);
 		return 0;
+	}
 	while (i + 3 <= size) {
 		uint8_t op = data[i] & 3;
 		size_t len = (size_t)data[i + 1] << 8 | data[i + 2];
 
+		if (data[i] & FUZZ_OP_NEXT_CONN) {
+			report(t, size);
+			pxy_tap_close(t);
+			drain();
+			t = pxy_tap_new(&cfg, &hooks);
+			if (!t)
+				break;
+		}
 		i += 3;
 		if (len > size - i)
 			len = size - i;
@@ -90,18 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)pxy_tap_verdict(t);
 		(void)pxy_tap_alert_version(t, PXY_C2S);
 	}
-	{
-		enum pxy_reason r;
-		enum pxy_outcome o = pxy_tap_outcome(t, &r);
-
-		/* PXY_FUZZ_VERBOSE=1: what each input did (for triaging crash inputs) */
-		if (getenv("PXY_FUZZ_VERBOSE"))
-			fprintf(stderr, "tap_fuzz: %zu bytes: %s reason=%s decrypted=%llu/%llu\n", size,
-				pxy_outcome_name(o), pxy_reason_name(r),
-				(unsigned long long)pxy_tap_info(t)->decrypted[0],
-				(unsigned long long)pxy_tap_info(t)->decrypted[1]);
+	if (t) {
+		report(t, size);
+		pxy_tap_close(t);
+		drain();
 	}
-	pxy_tap_close(t);
-	drain();
+	pxy_sessions_free(cfg.sessions);
 	return 0;
 }
