@@ -764,6 +764,124 @@ static void test_no_padding_oracle(void **state)
 
 /* ---- robustness ----------------------------------------------------------------- */
 
+/* ---- the reasons no other test reaches ------------------------------------------ */
+
+/* The bytes of one real handshake, flight by flight. */
+struct flights {
+	uint8_t *p[16];
+	size_t n[16];
+	uint8_t dir[16];
+	int count;
+};
+
+static void record_flight(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
+{
+	struct flights *f = ctx;
+
+	if (f->count > 0 && f->dir[f->count - 1] == d) {
+		f->p[f->count - 1] = realloc(f->p[f->count - 1], f->n[f->count - 1] + n);
+		memcpy(f->p[f->count - 1] + f->n[f->count - 1], p, n);
+		f->n[f->count - 1] += n;
+		return;
+	}
+	if (f->count == 16)
+		return;
+	f->p[f->count] = malloc(n);
+	memcpy(f->p[f->count], p, n);
+	f->n[f->count] = n;
+	f->dir[f->count++] = (uint8_t)d;
+}
+
+static void flights_of(struct flights *f, const char *cipher)
+{
+	struct tu_pair_opts o = { .ciphers = cipher, .server = &srv, .no_tickets = 1 };
+	struct tu_pair p;
+
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(tu_pair_new(&p, &o), 0);
+	p.on_bytes = record_flight;
+	p.ctx = f;
+	assert_int_equal(tu_pair_handshake(&p), 0);
+	tu_pair_free(&p);
+	assert_true(f->count >= 3); /* ClientHello; server flight; client flight; ... */
+}
+
+static void flights_free(struct flights *f)
+{
+	for (int i = 0; i < f->count; i++)
+		free(f->p[i]);
+}
+
+static void test_more_reasons(void **state)
+{
+	struct pxy_identity id;
+	struct pxy_engine *e = tu_engine(&srv, &id, 0);
+	struct flights fl;
+	struct watch w;
+	enum pxy_reason r;
+	/* an SSL 3.0 ServerHello (TLS_RSA_WITH_AES_128_CBC_SHA) and a ServerHelloDone */
+	static const uint8_t ssl3_sh[] = {
+		0x16, 0x03, 0x00, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, 0x03, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+		12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 0x00, 0x00, 0x2f,
+		0x00, 0x16, 0x03, 0x00, 0x00, 0x04, 0x0e, 0x00, 0x00, 0x00,
+	};
+	static const uint8_t fatal_alert[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a }; /* bad_certificate */
+	static const uint8_t bogus_hs[] = { 0x16, 0x03, 0x03, 0x00, 0x04, 0x63, 0x00, 0x00, 0x00 }; /* type 99 */
+
+	(void)state;
+	flights_of(&fl, "AES128-SHA");
+
+	/* unsupported-version: the server answers SSL 3.0 */
+	new_tap(&w, e, &id, 65536, NULL);
+	pxy_tap_feed(w.t, PXY_C2S, fl.p[0], fl.n[0]);
+	pxy_tap_feed(w.t, PXY_S2C, ssl3_sh, sizeof(ssl3_sh));
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
+	assert_int_equal(r, PXY_R_UNSUPPORTED_VERSION);
+	watch_free(&w);
+
+	/* client-protocol-error: an unknown handshake message from the client before the verdict */
+	new_tap(&w, e, &id, 65536, NULL);
+	pxy_tap_feed(w.t, PXY_C2S, fl.p[0], fl.n[0]);
+	pxy_tap_feed(w.t, PXY_C2S, bogus_hs, sizeof(bogus_hs));
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
+	assert_int_equal(r, PXY_R_CLIENT_PROTOCOL);
+	watch_free(&w);
+
+	/* client-alert: the client refuses the server's flight (say, its certificate) */
+	new_tap(&w, e, &id, 65536, NULL);
+	pxy_tap_feed(w.t, PXY_C2S, fl.p[0], fl.n[0]);
+	pxy_tap_feed(w.t, PXY_S2C, fl.p[1], fl.n[1]);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	pxy_tap_feed(w.t, PXY_C2S, fatal_alert, sizeof(fatal_alert));
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+	assert_int_equal(r, PXY_R_CLIENT_ALERT);
+	watch_free(&w);
+	flights_free(&fl);
+
+	/* renegotiation: decrypted up to it, then not followed */
+	{
+		struct fx f;
+		struct tu_pair_opts o = { .ciphers = "AES256-GCM-SHA384", .server = &srv, .no_tickets = 1 };
+		uint8_t msg[64];
+
+		fx_open(&f, &srv, 0, &o, 65536);
+		assert_int_equal(tu_pair_handshake(&f.p), 0);
+		tu_fill(msg, sizeof(msg), 4);
+		assert_int_equal(tu_pair_send(&f.p, PXY_C2S, msg, sizeof(msg)), 0);
+		assert_int_equal(SSL_renegotiate(f.p.c), 1);
+		SSL_do_handshake(f.p.c);
+		tu_pair_pump(&f.p);
+		assert_int_equal(tu_pair_send(&f.p, PXY_S2C, msg, sizeof(msg)), 0);
+		assert_int_equal(pxy_tap_outcome(f.w.t, &r), PXY_O_DECRYPTED);
+		assert_int_equal(r, PXY_R_RENEGOTIATION);
+		assert_int_equal(f.w.pt_len[PXY_C2S], sizeof(msg));
+		fx_close(&f);
+	}
+	pxy_engine_close(e);
+	pxy_identity_free(&id);
+}
+
 static void test_not_tls(void **state)
 {
 	struct pxy_identity id;
@@ -1032,6 +1150,7 @@ int main(void)
 		cmocka_unit_test(test_reject_reasons),
 		cmocka_unit_test(test_server_alert_passes),
 		cmocka_unit_test(test_passthrough),
+		cmocka_unit_test(test_more_reasons),
 		cmocka_unit_test(test_resumption_unknown),
 		cmocka_unit_test(test_resumption_cached),
 		cmocka_unit_test(test_session_cache),
