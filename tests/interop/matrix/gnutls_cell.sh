@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One cell of the GnuTLS matrix (ctest: interop.matrix.<cell>):
+#   gnutls_cell.sh CLIENT VERSION BULK EMS ETM RESUME
+#     CLIENT   gnutls-cli | s_client
+#     VERSION  1.0 | 1.1 | 1.2
+#     BULK     AES-128-GCM | AES-256-GCM | AES-128-CBC | AES-256-CBC (GCM: 1.2 only)
+#     EMS, ETM on | off
+#     RESUME   none | ticket | id   (gnutls-cli only: --resume, a second connection)
+# The server is gnutls-serv --echo with an RSA certificate and RSA key
+# exchange only, the proxy between them. The client sends 4 KiB of random
+# text; checked: the client got it back (the echo), and for the connection
+# that carried it the proxy's conn line (decrypted, version, resumed, ems,
+# etm) and both plaintext sinks hold exactly those bytes.
+. "$(dirname "$0")/../lib.sh"
+need_tool gnutls-serv gnutls-cli
+
+[ $# = 6 ] || fail "usage: gnutls_cell.sh CLIENT VERSION BULK EMS ETM RESUME"
+client=$1 ver=$2 bulk=$3 ems=$4 etm=$5 resume=$6
+gen_cert srv srv.test
+PT="$T/plaintext"
+
+prio="NORMAL:-VERS-ALL:+VERS-TLS$ver:-KX-ALL:+RSA:-CIPHER-ALL:+$bulk:-MAC-ALL:+AEAD:+SHA1"
+[ "$ems" = off ] && prio="$prio:%NO_SESSION_HASH"
+[ "$etm" = off ] && prio="$prio:%NO_ETM"
+sopts=()
+[ "$resume" = id ] && sopts+=(--noticket)
+bg gnutls-serv gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" --priority "$prio" "${sopts[@]}"
+# gnutls-serv -p 0 does not say its port: ask the kernel
+port=$(listen_port_of "$BG_PID") || fail "gnutls-serv did not listen"
+start_proxy px --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT"
+
+head -c 3072 /dev/urandom | base64 -w 64 >"$T/in.txt"
+case $client in
+gnutls-cli)
+	copts=()
+	[ "$resume" != none ] && copts+=(--resume)
+	(cat "$T/in.txt"; sleep 2) | timeout 30 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname srv.test \
+		--priority "$prio" "${copts[@]}" 127.0.0.1 >"$T/cli.out" 2>"$T/cli.err" ||
+		fail "gnutls-cli failed: $(tail -n3 "$T/cli.err")"
+	want_conns=1
+	[ "$resume" != none ] && want_conns=2
+	;;
+s_client)
+	[ "$resume" = none ] || fail "s_client cells do not resume"
+	case $bulk in
+	AES-128-GCM) c=AES128-GCM-SHA256 ;; AES-256-GCM) c=AES256-GCM-SHA384 ;;
+	AES-128-CBC) c=AES128-SHA ;; AES-256-CBC) c=AES256-SHA ;;
+	esac
+	vflag=-tls1_2
+	[ "$ver" = 1.1 ] && vflag=-tls1_1
+	[ "$ver" = 1.0 ] && vflag=-tls1
+	OSSL_CONF=""
+	if [ "$ems" = off ]; then openssl_conf_no_ems "$T/noems.cnf"; OSSL_CONF="$T/noems.cnf"; fi
+	eopt=()
+	[ "$etm" = off ] && eopt=(-no_etm)
+	(cat "$T/in.txt"; sleep 2) | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 30 openssl s_client \
+		-connect "127.0.0.1:$PX_PORT" -servername srv.test -quiet -no_ign_eof "$vflag" -cipher "$c:@SECLEVEL=0" "${eopt[@]}" \
+		>"$T/cli.out" 2>"$T/cli.err" || true
+	want_conns=1
+	;;
+*) fail "unknown client $client" ;;
+esac
+wait_conns "$PX_LOG" "$want_conns" 20
+echoed=$(tr -d '\r' <"$T/cli.out" | grep -cFxf "$T/in.txt" || true)
+[ "$echoed" = "$(wc -l <"$T/in.txt")" ] ||
+	fail "the client got $echoed of $(wc -l <"$T/in.txt") lines back: $(head -c 300 "$T/cli.out")"
+CONN=$(conn_lines "$PX_LOG" | tail -n1)
+CONN_ID=$(field "$CONN" id)
+want_resumed=no
+[ "$resume" != none ] && want_resumed=yes
+case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes || echo no) ;; esac
+expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
+	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
+	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/in.txt")"
+check_sink "$PT" "$CONN_ID" c2s "$T/in.txt"
+check_sink "$PT" "$CONN_ID" s2c "$T/in.txt"
+say "$client TLS$ver $bulk ems=$ems etm=$etm resume=$resume: decrypted, sinks exact"
