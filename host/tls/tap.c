@@ -121,8 +121,13 @@ struct tap_job {
 	uint8_t done;
 	uint8_t fin; /* carries the direction's Finished */
 	uint8_t key_iv; /* TLS 1.0 CBC, first record: its IV is the key block's */
+	uint8_t epoch;  /* which keys: 0 the first handshake's, n the n-th renegotiation's */
+	uint64_t arr;   /* arrival order over both directions */
 	size_t cost; /* ciphertext bytes counted against max_pending */
 };
+
+/* key epochs kept: the first handshake and up to three renegotiations */
+#define EPOCHS 4
 
 struct tap_dir {
 	struct pxy_rec_rd rec;
@@ -140,6 +145,8 @@ struct tap_dir {
 	size_t queued_bytes;
 	uint8_t cbc_iv[16]; /* TLS 1.0 CBC: the last ciphertext block so far (the next record's IV) */
 	uint8_t cbc_chained;
+	uint8_t epoch;     /* keys of the records arriving now (a ChangeCipherSpec under keys moves it on) */
+	uint8_t reneg_fin; /* the next record is a renegotiation's Finished */
 };
 
 struct pxy_tap {
@@ -159,6 +166,16 @@ struct pxy_tap {
 	uint8_t inspect;    /* still parsing */
 	uint8_t decrypting; /* still decrypting */
 	uint8_t keys_ready;
+	uint8_t epochs_ready; /* keys exist for epochs below this */
+	/* renegotiation (RFC 5746): a new handshake inside the encrypted records */
+	uint8_t reneg;        /* one is under way */
+	uint8_t reneg_epoch;  /* the epoch its keys will be */
+	uint8_t reneg_fin_ok[2];
+	uint8_t prev_sid[32], prev_sid_len; /* the session in force when the renegotiation began */
+	uint16_t prev_suite, prev_version;
+	uint8_t prev_ems;
+	uint8_t ordered;      /* apply decrypted records in arrival order across both directions */
+	uint64_t arr_next;
 	uint8_t keylogged;
 	uint8_t closed;    /* abandoned: results are discarded */
 	uint8_t finishing; /* no more input: finish the jobs, then hooks.done */
@@ -171,9 +188,9 @@ struct pxy_tap {
 	uint8_t offered_ticket[PXY_SESSION_KEY_LEN]; /* the ClientHello's ticket */
 	uint8_t issued_ticket[PXY_SESSION_KEY_LEN];  /* NewSessionTicket's */
 	uint32_t issued_lifetime;
-	uint8_t has_offered_ticket, has_issued_ticket, cached;
+	uint8_t has_offered_ticket, has_issued_ticket, cached_sid, cached_ticket;
 	uint8_t ms[PXY_MASTER_LEN];
-	struct pxy_traffic_keys keys[2]; /* [C2S] client_write, [S2C] server_write */
+	struct pxy_traffic_keys keys[EPOCHS][2]; /* per epoch: [C2S] client_write, [S2C] server_write */
 };
 
 static void set_reason(struct pxy_tap *t, enum pxy_reason r)
@@ -381,26 +398,35 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
  * Finished messages verify them as in a full handshake. Returns 1 when
  * decrypting, 0 when the session is unknown (forwarded, not decrypted).
  */
-static int resume(struct pxy_tap *t)
+/* The session an abbreviated handshake resumes: by the offered ticket, else the echoed ID. */
+static int lookup_session(struct pxy_tap *t, struct pxy_session *s)
 {
-	struct pxy_session s;
 	uint8_t key[PXY_SESSION_KEY_LEN];
-	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
 	uint64_t now = pxy_now_ns();
 	int found = 0;
 
-	t->info.resumed = 1;
-	set_verdict(t, PXY_V_ALLOW);
 	if (t->cfg.sessions && t->has_offered_ticket)
-		found = pxy_sessions_get(t->cfg.sessions, t->offered_ticket, &s, now);
+		found = pxy_sessions_get(t->cfg.sessions, t->offered_ticket, s, now);
 	if (!found && t->cfg.sessions && t->sh.sid_len && t->sh.sid_len == t->ch.sid_len &&
 	    !memcmp(t->sh.sid, t->ch.sid, t->sh.sid_len)) {
 		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
-		found = pxy_sessions_get(t->cfg.sessions, key, &s, now);
+		found = pxy_sessions_get(t->cfg.sessions, key, s, now);
 	}
+	return found;
+}
+
+static int resume(struct pxy_tap *t)
+{
+	struct pxy_session s;
+	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
+	int found;
+
+	t->info.resumed = 1;
+	set_verdict(t, PXY_V_ALLOW);
+	found = lookup_session(t, &s);
 	if (!found || !suite || s.suite != t->sh.suite || s.version != t->sh.version || s.ems != t->sh.ems ||
-	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random, &t->keys[PXY_C2S],
-			     &t->keys[PXY_S2C]) < 0) {
+	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random, &t->keys[0][PXY_C2S],
+			     &t->keys[0][PXY_S2C]) < 0) {
 		pxy_wipe(&s, sizeof(s));
 		t->cnt->resumed_unknown++;
 		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
@@ -411,31 +437,60 @@ static int resume(struct pxy_tap *t)
 	t->suite = suite;
 	t->decrypting = 1;
 	t->keys_ready = 1;
+	t->epochs_ready = 1;
 	t->cnt->resumed++;
 	return 1;
 }
 
-/* Both Finished verified: keep the session for the handshakes that resume it. */
+/*
+ * A Finished verified the keys: keep the session for the handshakes that
+ * resume it, under its session ID, and under its ticket once the server has
+ * issued one (NewSessionTicket comes after the client's Finished). Stored as
+ * soon as the first Finished verifies: a client may reconnect and resume
+ * before the proxy has seen the server's.
+ */
 static void cache_session(struct pxy_tap *t)
 {
 	struct pxy_session s;
 	uint8_t key[PXY_SESSION_KEY_LEN];
 	uint64_t now = pxy_now_ns();
 
-	if (!t->cfg.sessions || t->cached)
+	if (!t->cfg.sessions || !t->decrypting ||
+	    ((t->cached_sid || !t->sh.sid_len) && (t->cached_ticket || !t->has_issued_ticket)))
 		return;
-	t->cached = 1;
 	memcpy(s.ms, t->ms, sizeof(s.ms));
 	s.version = t->sh.version;
 	s.suite = t->sh.suite;
 	s.ems = t->sh.ems;
-	if (t->sh.sid_len) {
+	if (t->sh.sid_len && !t->cached_sid) {
 		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
 		pxy_sessions_put(t->cfg.sessions, key, &s, 0, now);
+		t->cached_sid = 1;
 	}
-	if (t->has_issued_ticket)
+	if (t->has_issued_ticket && !t->cached_ticket) {
 		pxy_sessions_put(t->cfg.sessions, t->issued_ticket, &s, t->issued_lifetime, now);
+		t->cached_ticket = 1;
+	}
 	pxy_wipe(&s, sizeof(s));
+}
+
+/* The keys of the handshake now going on were verified by a Finished. */
+static int keys_verified(const struct pxy_tap *t)
+{
+	return t->reneg ? t->reneg_fin_ok[0] | t->reneg_fin_ok[1] : t->info.fin_ok[0] | t->info.fin_ok[1];
+}
+
+/*
+ * TLS 1.0 CBC chains IVs at arrival, with the record layout of the session in
+ * force then; a renegotiation that changes that layout (MAC size, EtM, cipher)
+ * under TLS 1.0 is not followed.
+ */
+static int epoch_compatible(const struct pxy_tap *t, unsigned e)
+{
+	const struct pxy_traffic_keys *a = &t->keys[e - 1][PXY_C2S], *b = &t->keys[e][PXY_C2S];
+
+	return e == 0 || b->version != PXY_TLS10 || a->version != PXY_TLS10 ||
+	       (a->bulk == b->bulk && a->mac == b->mac && a->etm == b->etm);
 }
 
 /* ---- engine jobs ---------------------------------------------------------- */
@@ -445,9 +500,9 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	struct tap_dir *td = &t->dir[d];
 	int r;
 
-	j->job.u.rec.keys = &t->keys[d];
+	j->job.u.rec.keys = &t->keys[j->epoch][d];
 	if (j->key_iv)
-		memcpy(j->job.u.rec.iv, t->keys[d].iv, sizeof(j->job.u.rec.iv));
+		memcpy(j->job.u.rec.iv, t->keys[j->epoch][d].iv, sizeof(j->job.u.rec.iv));
 	j->next = NULL;
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
@@ -473,7 +528,7 @@ static void submit_waiting(struct pxy_tap *t, enum pxy_dir d)
 {
 	struct tap_dir *td = &t->dir[d];
 
-	while (td->wait_head && t->decrypting) {
+	while (td->wait_head && t->decrypting && td->wait_head->epoch < t->epochs_ready) {
 		struct tap_job *j = td->wait_head;
 		td->wait_head = j->next;
 		if (!td->wait_head)
@@ -517,7 +572,7 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 
 static void on_rsa_done(struct pxy_tap *t, struct tap_job *j)
 {
-	uint8_t prf;
+	uint8_t prf, e;
 	int r;
 
 	if (t->closed || !t->decrypting)
@@ -532,14 +587,21 @@ static void on_rsa_done(struct pxy_tap *t, struct tap_job *j)
 		r = pxy_keys_master_ems(prf, j->job.u.rsa.pms, t->session_hash, t->session_hash_len, t->ms);
 	else
 		r = pxy_keys_master(prf, j->job.u.rsa.pms, t->ch.random, t->sh.random, t->ms);
+	/* a renegotiation's keys are the next epoch's; the records under the old ones go on */
+	e = t->reneg ? t->reneg_epoch : 0;
 	if (r == PXY_OK)
 		r = pxy_keys_traffic(t->suite, t->sh.version, t->sh.etm, t->ms, t->ch.random, t->sh.random,
-				     &t->keys[PXY_C2S], &t->keys[PXY_S2C]);
+				     &t->keys[e][PXY_C2S], &t->keys[e][PXY_S2C]);
 	if (r < 0) {
 		stop_decrypt(t, PXY_R_INTERNAL);
 		return;
 	}
+	if (!epoch_compatible(t, e)) {
+		stop_decrypt(t, PXY_R_RENEGOTIATION);
+		return;
+	}
 	t->keys_ready = 1;
+	t->epochs_ready = (uint8_t)(e + 1);
 	submit_waiting(t, PXY_C2S);
 	submit_waiting(t, PXY_S2C);
 }
@@ -575,6 +637,7 @@ static void try_verify(struct pxy_tap *t)
 			return;
 		}
 		t->info.fin_ok[d] = 1;
+		cache_session(t);
 		if (!t->keylogged) {
 			t->keylogged = 1;
 			t->cnt->keys_verified++;
@@ -582,11 +645,8 @@ static void try_verify(struct pxy_tap *t)
 				t->hooks.keylog(t->hooks.ctx, t->ch.random, t->ms);
 		}
 	}
-	if (t->dir[0].fin_state == FIN_DONE && t->dir[1].fin_state == FIN_DONE) {
-		if (t->decrypting)
-			cache_session(t);
+	if (t->dir[0].fin_state == FIN_DONE && t->dir[1].fin_state == FIN_DONE)
 		free_transcript(t); /* handshake over: the transcript is no longer needed */
-	}
 }
 
 /* ---- handshake messages ---------------------------------------------------- */
@@ -652,6 +712,9 @@ static int on_new_session_ticket(struct pxy_tap *t, struct pxy_cur body)
 	if (len) {
 		pxy_session_key(PXY_SESS_TICKET, ticket, len, t->issued_ticket);
 		t->has_issued_ticket = 1;
+		t->cached_ticket = 0; /* a renewed ticket is stored too */
+		if (keys_verified(t))
+			cache_session(t);
 	}
 	return PXY_OK;
 }
@@ -719,6 +782,113 @@ static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_ms
 	}
 }
 
+/* A new handshake begins: the state of the first one goes, its keys stay in use. */
+static void start_reneg(struct pxy_tap *t)
+{
+	t->reneg = 1;
+	t->reneg_epoch = t->epochs_ready;
+	memcpy(t->prev_sid, t->sh.sid, sizeof(t->prev_sid));
+	t->prev_sid_len = t->sh.sid_len;
+	t->prev_suite = t->sh.suite;
+	t->prev_version = t->sh.version;
+	t->prev_ems = t->sh.ems;
+	t->reneg_fin_ok[0] = t->reneg_fin_ok[1] = 0;
+	t->shape = &shape_full;
+	t->step = 0;
+	/* t->ch and t->sh stay until the new hellos replace them: the records still
+	 * arriving under the old keys are described by them (TLS 1.0 IV chaining) */
+	t->have_ch = t->have_sh = t->cert_request = 0;
+	t->has_offered_ticket = t->has_issued_ticket = t->cached_sid = t->cached_ticket = 0;
+	t->session_hash_len = 0;
+	free_transcript(t);
+	t->cnt->renegotiations++;
+}
+
+/*
+ * An abbreviated renegotiation: the client offered a session (usually the one
+ * in force) and the server took it. The new epoch's keys come from that
+ * session's master secret and the new randoms.
+ */
+static void reneg_resume(struct pxy_tap *t)
+{
+	struct pxy_session s;
+	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
+	int found = lookup_session(t, &s);
+
+	if (!found && t->prev_sid_len && t->sh.sid_len == t->prev_sid_len &&
+	    !memcmp(t->sh.sid, t->prev_sid, t->prev_sid_len)) {
+		/* the session in force (no cache, or not stored): its secret is at hand */
+		memcpy(s.ms, t->ms, sizeof(s.ms));
+		s.suite = t->prev_suite;
+		s.version = t->prev_version;
+		s.ems = t->prev_ems;
+		found = 1;
+	}
+	if (!found || !suite || s.suite != t->sh.suite || s.version != t->sh.version || s.ems != t->sh.ems ||
+	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random,
+			     &t->keys[t->reneg_epoch][PXY_C2S], &t->keys[t->reneg_epoch][PXY_S2C]) < 0) {
+		pxy_wipe(&s, sizeof(s));
+		stop_decrypt(t, PXY_R_RESUMPTION_UNKNOWN);
+		return;
+	}
+	memcpy(t->ms, s.ms, sizeof(t->ms));
+	pxy_wipe(&s, sizeof(s));
+	t->suite = suite;
+	if (!epoch_compatible(t, t->reneg_epoch)) {
+		stop_decrypt(t, PXY_R_RENEGOTIATION);
+		return;
+	}
+	t->epochs_ready = (uint8_t)(t->reneg_epoch + 1);
+	submit_waiting(t, PXY_C2S);
+	submit_waiting(t, PXY_S2C);
+}
+
+/*
+ * A message of a renegotiation, in arrival order. Everything but Finished is
+ * what a first handshake's plaintext message would be; the Finished messages
+ * are verified against the transcript so far (complete, since records are
+ * applied in order) with the new master secret.
+ */
+static int on_reneg_msg(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
+{
+	uint8_t hash[PXY_MAX_HASH], expect[PXY_FINISHED_LEN];
+	const uint8_t *vd;
+	size_t hlen;
+	uint8_t prf;
+	uint32_t ok;
+
+	if (m->type != PXY_HS_FINISHED)
+		return on_hs_plain(t, d, m);
+	PXY_TRY(hs_expect(t, d, m->type));
+	PXY_TRY(pxy_hs_parse_finished(m->body, &vd));
+	if (!t->decrypting || t->epochs_ready <= t->reneg_epoch)
+		return PXY_OK;
+	prf = PXY_PRF_FOR(t->suite->prf, t->sh.version);
+	if (pxy_transcript_hash(prf, t->tr, t->tr_len, hash, &hlen) < 0 ||
+	    pxy_keys_finished(prf, t->ms, d == PXY_C2S, hash, hlen, expect) < 0) {
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return PXY_OK;
+	}
+	ok = pxy_ct_memeq(expect, vd, PXY_FINISHED_LEN);
+	pxy_wipe(expect, sizeof(expect));
+	if (!ok) {
+		t->cnt->finished_mismatch++;
+		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		return PXY_OK;
+	}
+	PXY_TRY(tr_append(t, m->raw, m->raw_len));
+	t->reneg_fin_ok[d] = 1;
+	cache_session(t);
+	if (t->reneg_fin_ok[0] && t->reneg_fin_ok[1]) {
+		/* the new session is in force both ways */
+		t->reneg = 0;
+		if (t->hooks.keylog)
+			t->hooks.keylog(t->hooks.ctx, t->ch.random, t->ms);
+		free_transcript(t);
+	}
+	return PXY_OK;
+}
+
 /* A decrypted handshake message from d. */
 static int on_hs_encrypted(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
 {
@@ -736,7 +906,19 @@ static int on_hs_encrypted(struct pxy_tap *t, enum pxy_dir d, const struct pxy_h
 		try_verify(t);
 		return PXY_OK;
 	}
-	/* HelloRequest or ClientHello after the handshake: renegotiation */
+	if (t->reneg)
+		return on_reneg_msg(t, d, m);
+	/* RFC 5246 §7.4.1.1: HelloRequest asks the client to start one; it is not hashed */
+	if (m->type == PXY_HS_HELLO_REQUEST && d == PXY_S2C) {
+		PXY_TRY(pxy_hs_parse_empty(m->body));
+		return PXY_OK;
+	}
+	/* a ClientHello after the handshake: a renegotiation (client- or server-initiated) */
+	if (m->type == PXY_HS_CLIENT_HELLO && d == PXY_C2S && t->dir[0].fin_state == FIN_DONE &&
+	    t->dir[1].fin_state == FIN_DONE && t->decrypting && t->epochs_ready < EPOCHS) {
+		start_reneg(t);
+		return on_reneg_msg(t, d, m);
+	}
 	stop_decrypt(t, PXY_R_RENEGOTIATION);
 	return PXY_OK;
 }
@@ -832,19 +1014,47 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	case PXY_CT_ALERT:
 		on_alert(t, d, pxy_cur_make(pt, rj->pt_len));
 		break;
+	case PXY_CT_CHANGE_CIPHER_SPEC:
+		/* a renegotiation's: its place in the handshake (the epoch moved when it arrived) */
+		if (!t->reneg || rj->pt_len != 1 || pt[0] != 1 || !pxy_hs_empty(&td->hs)) {
+			tap_fail(t, d, PXY_E_UNEXPECTED_MSG);
+			return;
+		}
+		r = hs_expect(t, d, PXY_HS_CCS);
+		if (r < 0) {
+			tap_fail(t, d, r);
+			return;
+		}
+		/* the server's, right after its ServerHello (and ticket): an abbreviated renegotiation */
+		if (t->shape != &shape_full && d == PXY_S2C)
+			reneg_resume(t);
+		break;
 	default:
 		break; /* heartbeat: nothing to inspect */
 	}
 }
 
 /* Hand back finished jobs of direction d in sequence order. */
-static void drain_done(struct pxy_tap *t, enum pxy_dir d)
+/* The arrival number of direction d's oldest record not yet applied (UINT64_MAX: none). */
+static uint64_t oldest_pending(const struct tap_dir *td)
+{
+	if (td->fly_head)
+		return td->fly_head->arr;
+	return td->wait_head ? td->wait_head->arr : UINT64_MAX;
+}
+
+static int drain_done(struct pxy_tap *t, enum pxy_dir d)
 {
 	struct tap_dir *td = &t->dir[d];
+	int applied = 0;
 
 	while (td->fly_head && td->fly_head->done) {
 		struct tap_job *j = td->fly_head;
 
+		/* in a renegotiation, a record waits for every record that arrived before it */
+		if (t->ordered && oldest_pending(&t->dir[!d]) < j->arr)
+			break;
+		applied = 1;
 		td->fly_head = j->next;
 		if (!td->fly_head)
 			td->fly_tail = NULL;
@@ -854,6 +1064,7 @@ static void drain_done(struct pxy_tap *t, enum pxy_dir d)
 			on_decrypted(t, d, j);
 		free_job(j);
 	}
+	return applied;
 }
 
 /* Is there room for n more ciphertext bytes? Jobs the engine has finished but
@@ -903,6 +1114,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	struct tap_dir *td = &t->dir[d];
 	struct tap_job *j;
 	uint64_t seq = td->seq++;
+	uint8_t epoch = td->epoch;
 	int fin = 0, key_iv = 0;
 	uint8_t iv[16] = { 0 };
 
@@ -912,6 +1124,34 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	}
 	if (t->sh.version == PXY_TLS10 && (t->suite->bulk == PXY_BULK_AES_128_CBC || t->suite->bulk == PXY_BULK_AES_256_CBC))
 		key_iv = chain_iv(t, td, r, iv);
+	if (td->fin_seen && (r->h.type == PXY_CT_HANDSHAKE || r->h.type == PXY_CT_CHANGE_CIPHER_SPEC)) {
+		/*
+		 * A handshake inside the encrypted records: a renegotiation. From now on
+		 * records are applied in arrival order across both directions (its
+		 * messages alternate), and an encrypted ChangeCipherSpec moves this
+		 * direction to the next epoch's keys: the records after it wait for
+		 * them, counting from sequence number 0, the first being the Finished.
+		 */
+		t->ordered = 1;
+		if (td->reneg_fin) {
+			td->reneg_fin = 0;
+			fin = 1;
+		}
+		if (r->h.type == PXY_CT_CHANGE_CIPHER_SPEC) {
+			if (td->epoch + 1 >= EPOCHS) {
+				pxy_recbuf_put(r->buf);
+				stop_decrypt(t, PXY_R_RENEGOTIATION);
+				return;
+			}
+			td->epoch++;
+			td->seq = 0;
+			td->cbc_chained = 0;
+			td->reneg_fin = 1;
+		}
+	} else if (td->reneg_fin) {
+		td->reneg_fin = 0; /* the Finished must be a handshake record: decryption will say */
+		fin = 1;
+	}
 	if (!td->fin_seen) {
 		/* RFC 5246 §7.4.9: the first record after ChangeCipherSpec is the Finished */
 		int e = r->h.type == PXY_CT_HANDSHAKE ? hs_expect(t, d, PXY_HS_FINISHED) : PXY_E_UNEXPECTED_MSG;
@@ -954,10 +1194,12 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	j->key_iv = (uint8_t)key_iv;
 	j->dir = (uint8_t)d;
 	j->fin = (uint8_t)fin;
+	j->epoch = epoch;
+	j->arr = t->arr_next++;
 	j->cost = r->buf_len;
 	td->queued_bytes += j->cost;
 	t->cnt->pending_bytes += j->cost;
-	if (t->keys_ready) {
+	if (!td->wait_head && epoch < t->epochs_ready) {
 		submit_rec(t, d, j);
 	} else {
 		if (td->wait_tail)
@@ -1241,7 +1483,11 @@ void pxy_tap_job_done(struct pxy_job *job)
 		free_job(j);
 	} else {
 		j->done = 1;
-		drain_done(t, (enum pxy_dir)j->dir);
+		/* applying one direction may let the other go on (arrival order) */
+		for (int d = j->dir, progress = 1; progress;) {
+			progress = drain_done(t, (enum pxy_dir)d);
+			progress |= drain_done(t, (enum pxy_dir)!d);
+		}
 	}
 	if (t->closed && t->inflight == 0)
 		tap_free(t);

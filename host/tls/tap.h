@@ -170,6 +170,7 @@ void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r);
 struct pxy_tap_counters {
 	uint64_t keys_verified, finished_mismatch, record_auth_fail, rsa_jobs;
 	uint64_t resumed, resumed_unknown; /* abbreviated handshakes followed / not followed */
+	uint64_t renegotiations;           /* renegotiations followed (begun) */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
 	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */

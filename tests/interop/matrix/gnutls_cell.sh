@@ -6,6 +6,7 @@
 #     BULK     AES-128-GCM | AES-256-GCM | AES-128-CBC | AES-256-CBC (GCM: 1.2 only)
 #     EMS, ETM on | off
 #     RESUME   none | ticket | id   (gnutls-cli only: --resume, a second connection)
+#              | rehandshake        (gnutls-cli only: a renegotiation right after the handshake)
 # The server is gnutls-serv --echo with an RSA certificate and RSA key
 # exchange only, the proxy between them. The client sends 4 KiB of random
 # text; checked: the client got it back (the echo), and for the connection
@@ -33,12 +34,15 @@ head -c 3072 /dev/urandom | base64 -w 64 >"$T/in.txt"
 case $client in
 gnutls-cli)
 	copts=()
-	[ "$resume" != none ] && copts+=(--resume)
+	case $resume in
+	ticket | id) copts+=(--resume) ;;
+	rehandshake) copts+=(--rehandshake) ;;
+	esac
 	(cat "$T/in.txt"; sleep 2) | timeout 30 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname srv.test \
 		--priority "$prio" "${copts[@]}" 127.0.0.1 >"$T/cli.out" 2>"$T/cli.err" ||
 		fail "gnutls-cli failed: $(tail -n3 "$T/cli.err")"
 	want_conns=1
-	[ "$resume" != none ] && want_conns=2
+	case $resume in ticket | id) want_conns=2 ;; esac
 	;;
 s_client)
 	[ "$resume" = none ] || fail "s_client cells do not resume"
@@ -67,11 +71,16 @@ echoed=$(tr -d '\r' <"$T/cli.out" | grep -cFxf "$T/in.txt" || true)
 CONN=$(conn_lines "$PX_LOG" | tail -n1)
 CONN_ID=$(field "$CONN" id)
 want_resumed=no
-[ "$resume" != none ] && want_resumed=yes
+case $resume in ticket | id) want_resumed=yes ;; esac
 case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes || echo no) ;; esac
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
 	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
 	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/in.txt")"
 check_sink "$PT" "$CONN_ID" c2s "$T/in.txt"
 check_sink "$PT" "$CONN_ID" s2c "$T/in.txt"
+if [ "$resume" = rehandshake ]; then
+	kill -USR1 "$PX_PID"
+	wait_for 10 grep -q "stats tls .*renegotiations=1" "$PX_LOG" ||
+		fail "the proxy did not count the renegotiation: $(grep 'stats tls' "$PX_LOG" | tail -n1)"
+fi
 say "$client TLS$ver $bulk ems=$ems etm=$etm resume=$resume: decrypted, sinks exact"
