@@ -168,6 +168,8 @@ struct pxy_tap {
 	uint8_t keys_ready;
 	uint8_t epochs_ready; /* keys exist for epochs below this */
 	/* renegotiation (RFC 5746): a new handshake inside the encrypted records */
+	uint8_t resume_pending; /* an abbreviated handshake whose session is not in the cache yet */
+	uint64_t resume_since;
 	uint8_t reneg;        /* one is under way */
 	uint8_t reneg_epoch;  /* the epoch its keys will be */
 	uint8_t reneg_fin_ok[2];
@@ -415,30 +417,70 @@ static int lookup_session(struct pxy_tap *t, struct pxy_session *s)
 	return found;
 }
 
-static int resume(struct pxy_tap *t)
+static void submit_waiting(struct pxy_tap *t, enum pxy_dir d);
+
+/* how long a resumption may wait for the session it resumes to be verified */
+#define RESUME_WAIT_NS 1000000000ull
+
+/* Find the resumed session now; 1 when the keys are in place. */
+static int resume_keys(struct pxy_tap *t)
 {
 	struct pxy_session s;
 	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
-	int found;
+	int ok = lookup_session(t, &s) && suite && s.suite == t->sh.suite && s.version == t->sh.version &&
+		 s.ems == t->sh.ems &&
+		 pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random,
+				  &t->keys[0][PXY_C2S], &t->keys[0][PXY_S2C]) == PXY_OK;
+
+	if (ok) {
+		memcpy(t->ms, s.ms, sizeof(t->ms));
+		t->keys_ready = 1;
+		t->epochs_ready = 1;
+		t->resume_pending = 0;
+		t->cnt->resumed++;
+	}
+	pxy_wipe(&s, sizeof(s));
+	return ok;
+}
+
+/*
+ * The session is not (yet) in the cache. A client that resumes at once may be
+ * ahead of the proxy still verifying the first connection's keys, so the
+ * lookup is tried again as records arrive, for up to a second; meanwhile the
+ * records wait for keys. Then (or at the end of the connection) it gives up:
+ * forwarded, not decrypted.
+ */
+static void retry_resume(struct pxy_tap *t, int last)
+{
+	if (!t->resume_pending || !t->decrypting)
+		return;
+	if (resume_keys(t)) {
+		submit_waiting(t, PXY_C2S);
+		submit_waiting(t, PXY_S2C);
+	} else if (last || pxy_now_ns() - t->resume_since > RESUME_WAIT_NS) {
+		t->resume_pending = 0;
+		t->cnt->resumed_unknown++;
+		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
+	}
+}
+
+static int resume(struct pxy_tap *t)
+{
+	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
 
 	t->info.resumed = 1;
 	set_verdict(t, PXY_V_ALLOW);
-	found = lookup_session(t, &s);
-	if (!found || !suite || s.suite != t->sh.suite || s.version != t->sh.version || s.ems != t->sh.ems ||
-	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random, &t->keys[0][PXY_C2S],
-			     &t->keys[0][PXY_S2C]) < 0) {
-		pxy_wipe(&s, sizeof(s));
+	if (!suite || !pxy_suite_decryptable(suite, t->sh.version) || !t->cfg.sessions) {
 		t->cnt->resumed_unknown++;
 		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
 		return 0;
 	}
-	memcpy(t->ms, s.ms, sizeof(t->ms));
-	pxy_wipe(&s, sizeof(s));
 	t->suite = suite;
 	t->decrypting = 1;
-	t->keys_ready = 1;
-	t->epochs_ready = 1;
-	t->cnt->resumed++;
+	if (!resume_keys(t)) {
+		t->resume_pending = 1;
+		t->resume_since = pxy_now_ns();
+	}
 	return 1;
 }
 
@@ -1218,6 +1260,7 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 
 	td->last_version = r->h.version;
 	t->info.records[d]++;
+	retry_resume(t, 0);
 	if (td->encrypted) {
 		on_encrypted_record(t, d, r);
 		return;
@@ -1337,6 +1380,7 @@ void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 
 void pxy_tap_eof(struct pxy_tap *t, enum pxy_dir d)
 {
+	retry_resume(t, 1);
 	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
 		/* nothing more will come to judge; what is held can go */
 		set_verdict(t, PXY_V_ALLOW);
@@ -1497,6 +1541,7 @@ void pxy_tap_job_done(struct pxy_job *job)
 
 void pxy_tap_finish(struct pxy_tap *t)
 {
+	retry_resume(t, 1);
 	t->finishing = 1;
 	maybe_finish(t);
 }

@@ -31,6 +31,15 @@ port=$(listen_port_of "$BG_PID") || fail "gnutls-serv did not listen"
 start_proxy px --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT"
 
 head -c 3072 /dev/urandom | base64 -w 64 >"$T/in.txt"
+last=$(tail -n1 "$T/in.txt")
+# the client's stdin: the text, then held open until its echo's last line is back (30 s at most)
+send_and_hold() {
+	cat "$T/in.txt"
+	for _ in $(seq 300); do
+		grep -qF -- "$last" "$T/cli.out" 2>/dev/null && break
+		sleep 0.1
+	done
+}
 case $client in
 gnutls-cli)
 	copts=()
@@ -38,7 +47,7 @@ gnutls-cli)
 	ticket | id) copts+=(--resume) ;;
 	rehandshake) copts+=(--rehandshake) ;;
 	esac
-	(cat "$T/in.txt"; sleep 2) | timeout 30 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname srv.test \
+	send_and_hold | timeout 40 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname srv.test \
 		--priority "$prio" "${copts[@]}" 127.0.0.1 >"$T/cli.out" 2>"$T/cli.err" ||
 		fail "gnutls-cli failed: $(tail -n3 "$T/cli.err")"
 	want_conns=1
@@ -57,7 +66,7 @@ s_client)
 	if [ "$ems" = off ]; then openssl_conf_no_ems "$T/noems.cnf"; OSSL_CONF="$T/noems.cnf"; fi
 	eopt=()
 	[ "$etm" = off ] && eopt=(-no_etm)
-	(cat "$T/in.txt"; sleep 2) | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 30 openssl s_client \
+	send_and_hold | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 40 openssl s_client \
 		-connect "127.0.0.1:$PX_PORT" -servername srv.test -quiet -no_ign_eof "$vflag" -cipher "$c:@SECLEVEL=0" "${eopt[@]}" \
 		>"$T/cli.out" 2>"$T/cli.err" || true
 	want_conns=1
