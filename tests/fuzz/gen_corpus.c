@@ -114,17 +114,10 @@ static void resumed_session(const char *out, const char *name, struct tu_pair_op
 	sess = SSL_get1_session(p1.c);
 	put(&r, next, sizeof(next));
 	o->resume = sess;
-	if (tu_pair_new(&p2, o) < 0) {
+	if (tu_pair_new_resuming(&p2, &p1, o) < 0) {
 		fprintf(stderr, "%s: cannot set up peers\n", name);
 		exit(1);
 	}
-	/* the same server context: it holds the session (and the ticket keys) */
-	SSL_free(p2.s);
-	p2.s = SSL_new(p1.sctx);
-	p2.s_in = BIO_new(BIO_s_mem());
-	p2.s_out = BIO_new(BIO_s_mem());
-	SSL_set_bio(p2.s, p2.s_in, p2.s_out);
-	SSL_set_accept_state(p2.s);
 	p2.on_bytes = on_bytes;
 	p2.ctx = &r;
 	tu_pair_handshake(&p2);

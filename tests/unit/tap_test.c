@@ -467,13 +467,7 @@ static void test_resumption_unknown(void **state)
 		assert_non_null(sess);
 		/* the second connection resumes; the same server context holds the session */
 		o.resume = sess;
-		assert_int_equal(tu_pair_new(&p2, &o), 0);
-		SSL_free(p2.s);
-		p2.s = SSL_new(p1.sctx);
-		p2.s_in = BIO_new(BIO_s_mem());
-		p2.s_out = BIO_new(BIO_s_mem());
-		SSL_set_bio(p2.s, p2.s_in, p2.s_out);
-		SSL_set_accept_state(p2.s);
+		assert_int_equal(tu_pair_new_resuming(&p2, &p1, &o), 0);
 		new_tap(&w, e, &id, 65536, NULL);
 		p2.on_bytes = on_bytes;
 		p2.ctx = &w;
@@ -524,13 +518,7 @@ static void test_resumption_cached(void **state)
 		sess = SSL_get1_session(p1.c);
 
 		o.resume = sess;
-		assert_int_equal(tu_pair_new(&p2, &o), 0);
-		SSL_free(p2.s);
-		p2.s = SSL_new(p1.sctx);
-		p2.s_in = BIO_new(BIO_s_mem());
-		p2.s_out = BIO_new(BIO_s_mem());
-		SSL_set_bio(p2.s, p2.s_in, p2.s_out);
-		SSL_set_accept_state(p2.s);
+		assert_int_equal(tu_pair_new_resuming(&p2, &p1, &o), 0);
 		new_tap(&w2, e, &id, 65536, &cnt);
 		p2.on_bytes = on_bytes;
 		p2.ctx = &w2;

@@ -279,6 +279,21 @@ void tu_pair_pump(struct tu_pair *p)
 	}
 }
 
+int tu_pair_new_resuming(struct tu_pair *p, const struct tu_pair *first, const struct tu_pair_opts *o)
+{
+	if (tu_pair_new(p, o) < 0)
+		return -1;
+	SSL_free(p->s);
+	p->s = SSL_new(first->sctx);
+	if (!p->s)
+		return -1;
+	p->s_in = BIO_new(BIO_s_mem());
+	p->s_out = BIO_new(BIO_s_mem());
+	SSL_set_bio(p->s, p->s_in, p->s_out);
+	SSL_set_accept_state(p->s);
+	return 0;
+}
+
 int tu_pair_handshake(struct tu_pair *p)
 {
 	for (int i = 0; i < 100; i++) {

@@ -65,6 +65,11 @@ struct tu_pair {
 };
 
 int tu_pair_new(struct tu_pair *p, const struct tu_pair_opts *o);
+/**
+ * A second pair whose client offers `o->resume` to a server of `first`'s
+ * context (which holds the session and the ticket keys): a resumption.
+ */
+int tu_pair_new_resuming(struct tu_pair *p, const struct tu_pair *first, const struct tu_pair_opts *o);
 /** Run until both sides finish the handshake (0) or one fails (-1). */
 int tu_pair_handshake(struct tu_pair *p);
 /** Write n bytes from the sender of direction d and move everything across. */
