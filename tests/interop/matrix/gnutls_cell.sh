@@ -1,37 +1,61 @@
 #!/usr/bin/env bash
-# One cell of the GnuTLS matrix (ctest: interop.matrix.<cell>):
-#   gnutls_cell.sh CLIENT VERSION BULK EMS ETM RESUME
+# One cell of the interop matrix (ctest: interop.matrix.<cell>):
+#   gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME
+#     SERVER   gnutls-serv (--echo) | s_server (-rev: each line back reversed)
 #     CLIENT   gnutls-cli | s_client
 #     VERSION  1.0 | 1.1 | 1.2
 #     BULK     AES-128-GCM | AES-256-GCM | AES-128-CBC | AES-256-CBC (GCM: 1.2 only)
 #     EMS, ETM on | off
 #     RESUME   none | ticket | id   (gnutls-cli only: --resume, a second connection)
 #              | rehandshake        (gnutls-cli only: a renegotiation right after the handshake)
-# The server is gnutls-serv --echo with an RSA certificate and RSA key
-# exchange only, the proxy between them. The client sends 4 KiB of random
-# text; checked: the client got it back (the echo), and for the connection
-# that carried it the proxy's conn line (decrypted, version, resumed, ems,
-# etm) and both plaintext sinks hold exactly those bytes.
+# The server has an RSA certificate and takes RSA key exchange only, the
+# proxy between them. The client sends 4 KiB of random text; checked: the
+# client got it back (echoed, or reversed line by line), and for the
+# connection that carried it the proxy's conn line (decrypted, version,
+# resumed, ems, etm) and both plaintext sinks hold exactly those bytes.
 . "$(dirname "$0")/../lib.sh"
 need_tool gnutls-serv gnutls-cli
 
-[ $# = 6 ] || fail "usage: gnutls_cell.sh CLIENT VERSION BULK EMS ETM RESUME"
-client=$1 ver=$2 bulk=$3 ems=$4 etm=$5 resume=$6
+[ $# = 7 ] || fail "usage: gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME"
+server=$1 client=$2 ver=$3 bulk=$4 ems=$5 etm=$6 resume=$7
 gen_cert srv srv.test
 PT="$T/plaintext"
 
 prio="NORMAL:-VERS-ALL:+VERS-TLS$ver:-KX-ALL:+RSA:-CIPHER-ALL:+$bulk:-MAC-ALL:+AEAD:+SHA1"
 [ "$ems" = off ] && prio="$prio:%NO_SESSION_HASH"
 [ "$etm" = off ] && prio="$prio:%NO_ETM"
-sopts=()
-[ "$resume" = id ] && sopts+=(--noticket)
-bg gnutls-serv gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" --priority "$prio" "${sopts[@]}"
-# gnutls-serv -p 0 does not say its port: ask the kernel
-port=$(listen_port_of "$BG_PID") || fail "gnutls-serv did not listen"
+case $bulk in
+AES-128-GCM) ossl_cipher=AES128-GCM-SHA256 ;; AES-256-GCM) ossl_cipher=AES256-GCM-SHA384 ;;
+AES-128-CBC) ossl_cipher=AES128-SHA ;; AES-256-CBC) ossl_cipher=AES256-SHA ;;
+esac
+case $ver in 1.0) ossl_ver=-tls1 ;; 1.1) ossl_ver=-tls1_1 ;; *) ossl_ver=-tls1_2 ;; esac
+openssl_conf_no_ems "$T/noems.cnf"
+case $server in
+gnutls-serv)
+	sopts=()
+	[ "$resume" = id ] && sopts+=(--noticket)
+	bg gnutls-serv gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
+		--priority "$prio" "${sopts[@]}"
+	;;
+s_server)
+	sopts=()
+	[ "$resume" = id ] && sopts+=(-no_ticket)
+	[ "$etm" = off ] && sopts+=(-no_etm)
+	[ "$resume" = rehandshake ] && sopts+=(-client_renegotiation)
+	bg s_server env OPENSSL_CONF="$([ "$ems" = off ] && echo "$T/noems.cnf" || echo /dev/null)" \
+		openssl s_server -rev -accept 127.0.0.1:0 -cert "$T/srv.crt" -key "$T/srv.key" "$ossl_ver" \
+		-cipher "$ossl_cipher:@SECLEVEL=0" "${sopts[@]}"
+	;;
+*) fail "unknown server $server" ;;
+esac
+# the servers do not say their port: ask the kernel
+port=$(listen_port_of "$BG_PID") || fail "$server did not listen"
 start_proxy px --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT"
 
 head -c 3072 /dev/urandom | base64 -w 64 >"$T/in.txt"
-last=$(tail -n1 "$T/in.txt")
+# what comes back: the same, or each line reversed
+if [ "$server" = s_server ]; then rev <"$T/in.txt" >"$T/back.txt"; else cp "$T/in.txt" "$T/back.txt"; fi
+last=$(tail -n1 "$T/back.txt")
 # the client's stdin: the text, then held open until its echo's last line is back (30 s at most)
 send_and_hold() {
 	cat "$T/in.txt"
@@ -55,15 +79,9 @@ gnutls-cli)
 	;;
 s_client)
 	[ "$resume" = none ] || fail "s_client cells do not resume"
-	case $bulk in
-	AES-128-GCM) c=AES128-GCM-SHA256 ;; AES-256-GCM) c=AES256-GCM-SHA384 ;;
-	AES-128-CBC) c=AES128-SHA ;; AES-256-CBC) c=AES256-SHA ;;
-	esac
-	vflag=-tls1_2
-	[ "$ver" = 1.1 ] && vflag=-tls1_1
-	[ "$ver" = 1.0 ] && vflag=-tls1
+	c=$ossl_cipher vflag=$ossl_ver
 	OSSL_CONF=""
-	if [ "$ems" = off ]; then openssl_conf_no_ems "$T/noems.cnf"; OSSL_CONF="$T/noems.cnf"; fi
+	[ "$ems" = off ] && OSSL_CONF="$T/noems.cnf"
 	eopt=()
 	[ "$etm" = off ] && eopt=(-no_etm)
 	send_and_hold | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 40 openssl s_client \
@@ -74,9 +92,9 @@ s_client)
 *) fail "unknown client $client" ;;
 esac
 wait_conns "$PX_LOG" "$want_conns" 20
-echoed=$(tr -d '\r' <"$T/cli.out" | grep -cFxf "$T/in.txt" || true)
-[ "$echoed" = "$(wc -l <"$T/in.txt")" ] ||
-	fail "the client got $echoed of $(wc -l <"$T/in.txt") lines back: $(head -c 300 "$T/cli.out")"
+echoed=$(tr -d '\r' <"$T/cli.out" | grep -cFxf "$T/back.txt" || true)
+[ "$echoed" = "$(wc -l <"$T/back.txt")" ] ||
+	fail "the client got $echoed of $(wc -l <"$T/back.txt") lines back: $(head -c 300 "$T/cli.out")"
 CONN=$(conn_lines "$PX_LOG" | tail -n1)
 CONN_ID=$(field "$CONN" id)
 want_resumed=no
@@ -84,12 +102,12 @@ case $resume in ticket | id) want_resumed=yes ;; esac
 case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes || echo no) ;; esac
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
 	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
-	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/in.txt")"
+	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/back.txt")"
 check_sink "$PT" "$CONN_ID" c2s "$T/in.txt"
-check_sink "$PT" "$CONN_ID" s2c "$T/in.txt"
+check_sink "$PT" "$CONN_ID" s2c "$T/back.txt"
 if [ "$resume" = rehandshake ]; then
 	kill -USR1 "$PX_PID"
 	wait_for 10 grep -q "stats tls .*renegotiations=1" "$PX_LOG" ||
 		fail "the proxy did not count the renegotiation: $(grep 'stats tls' "$PX_LOG" | tail -n1)"
 fi
-say "$client TLS$ver $bulk ems=$ems etm=$etm resume=$resume: decrypted, sinks exact"
+say "$server <- $client TLS$ver $bulk ems=$ems etm=$etm resume=$resume: decrypted, sinks exact"
