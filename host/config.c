@@ -98,8 +98,10 @@ static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
 static const struct opt_def opts[] = {
 	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
 	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)", check_backend },
-	{ "cert", STR(cert), "FILE", "the server's certificate, PEM: the one the server must present (required)" },
-	{ "key", STR(key), "FILE", "the server's RSA private key, PEM, unencrypted (required)" },
+	{ "cert", STR(cert), "FILE[,FILE...]",
+	  "the server's certificate, PEM: the one the server must present; several, comma-separated, for a "
+	  "server with several (required)" },
+	{ "key", STR(key), "FILE[,FILE...]", "the server's RSA private key, PEM, unencrypted; one per --cert (required)" },
 	{ "engine", STR(engine), "NAME",
 	  "crypto engine: auto (the card if usable, else emu), xrt (Alveo card), emu (the card's kernels emulated "
 	  "in software) or cpu (OpenSSL) (default auto)", check_engine },

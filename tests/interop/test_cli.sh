@@ -84,6 +84,13 @@ bad "missing value" '--listen.*(value|argument)' --listen
 bad "missing value (last)" '--key.*(value|argument)' --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 --cert "$T/srv.crt" --key
 bad "missing --cert" '--cert' --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 --key "$T/srv.key"
 bad "missing --backend" '--backend' --listen "127.0.0.1:$PORT" --cert "$T/srv.crt" --key "$T/srv.key"
+bad "more certificates than keys" 'as many files' --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 \
+	--cert "$T/srv.crt,$T/srv.crt" --key "$T/srv.key"
+bad "the same certificate twice" 'given twice' --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 \
+	--cert "$T/srv.crt,$T/srv.crt" --key "$T/srv.key,$T/srv.key"
+bad "--passthrough with an unknown reason" "'finished-mismatch' is not one of" "${BASE[@]}" \
+	--passthrough tls13,finished-mismatch
+bad "--session-cache out of range" '--session-cache' "${BASE[@]}" --session-cache 99999999999
 bad "certificate does not exist" "$T/nonexistent.crt" --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 \
 	--cert "$T/nonexistent.crt" --key "$T/srv.key"
 bad "certificate is a directory" "$T/adir" --listen "127.0.0.1:$PORT" --backend 127.0.0.1:1 \
