@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tls/cert.h"
+
 #define PXY_SESSION_KEY_LEN 32
 
 enum pxy_session_kind { PXY_SESS_ID = 1, PXY_SESS_TICKET = 2 };
@@ -24,6 +26,8 @@ struct pxy_session {
 	uint16_t version;
 	uint16_t suite;
 	uint8_t ems;
+	uint8_t has_client; /* the client authenticated with a certificate: */
+	struct pxy_cert_info client; /* its leaf, for the resumed connections' log lines */
 };
 
 struct pxy_sessions_stats {

@@ -434,6 +434,10 @@ static int resume_keys(struct pxy_tap *t)
 
 	if (ok) {
 		memcpy(t->ms, s.ms, sizeof(t->ms));
+		/* the client certificate of the session (not sent again on resumption) */
+		t->info.client_cert = s.has_client;
+		if (s.has_client)
+			t->info.client = s.client;
 		t->keys_ready = 1;
 		t->epochs_ready = 1;
 		t->resume_pending = 0;
@@ -500,10 +504,14 @@ static void cache_session(struct pxy_tap *t)
 	if (!t->cfg.sessions || !t->decrypting ||
 	    ((t->cached_sid || !t->sh.sid_len) && (t->cached_ticket || !t->has_issued_ticket)))
 		return;
+	memset(&s, 0, sizeof(s));
 	memcpy(s.ms, t->ms, sizeof(s.ms));
 	s.version = t->sh.version;
 	s.suite = t->sh.suite;
 	s.ems = t->sh.ems;
+	s.has_client = t->info.client_cert;
+	if (s.has_client)
+		s.client = t->info.client;
 	if (t->sh.sid_len && !t->cached_sid) {
 		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
 		pxy_sessions_put(t->cfg.sessions, key, &s, 0, now);

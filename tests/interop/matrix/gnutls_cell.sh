@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One cell of the interop matrix (ctest: interop.matrix.<cell>):
-#   gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME
+#   gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME [AUTH]
 #     SERVER   gnutls-serv (--echo) | s_server (-rev: each line back reversed)
 #     CLIENT   gnutls-cli | s_client
 #     VERSION  1.0 | 1.1 | 1.2
@@ -8,6 +8,7 @@
 #     EMS, ETM on | off
 #     RESUME   none | ticket | id   (gnutls-cli only: --resume, a second connection)
 #              | rehandshake        (gnutls-cli only: a renegotiation right after the handshake)
+#     AUTH     noauth (default) | auth: the server requires a client certificate
 # The server has an RSA certificate and takes RSA key exchange only, the
 # proxy between them. The client sends 4 KiB of random text; checked: the
 # client got it back (echoed, or reversed line by line), and for the
@@ -16,9 +17,10 @@
 . "$(dirname "$0")/../lib.sh"
 need_tool gnutls-serv gnutls-cli
 
-[ $# = 7 ] || fail "usage: gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME"
-server=$1 client=$2 ver=$3 bulk=$4 ems=$5 etm=$6 resume=$7
+[ $# = 7 ] || [ $# = 8 ] || fail "usage: gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME [AUTH]"
+server=$1 client=$2 ver=$3 bulk=$4 ems=$5 etm=$6 resume=$7 auth=${8:-noauth}
 gen_cert srv srv.test
+gen_cert cli cli.test
 PT="$T/plaintext"
 
 prio="NORMAL:-VERS-ALL:+VERS-TLS$ver:-KX-ALL:+RSA:-CIPHER-ALL:+$bulk:-MAC-ALL:+AEAD:+SHA1"
@@ -34,6 +36,7 @@ case $server in
 gnutls-serv)
 	sopts=()
 	[ "$resume" = id ] && sopts+=(--noticket)
+	[ "$auth" = auth ] && sopts+=(--require-client-cert)
 	bg gnutls-serv gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
 		--priority "$prio" "${sopts[@]}"
 	;;
@@ -42,6 +45,7 @@ s_server)
 	[ "$resume" = id ] && sopts+=(-no_ticket)
 	[ "$etm" = off ] && sopts+=(-no_etm)
 	[ "$resume" = rehandshake ] && sopts+=(-client_renegotiation)
+	[ "$auth" = auth ] && sopts+=(-Verify 1 -CAfile "$T/cli.crt")
 	bg s_server env OPENSSL_CONF="$([ "$ems" = off ] && echo "$T/noems.cnf" || echo /dev/null)" \
 		openssl s_server -rev -accept 127.0.0.1:0 -cert "$T/srv.crt" -key "$T/srv.key" "$ossl_ver" \
 		-cipher "$ossl_cipher:@SECLEVEL=0" "${sopts[@]}"
@@ -67,6 +71,7 @@ send_and_hold() {
 case $client in
 gnutls-cli)
 	copts=()
+	[ "$auth" = auth ] && copts+=(--x509certfile "$T/cli.crt" --x509keyfile "$T/cli.key")
 	case $resume in
 	ticket | id) copts+=(--resume) ;;
 	rehandshake) copts+=(--rehandshake) ;;
@@ -84,6 +89,7 @@ s_client)
 	[ "$ems" = off ] && OSSL_CONF="$T/noems.cnf"
 	eopt=()
 	[ "$etm" = off ] && eopt=(-no_etm)
+	[ "$auth" = auth ] && eopt+=(-cert "$T/cli.crt" -key "$T/cli.key")
 	send_and_hold | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 40 openssl s_client \
 		-connect "127.0.0.1:$PX_PORT" -servername srv.test -quiet -no_ign_eof "$vflag" -cipher "$c:@SECLEVEL=0" "${eopt[@]}" \
 		>"$T/cli.out" 2>"$T/cli.err" || true
@@ -103,6 +109,11 @@ case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes ||
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
 	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
 	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/back.txt")"
+if [ "$auth" = auth ]; then
+	expect_fields "$CONN" client_cert=yes client_subject=/CN=cli.test "client_serial=$(cert_serial "$T/cli.crt")"
+else
+	expect_fields "$CONN" client_cert=no
+fi
 check_sink "$PT" "$CONN_ID" c2s "$T/in.txt"
 check_sink "$PT" "$CONN_ID" s2c "$T/back.txt"
 if [ "$resume" = rehandshake ]; then
@@ -110,4 +121,4 @@ if [ "$resume" = rehandshake ]; then
 	wait_for 10 grep -q "stats tls .*renegotiations=1" "$PX_LOG" ||
 		fail "the proxy did not count the renegotiation: $(grep 'stats tls' "$PX_LOG" | tail -n1)"
 fi
-say "$server <- $client TLS$ver $bulk ems=$ems etm=$etm resume=$resume: decrypted, sinks exact"
+say "$server <- $client TLS$ver $bulk ems=$ems etm=$etm resume=$resume $auth: decrypted, sinks exact"
