@@ -90,8 +90,9 @@ s_client)
 	eopt=()
 	[ "$etm" = off ] && eopt=(-no_etm)
 	[ "$auth" = auth ] && eopt+=(-cert "$T/cli.crt" -key "$T/cli.key")
+	# -no_ign_eof: end at the end of stdin; -nocommands: a line starting with Q, R or K is data
 	send_and_hold | env OPENSSL_CONF="${OSSL_CONF:-/dev/null}" timeout 40 openssl s_client \
-		-connect "127.0.0.1:$PX_PORT" -servername srv.test -quiet -no_ign_eof "$vflag" -cipher "$c:@SECLEVEL=0" "${eopt[@]}" \
+		-connect "127.0.0.1:$PX_PORT" -servername srv.test -quiet -no_ign_eof -nocommands "$vflag" -cipher "$c:@SECLEVEL=0" "${eopt[@]}" \
 		>"$T/cli.out" 2>"$T/cli.err" || true
 	want_conns=1
 	;;
