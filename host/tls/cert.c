@@ -176,11 +176,16 @@ static int export_bn(EVP_PKEY *pk, const char *name, struct pxy_bn *out)
 
 int pxy_identity_rsa_priv(const struct pxy_identity *id, struct pxy_rsa_priv *k)
 {
-	EVP_PKEY *pk = id->pkey;
+	return pxy_rsa_priv_from_pkey(id->pkey, k);
+}
+
+int pxy_rsa_priv_from_pkey(const void *pkey, struct pxy_rsa_priv *k)
+{
+	EVP_PKEY *pk = (EVP_PKEY *)pkey;
 	int r;
 
 	memset(k, 0, sizeof(*k));
-	k->bits = id->bits;
+	k->bits = (uint32_t)EVP_PKEY_get_bits(pk);
 	if ((r = export_bn(pk, OSSL_PKEY_PARAM_RSA_N, &k->n)) < 0 ||
 	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_E, &k->e)) < 0 ||
 	    (r = export_bn(pk, OSSL_PKEY_PARAM_RSA_D, &k->d)) < 0 ||

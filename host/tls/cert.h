@@ -40,6 +40,8 @@ void pxy_identity_free(struct pxy_identity *id);
 
 /** Export the RSA private key in CRT form; pxy_rsa_priv_free releases it. */
 int pxy_identity_rsa_priv(const struct pxy_identity *id, struct pxy_rsa_priv *out);
+/** The same for any OpenSSL RSA key (an EVP_PKEY *); pxy_rsa_priv_free releases it. */
+int pxy_rsa_priv_from_pkey(const void *pkey, struct pxy_rsa_priv *out);
 void pxy_rsa_priv_free(struct pxy_rsa_priv *k);
 
 /** Fingerprint, serial and subject of a DER certificate received from a peer. */

@@ -22,6 +22,7 @@
 #include <openssl/rsa.h>
 
 #include "engine/cpu_crypto.h"
+#include "tls/cert.h"
 #include "proxyssl/engine.h"
 
 #define MAX_BATCH 64
@@ -63,55 +64,13 @@ static void collect(struct pxy_engine *e, int n)
 	}
 }
 
-/* ---- RSA --------------------------------------------------------------------------- */
-
-struct bn_buf {
-	uint8_t b[9][PXY_RSA_MAX_BYTES];
-};
-
-static void rsa_priv(EVP_PKEY *pk, struct pxy_rsa_priv *k, struct bn_buf *buf)
+/* The engine under test, at this batch size; exits if it cannot start. */
+static struct pxy_engine *open_engine(const char *engine, const struct pxy_engine_params *ep, int batch)
 {
-	static const char *const names[8] = { "n", "e", "d", "rsa-factor1", "rsa-factor2", "rsa-exponent1",
-					      "rsa-exponent2", "rsa-coefficient1" };
-	struct pxy_bn *dst[8] = { &k->n, &k->e, &k->d, &k->p, &k->q, &k->dp, &k->dq, &k->qinv };
-
-	memset(k, 0, sizeof(*k));
-	k->bits = (uint32_t)EVP_PKEY_get_bits(pk);
-	for (int i = 0; i < 8; i++) {
-		BIGNUM *bn = NULL;
-
-		if (!EVP_PKEY_get_bn_param(pk, names[i], &bn))
-			die("RSA key parameters");
-		dst[i]->len = (size_t)BN_bn2bin(bn, buf->b[i]);
-		dst[i]->p = buf->b[i];
-		BN_free(bn);
-	}
-}
-
-static void bench_rsa(const char *engine, const struct pxy_engine_params *ep, int bits, int batch, double secs)
-{
-	EVP_PKEY *pk = EVP_RSA_gen((unsigned)bits);
-	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
 	struct pxy_engine_params p = *ep;
 	struct pxy_engine *e = NULL;
-	struct pxy_rsa_priv priv;
-	struct bn_buf *buf = calloc(1, sizeof(*buf));
-	static struct pxy_job jobs[MAX_BATCH];
-	uint8_t pms[PXY_PMS_LEN], ct[PXY_RSA_MAX_BYTES];
-	size_t ctlen = sizeof(ct);
-	uint32_t key_id;
-	long n = 0;
-	double t0, t;
 	char why[256] = "";
 
-	if (!pk || !c || !buf)
-		die("RSA key generation");
-	RAND_bytes(pms, sizeof(pms));
-	pms[0] = 3;
-	pms[1] = 3;
-	if (EVP_PKEY_encrypt_init(c) <= 0 || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
-	    EVP_PKEY_encrypt(c, ct, &ctlen, pms, sizeof(pms)) <= 0)
-		die("RSA encryption");
 	p.batch = (unsigned)batch;
 	p.why = why;
 	p.why_len = sizeof(why);
@@ -119,9 +78,38 @@ static void bench_rsa(const char *engine, const struct pxy_engine_params *ep, in
 		fprintf(stderr, "engine_bench: %s: %s\n", engine, why);
 		exit(1);
 	}
-	rsa_priv(pk, &priv, buf);
+	return e;
+}
+
+/* ---- RSA --------------------------------------------------------------------------- */
+
+static void bench_rsa(const char *engine, const struct pxy_engine_params *ep, int bits, int batch, double secs)
+{
+	EVP_PKEY *pk = EVP_RSA_gen((unsigned)bits);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+	struct pxy_engine *e;
+	struct pxy_rsa_priv priv;
+	static struct pxy_job jobs[MAX_BATCH];
+	uint8_t pms[PXY_PMS_LEN], ct[PXY_RSA_MAX_BYTES];
+	size_t ctlen = sizeof(ct);
+	uint32_t key_id;
+	long n = 0;
+	double t0, t;
+
+	if (!pk || !c)
+		die("RSA key generation");
+	RAND_bytes(pms, sizeof(pms));
+	pms[0] = 3;
+	pms[1] = 3;
+	if (EVP_PKEY_encrypt_init(c) <= 0 || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_encrypt(c, ct, &ctlen, pms, sizeof(pms)) <= 0)
+		die("RSA encryption");
+	e = open_engine(engine, ep, batch);
+	if (pxy_rsa_priv_from_pkey(pk, &priv) != PXY_OK)
+		die("RSA key parameters");
 	if (e->ops->key_load(e, &priv, &key_id) != PXY_OK)
 		die("key load");
+	pxy_rsa_priv_free(&priv);
 	t0 = now_s();
 	do {
 		for (int i = 0; i < batch; i++) {
@@ -147,15 +135,13 @@ static void bench_rsa(const char *engine, const struct pxy_engine_params *ep, in
 	pxy_engine_close(e);
 	EVP_PKEY_CTX_free(c);
 	EVP_PKEY_free(pk);
-	free(buf);
 }
 
 /* ---- records ------------------------------------------------------------------------- */
 
 static void bench_rec(const char *engine, const struct pxy_engine_params *ep, int gcm, int batch, double secs)
 {
-	struct pxy_engine_params p = *ep;
-	struct pxy_engine *e = NULL;
+	struct pxy_engine *e;
 	struct pxy_traffic_keys k;
 	struct pxy_cpu_ctx *cc = pxy_cpu_ctx_new();
 	struct pxy_rec_job seal;
@@ -164,7 +150,6 @@ static void bench_rec(const char *engine, const struct pxy_engine_params *ep, in
 	size_t rec_len;
 	long n = 0;
 	double t0, t;
-	char why[256] = "";
 
 	memset(&k, 0, sizeof(k));
 	k.bulk = gcm ? PXY_BULK_AES_128_GCM : PXY_BULK_AES_128_CBC;
@@ -196,13 +181,7 @@ static void bench_rec(const char *engine, const struct pxy_engine_params *ep, in
 		die("sealing the test record");
 	rec_len = seal.rec_len;
 
-	p.batch = (unsigned)batch;
-	p.why = why;
-	p.why_len = sizeof(why);
-	if (pxy_engine_open(engine, &p, &e) != PXY_OK) {
-		fprintf(stderr, "engine_bench: %s: %s\n", engine, why);
-		exit(1);
-	}
+	e = open_engine(engine, ep, batch);
 	t0 = now_s();
 	do {
 		for (int i = 0; i < batch; i++) {

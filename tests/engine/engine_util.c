@@ -243,25 +243,3 @@ uint8_t *et_unhex(const char *hex, size_t *len)
 	*len = n / 2;
 	return b;
 }
-
-void et_rsa_priv(EVP_PKEY *pk, struct pxy_rsa_priv *k, struct et_rsa_buf *buf)
-{
-	static const char *const names[8] = {
-		OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,         OSSL_PKEY_PARAM_RSA_D,
-		OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
-		OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
-	};
-	struct pxy_bn *dst[8] = { &k->n, &k->e, &k->d, &k->p, &k->q, &k->dp, &k->dq, &k->qinv };
-
-	memset(k, 0, sizeof(*k));
-	k->bits = (uint32_t)EVP_PKEY_get_bits(pk);
-	for (int i = 0; i < 8; i++) {
-		BIGNUM *bn = NULL;
-
-		assert_true(EVP_PKEY_get_bn_param(pk, names[i], &bn));
-		assert_true(BN_num_bytes(bn) <= PXY_RSA_MAX_BYTES);
-		dst[i]->len = (size_t)BN_bn2bin(bn, buf->b[i]);
-		dst[i]->p = buf->b[i];
-		BN_clear_free(bn);
-	}
-}

@@ -68,11 +68,5 @@ void et_rand_bytes(uint8_t *p, size_t n);
 /** Hex to bytes (malloc'd, at least one byte); *len gets the length. */
 uint8_t *et_unhex(const char *hex, size_t *len);
 
-/** Key material for struct pxy_rsa_priv, kept alive by this buffer. */
-struct et_rsa_buf {
-	uint8_t b[8][PXY_RSA_MAX_BYTES];
-};
-/** The CRT key of an OpenSSL RSA key. */
-void et_rsa_priv(EVP_PKEY *pk, struct pxy_rsa_priv *k, struct et_rsa_buf *buf);
 
 #endif

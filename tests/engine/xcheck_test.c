@@ -40,6 +40,7 @@
 #include <openssl/rsa.h>
 
 #include "engine_util.h"
+#include "tls/cert.h"
 #include "tls_ref.h"
 #include "tls/suites.h"
 #include "util/util.h"
@@ -494,14 +495,12 @@ static void test_rsa_tls(void **state)
 	(void)state;
 	for (int i = 0; i < 3; i++) {
 		struct pxy_rsa_priv priv;
-		struct et_rsa_buf *buf = malloc(sizeof(*buf));
 
 		pk[i] = EVP_RSA_gen(bits[i]);
 		assert_non_null(pk[i]);
-		assert_non_null(buf);
-		et_rsa_priv(pk[i], &priv, buf);
+		assert_int_equal(pxy_rsa_priv_from_pkey(pk[i], &priv), PXY_OK);
 		assert_int_equal(e->ops->key_load(e, &priv, &key_id[i]), PXY_OK);
-		free(buf);
+		pxy_rsa_priv_free(&priv);
 	}
 	for (int i = 0; i < 3; i++)
 		for (int c = 0; c < RSA_NCASES; c++)
