@@ -165,8 +165,7 @@ struct pxy_tap {
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t inspect;    /* still parsing */
 	uint8_t decrypting; /* still decrypting */
-	uint8_t keys_ready;
-	uint8_t epochs_ready; /* keys exist for epochs below this */
+	uint8_t epochs_ready; /* keys exist for epochs below this (0: none yet) */
 	/* renegotiation (RFC 5746): a new handshake inside the encrypted records */
 	uint8_t resume_pending; /* an abbreviated handshake whose session is not in the cache yet */
 	uint64_t resume_since;
@@ -176,7 +175,7 @@ struct pxy_tap {
 	uint8_t prev_sid[32], prev_sid_len; /* the session in force when the renegotiation began */
 	uint16_t prev_suite, prev_version;
 	uint8_t prev_ems;
-	uint8_t ordered;      /* apply decrypted records in arrival order across both directions */
+	uint8_t ordered;      /* from the first renegotiation on: apply records in arrival order, both ways */
 	uint64_t arr_next;
 	uint8_t keylogged;
 	uint8_t closed;    /* abandoned: results are discarded */
@@ -392,14 +391,6 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 
 /* ---- abbreviated handshakes (RFC 5246 §7.3, RFC 5077 §3.1) ------------------- */
 
-/*
- * The server answered with an abbreviated handshake. Find the session by the
- * ticket the client offered, else by the session ID the server echoed; it
- * must be the same suite, version and EMS setting (RFC 7627 §5.3). Then the
- * keys come from the cached master secret and the new randoms, and both
- * Finished messages verify them as in a full handshake. Returns 1 when
- * decrypting, 0 when the session is unknown (forwarded, not decrypted).
- */
 /* The session an abbreviated handshake resumes: by the offered ticket, else the echoed ID. */
 static int lookup_session(struct pxy_tap *t, struct pxy_session *s)
 {
@@ -422,29 +413,46 @@ static void submit_waiting(struct pxy_tap *t, enum pxy_dir d);
 /* how long a resumption may wait for the session it resumes to be verified */
 #define RESUME_WAIT_NS 1000000000ull
 
-/* Find the resumed session now; 1 when the keys are in place. */
-static int resume_keys(struct pxy_tap *t)
+/*
+ * Epoch e's keys from the session an abbreviated handshake resumes: the one
+ * the cache finds, else *in_force (when that is the session resumed). It must
+ * be the same suite, version and EMS setting (RFC 7627 §5.3); the keys come
+ * from its master secret and the new randoms. 1 when they are in place.
+ */
+static int keys_from_session(struct pxy_tap *t, unsigned e, const struct pxy_session *in_force)
 {
 	struct pxy_session s;
 	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
-	int ok = lookup_session(t, &s) && suite && s.suite == t->sh.suite && s.version == t->sh.version &&
-		 s.ems == t->sh.ems &&
-		 pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random,
-				  &t->keys[0][PXY_C2S], &t->keys[0][PXY_S2C]) == PXY_OK;
+	int found = lookup_session(t, &s), ok;
 
+	if (!found && in_force) {
+		s = *in_force;
+		found = 1;
+	}
+	ok = found && suite && s.suite == t->sh.suite && s.version == t->sh.version && s.ems == t->sh.ems &&
+	     pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random,
+			      &t->keys[e][PXY_C2S], &t->keys[e][PXY_S2C]) == PXY_OK;
 	if (ok) {
 		memcpy(t->ms, s.ms, sizeof(t->ms));
+		t->suite = suite;
 		/* the client certificate of the session (not sent again on resumption) */
 		t->info.client_cert = s.has_client;
 		if (s.has_client)
 			t->info.client = s.client;
-		t->keys_ready = 1;
-		t->epochs_ready = 1;
-		t->resume_pending = 0;
-		t->cnt->resumed++;
 	}
 	pxy_wipe(&s, sizeof(s));
 	return ok;
+}
+
+/* Find the resumed session now; 1 when the keys are in place. */
+static int resume_keys(struct pxy_tap *t)
+{
+	if (!keys_from_session(t, 0, NULL))
+		return 0;
+	t->epochs_ready = 1;
+	t->resume_pending = 0;
+	t->cnt->resumed++;
+	return 1;
 }
 
 /*
@@ -468,6 +476,14 @@ static void retry_resume(struct pxy_tap *t, int last)
 	}
 }
 
+/*
+ * The server answered with an abbreviated handshake. Find the session by the
+ * ticket the client offered, else by the session ID the server echoed; it
+ * must be the same suite, version and EMS setting (RFC 7627 §5.3). Then the
+ * keys come from the cached master secret and the new randoms, and both
+ * Finished messages verify them as in a full handshake. Returns 1 when
+ * decrypting, 0 when the session is unknown (forwarded, not decrypted).
+ */
 static int resume(struct pxy_tap *t)
 {
 	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
@@ -537,9 +553,13 @@ static int keys_verified(const struct pxy_tap *t)
  */
 static int epoch_compatible(const struct pxy_tap *t, unsigned e)
 {
-	const struct pxy_traffic_keys *a = &t->keys[e - 1][PXY_C2S], *b = &t->keys[e][PXY_C2S];
+	const struct pxy_traffic_keys *a, *b;
 
-	return e == 0 || b->version != PXY_TLS10 || a->version != PXY_TLS10 ||
+	if (e == 0)
+		return 1;
+	a = &t->keys[e - 1][PXY_C2S];
+	b = &t->keys[e][PXY_C2S];
+	return b->version != PXY_TLS10 || a->version != PXY_TLS10 ||
 	       (a->bulk == b->bulk && a->mac == b->mac && a->etm == b->etm);
 }
 
@@ -650,7 +670,6 @@ static void on_rsa_done(struct pxy_tap *t, struct tap_job *j)
 		stop_decrypt(t, PXY_R_RENEGOTIATION);
 		return;
 	}
-	t->keys_ready = 1;
 	t->epochs_ready = (uint8_t)(e + 1);
 	submit_waiting(t, PXY_C2S);
 	submit_waiting(t, PXY_S2C);
@@ -861,29 +880,26 @@ static void start_reneg(struct pxy_tap *t)
  */
 static void reneg_resume(struct pxy_tap *t)
 {
-	struct pxy_session s;
-	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
-	int found = lookup_session(t, &s);
+	struct pxy_session in_force;
+	int is_in_force = t->prev_sid_len && t->sh.sid_len == t->prev_sid_len &&
+			  !memcmp(t->sh.sid, t->prev_sid, t->prev_sid_len);
+	int ok;
 
-	if (!found && t->prev_sid_len && t->sh.sid_len == t->prev_sid_len &&
-	    !memcmp(t->sh.sid, t->prev_sid, t->prev_sid_len)) {
-		/* the session in force (no cache, or not stored): its secret is at hand */
-		memcpy(s.ms, t->ms, sizeof(s.ms));
-		s.suite = t->prev_suite;
-		s.version = t->prev_version;
-		s.ems = t->prev_ems;
-		found = 1;
-	}
-	if (!found || !suite || s.suite != t->sh.suite || s.version != t->sh.version || s.ems != t->sh.ems ||
-	    pxy_keys_traffic(suite, t->sh.version, t->sh.etm, s.ms, t->ch.random, t->sh.random,
-			     &t->keys[t->reneg_epoch][PXY_C2S], &t->keys[t->reneg_epoch][PXY_S2C]) < 0) {
-		pxy_wipe(&s, sizeof(s));
+	/* the session in force (no cache, or not stored): its secret is at hand */
+	memset(&in_force, 0, sizeof(in_force));
+	memcpy(in_force.ms, t->ms, sizeof(in_force.ms));
+	in_force.suite = t->prev_suite;
+	in_force.version = t->prev_version;
+	in_force.ems = t->prev_ems;
+	in_force.has_client = t->info.client_cert;
+	if (in_force.has_client)
+		in_force.client = t->info.client;
+	ok = keys_from_session(t, t->reneg_epoch, is_in_force ? &in_force : NULL);
+	pxy_wipe(&in_force, sizeof(in_force));
+	if (!ok) {
 		stop_decrypt(t, PXY_R_RESUMPTION_UNKNOWN);
 		return;
 	}
-	memcpy(t->ms, s.ms, sizeof(t->ms));
-	pxy_wipe(&s, sizeof(s));
-	t->suite = suite;
 	if (!epoch_compatible(t, t->reneg_epoch)) {
 		stop_decrypt(t, PXY_R_RENEGOTIATION);
 		return;
@@ -1010,7 +1026,7 @@ static void on_alert(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body)
 		/* the server decided for itself: its alert goes on to the client */
 		set_verdict(t, PXY_V_ALLOW);
 		stop_inspect(t, PXY_R_SERVER_ALERT);
-	} else if (!t->keys_ready || !(t->info.fin_ok[0] | t->info.fin_ok[1])) {
+	} else if (!t->epochs_ready || !(t->info.fin_ok[0] | t->info.fin_ok[1])) {
 		stop_inspect(t, d == PXY_S2C ? PXY_R_SERVER_ALERT : PXY_R_CLIENT_ALERT);
 	}
 }
@@ -1177,8 +1193,8 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	if (td->fin_seen && (r->h.type == PXY_CT_HANDSHAKE || r->h.type == PXY_CT_CHANGE_CIPHER_SPEC)) {
 		/*
 		 * A handshake inside the encrypted records: a renegotiation. From now on
-		 * records are applied in arrival order across both directions (its
-		 * messages alternate), and an encrypted ChangeCipherSpec moves this
+		 * (for the rest of the connection) records are applied in arrival order
+		 * across both directions (its messages alternate), and an encrypted ChangeCipherSpec moves this
 		 * direction to the next epoch's keys: the records after it wait for
 		 * them, counting from sequence number 0, the first being the Finished.
 		 */
