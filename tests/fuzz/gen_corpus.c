@@ -93,6 +93,26 @@ static void on_bytes(void *ctx, enum pxy_dir d, uint8_t *p, size_t n)
 	}
 }
 
+/* Peers whose bytes are recorded into r (first = NULL), or peers resuming first's session. */
+static void recorded_pair(struct tu_pair *p, const struct tu_pair *first, const struct tu_pair_opts *o, struct rec *r)
+{
+	if ((first ? tu_pair_new_resuming(p, first, o) : tu_pair_new(p, o)) < 0) {
+		fprintf(stderr, "%s: cannot set up peers\n", r->name);
+		exit(1);
+	}
+	p->on_bytes = on_bytes;
+	p->ctx = r;
+}
+
+/* The recorded tap input, as OUT/tap/NAME. */
+static void write_tap(const struct rec *r)
+{
+	char dir[1024];
+
+	snprintf(dir, sizeof(dir), "%s/tap", r->out);
+	write_file(dir, r->name, r->buf, r->len);
+}
+
 /* A full session, then (as the next connection of the same input) one that resumes it. */
 static void resumed_session(const char *out, const char *name, struct tu_pair_opts *o)
 {
@@ -100,31 +120,19 @@ static void resumed_session(const char *out, const char *name, struct tu_pair_op
 	struct rec r = { .out = out, .name = name };
 	uint8_t msg[500], next[3] = { FUZZ_OP_NEXT_CONN | FUZZ_OP_C2S, 0, 0 };
 	SSL_SESSION *sess;
-	char dir[1024];
 
 	tu_fill(msg, sizeof(msg), 2);
-	if (tu_pair_new(&p1, o) < 0) {
-		fprintf(stderr, "%s: cannot set up peers\n", name);
-		exit(1);
-	}
-	p1.on_bytes = on_bytes;
-	p1.ctx = &r;
+	recorded_pair(&p1, NULL, o, &r);
 	tu_pair_handshake(&p1);
 	tu_pair_send(&p1, PXY_C2S, msg, 100);
 	sess = SSL_get1_session(p1.c);
 	put(&r, next, sizeof(next));
 	o->resume = sess;
-	if (tu_pair_new_resuming(&p2, &p1, o) < 0) {
-		fprintf(stderr, "%s: cannot set up peers\n", name);
-		exit(1);
-	}
-	p2.on_bytes = on_bytes;
-	p2.ctx = &r;
+	recorded_pair(&p2, &p1, o, &r);
 	tu_pair_handshake(&p2);
 	tu_pair_send(&p2, PXY_C2S, msg, 200);
 	tu_pair_send(&p2, PXY_S2C, msg, sizeof(msg));
-	snprintf(dir, sizeof(dir), "%s/tap", out);
-	write_file(dir, name, r.buf, r.len);
+	write_tap(&r);
 	SSL_SESSION_free(sess);
 	o->resume = NULL;
 	free(r.buf);
@@ -139,27 +147,26 @@ static void renegotiated_session(const char *out, const char *name, struct tu_pa
 	struct tu_pair p;
 	struct rec r = { .out = out, .name = name };
 	uint8_t msg[700];
-	char dir[1024];
 
 	tu_fill(msg, sizeof(msg), 3);
-	if (tu_pair_new(&p, o) < 0) {
-		fprintf(stderr, "%s: cannot set up peers\n", name);
-		exit(1);
-	}
-	p.on_bytes = on_bytes;
-	p.ctx = &r;
+	recorded_pair(&p, NULL, o, &r);
+	/* OpenSSL 3 servers refuse client-initiated renegotiation unless allowed */
+	SSL_set_options(p.s, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
 	tu_pair_handshake(&p);
 	tu_pair_send(&p, PXY_C2S, msg, 300);
 	if (SSL_renegotiate(p.c) != 1) {
 		fprintf(stderr, "%s: cannot renegotiate\n", name);
 		exit(1);
 	}
-	SSL_do_handshake(p.c);
-	tu_pair_pump(&p);
+	/* the peers only read once their handshake is done: drive both to its end */
+	for (int k = 0; k < 20 && SSL_renegotiate_pending(p.c); k++) {
+		SSL_do_handshake(p.c);
+		SSL_do_handshake(p.s);
+		tu_pair_pump(&p);
+	}
 	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
 	tu_pair_send(&p, PXY_C2S, msg, 100);
-	snprintf(dir, sizeof(dir), "%s/tap", out);
-	write_file(dir, name, r.buf, r.len);
+	write_tap(&r);
 	free(r.buf);
 	free(r.c2s);
 	tu_pair_free(&p);
@@ -172,12 +179,7 @@ static void session(const char *out, const char *name, struct tu_pair_opts *o, i
 	uint8_t msg[3000];
 	char dir[1024];
 
-	if (tu_pair_new(&p, o) < 0) {
-		fprintf(stderr, "%s: cannot set up peers\n", name);
-		exit(1);
-	}
-	p.on_bytes = on_bytes;
-	p.ctx = &r;
+	recorded_pair(&p, NULL, o, &r);
 	tu_pair_handshake(&p);
 	if (data) {
 		tu_fill(msg, sizeof(msg), 1);
@@ -190,8 +192,7 @@ static void session(const char *out, const char *name, struct tu_pair_opts *o, i
 		uint8_t eof[6] = { FUZZ_OP_EOF_C2S, 0, 0, FUZZ_OP_EOF_S2C, 0, 0 };
 		put(&r, eof, sizeof(eof));
 	}
-	snprintf(dir, sizeof(dir), "%s/tap", out);
-	write_file(dir, name, r.buf, r.len);
+	write_tap(&r);
 	snprintf(dir, sizeof(dir), "%s/record", out);
 	if (r.c2s_len) {
 		uint8_t *rb = malloc(r.c2s_len + 1);
