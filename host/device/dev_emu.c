@@ -120,7 +120,7 @@ static int read_all(const char *path, uint8_t **out, size_t *len, char *err, siz
 	return 0;
 }
 
-/* the section of this kind, bounds-checked; NULL if absent or out of range */
+/* the section of this kind, bounds-checked and aligned; NULL if absent, out of range or misaligned */
 static const uint8_t *section(const uint8_t *f, size_t len, uint32_t kind, size_t *size)
 {
 	const struct axlf *a = (const struct axlf *)f;
@@ -133,7 +133,9 @@ static const uint8_t *section(const uint8_t *f, size_t len, uint32_t kind, size_
 
 		if (s->kind != kind)
 			continue;
-		if (s->offset > len || s->size > len - s->offset)
+		/* sections are read in place as structures: they must be 8-byte aligned, as
+		 * xclbin writers lay them out (the file itself is in an aligned buffer) */
+		if (s->offset > len || s->size > len - s->offset || s->offset % 8)
 			return NULL;
 		*size = s->size;
 		return f + s->offset;
