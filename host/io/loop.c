@@ -489,11 +489,13 @@ static void start_reject(struct pxy_loop *l, struct conn *c)
 {
 	char line[1024];
 	struct half *to_client = &c->h[PXY_S2C], *to_server = &c->h[PXY_C2S];
+	const struct pxy_tap_info *ti = pxy_tap_info(c->tap);
 
 	c->state = CS_REJECTING;
 	c->close_kind = "reject";
 	l->st.rejected++;
-	pxy_rejectlog_format(line, sizeof(line), c->id, pxy_tap_info(c->tap), l->cfg->expected);
+	/* expected: the certificate the SNI names, else the first configured */
+	pxy_rejectlog_format(line, sizeof(line), c->id, ti, ti->expected ? ti->expected : l->cfg->expected);
 	pxy_warn("%s", line);
 	cancel_recv(l, c, PXY_C2S);
 	cancel_recv(l, c, PXY_S2C);

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "util/ct.h"
 #include "util/util.h"
@@ -211,4 +212,11 @@ void pxy_rsa_priv_free(struct pxy_rsa_priv *k)
 		all[i]->p = NULL;
 		all[i]->len = 0;
 	}
+}
+
+int pxy_identity_names_host(const struct pxy_identity *id, const char *host)
+{
+	if (!id || !id->x509 || !host || !*host)
+		return 0;
+	return X509_check_host(id->x509, host, strlen(host), 0, NULL) == 1;
 }

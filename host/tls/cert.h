@@ -44,6 +44,10 @@ int pxy_identity_rsa_priv(const struct pxy_identity *id, struct pxy_rsa_priv *ou
 int pxy_rsa_priv_from_pkey(const void *pkey, struct pxy_rsa_priv *out);
 void pxy_rsa_priv_free(struct pxy_rsa_priv *k);
 
+/** Whether the identity's certificate is valid for this host name (SAN DNS
+ * names, wildcards as RFC 6125 allows, CN when there is no SAN). */
+int pxy_identity_names_host(const struct pxy_identity *id, const char *host);
+
 /** Fingerprint, serial and subject of a DER certificate received from a peer. */
 void pxy_cert_describe(const uint8_t *der, size_t len, struct pxy_cert_info *out);
 

@@ -331,17 +331,32 @@ static int hs_expect(struct pxy_tap *t, enum pxy_dir d, unsigned msg)
 
 /* ---- the policy verdict -------------------------------------------------- */
 
-/* The configured identity whose certificate is exactly this leaf (public data: memcmp is fine). */
-static const struct pxy_identity *find_identity(const struct pxy_tap *t, const struct pxy_certificate *cert)
+/* The configured identity whose certificate is this leaf, matched by SHA-256
+ * (the received leaf's is in t->info.received). The SNI is a hint: the
+ * identity whose certificate names that host is tried first, and when the
+ * server sends something else it is the certificate the reject line names as
+ * expected. All of it is public data: memcmp is fine. */
+static const struct pxy_identity *find_identity(struct pxy_tap *t, const struct pxy_certificate *cert)
 {
 	const struct pxy_identity *ids = t->cfg.n_identities ? t->cfg.identities : t->cfg.identity;
 	size_t n = t->cfg.n_identities ? t->cfg.n_identities : (t->cfg.identity != NULL);
+	const struct pxy_identity *hint = NULL;
 
-	if (!cert || !cert->leaf)
+	for (size_t i = 0; i < n && t->ch.sni[0]; i++)
+		if (pxy_identity_names_host(&ids[i], t->ch.sni)) {
+			hint = &ids[i];
+			break;
+		}
+	t->info.expected = hint ? &hint->info : NULL;
+	if (!cert || !cert->leaf || !t->info.has_received_cert)
 		return NULL;
+	if (hint && !memcmp(hint->info.sha256, t->info.received.sha256, 32))
+		return hint;
 	for (size_t i = 0; i < n; i++)
-		if (cert->leaf_len == ids[i].der_len && !memcmp(cert->leaf, ids[i].der, ids[i].der_len))
+		if (!memcmp(ids[i].info.sha256, t->info.received.sha256, 32)) {
+			t->info.expected = &ids[i].info;
 			return &ids[i];
+		}
 	return NULL;
 }
 
@@ -350,7 +365,7 @@ static const struct pxy_identity *find_identity(const struct pxy_tap *t, const s
  * to hear first. */
 static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 {
-	const struct pxy_identity *id = find_identity(t, cert);
+	const struct pxy_identity *id;
 	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
 	enum pxy_reason r = PXY_R_NONE;
 
@@ -358,6 +373,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		pxy_cert_describe(cert->leaf, cert->leaf_len, &t->info.received);
 		t->info.has_received_cert = 1;
 	}
+	id = find_identity(t, cert);
 	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry)
 		r = PXY_R_TLS13;
 	else if (!s)

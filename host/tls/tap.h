@@ -119,6 +119,8 @@ struct pxy_tap_info {
 	uint8_t error_dir;
 	uint8_t has_received_cert;
 	struct pxy_cert_info received; /* server's leaf, when seen */
+	const struct pxy_cert_info *expected; /* the configured certificate for this session: the one
+					       * the server sent, else the one the SNI names; NULL if neither */
 	uint64_t records[2];    /* records seen per direction */
 	uint64_t decrypted[2];  /* application plaintext bytes per direction */
 	uint64_t dropped[2];    /* records not inspected for lack of engine capacity */

@@ -3,12 +3,15 @@
 # SNI (RSA-2048 for a.test, RSA-3072 for b.test); one proxy holds both
 # (--cert a,b --key a,b) and decrypts each session with the key of the
 # certificate the server actually sent. A proxy that holds only the first
-# rejects b.test's as cert-mismatch.
+# rejects b.test's as cert-mismatch. The SNI is a hint: when the proxy holds
+# a different certificate for b.test (one renewed on one side only), the reject
+# line names that one as expected.
 . "$(dirname "$0")/lib.sh"
 need_tool curl
 
 gen_cert a a.test rsa:2048
 gen_cert b b.test rsa:3072
+gen_cert b2 b.test rsa:2048 # b.test's certificate renewed, but only on the proxy
 PT="$T/plaintext"
 
 bg www openssl s_server -accept 127.0.0.1:0 -www -no_tls1_3 -cipher AES128-GCM-SHA256 \
@@ -43,3 +46,15 @@ grep "WARN reject id=$(field "$CONN" id) " "$PX_LOG" | grep -q "received_serial=
 	fail "b.test: the reject line does not name b's certificate"
 stop_group "$PX_PID"
 say "b.test: rejected as cert-mismatch by a proxy holding only a.test's key"
+
+start_proxy px-renewed --backend "127.0.0.1:$port" --cert "$T/a.crt,$T/b2.crt" --key "$T/a.key,$T/b2.key"
+get a.test || fail "a.test through the a+b2 proxy failed"
+get b.test && fail "b.test: curl succeeded though the proxy holds another certificate for it"
+get_conn "$PX_LOG" b.test
+expect_fields "$CONN" verdict=rejected reason=cert-mismatch
+line=$(grep "WARN reject id=$(field "$CONN" id) " "$PX_LOG")
+printf '%s\n' "$line" | grep -q "expected_serial=$(cert_serial "$T/b2.crt") expected_sha256=$(cert_sha256 "$T/b2.crt") " ||
+	fail "b.test: the reject line should expect the certificate the SNI names (b2): $line"
+printf '%s\n' "$line" | grep -q "received_serial=$(cert_serial "$T/b.crt")" || fail "b.test: received is not b: $line"
+stop_group "$PX_PID"
+say "b.test: rejected, and the reject line expects the configured certificate for that name"
