@@ -170,19 +170,21 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
-	/* two descriptors per connection: take what the hard limit allows */
+	/* two descriptors per connection, two more with per-connection plaintext
+	 * files: take what the hard limit allows */
 	{
 		struct rlimit rl;
+		uint64_t per = cfg.plaintext_dir ? 4 : 2;
 
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_NOFILE, &rl);
 			getrlimit(RLIMIT_NOFILE, &rl);
-			if (rl.rlim_cur != RLIM_INFINITY && cfg.max_conns * 2 + 64 > rl.rlim_cur) {
-				uint64_t fit = rl.rlim_cur > 128 ? (rl.rlim_cur - 64) / 2 : 32;
+			if (rl.rlim_cur != RLIM_INFINITY && cfg.max_conns * per + 64 > rl.rlim_cur) {
+				uint64_t fit = rl.rlim_cur > 64 + 32 * per ? (rl.rlim_cur - 64) / per : 32;
 
 				pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu: using %llu",
-					 (unsigned long long)cfg.max_conns, (unsigned long long)(cfg.max_conns * 2 + 64),
+					 (unsigned long long)cfg.max_conns, (unsigned long long)(cfg.max_conns * per + 64),
 					 (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
 				cfg.max_conns = fit;
 			}
