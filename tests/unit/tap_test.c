@@ -367,6 +367,14 @@ static void test_reject_reasons(void **state)
 	assert_int_equal(judge(&o, &srv, 65536, &r, NULL), PXY_V_REJECT);
 	assert_int_equal(r, PXY_R_TLS13);
 
+	/* a HelloRetryRequest (the client's key share is for a group the server
+	 * does not take): TLS 1.3 all the same, judged on the HRR */
+	o.client_groups = "X25519:P-256";
+	o.server_groups = "P-256";
+	assert_int_equal(judge(&o, &srv, 65536, &r, &info), PXY_V_REJECT);
+	assert_int_equal(r, PXY_R_TLS13);
+	assert_int_equal(info.version, 0x0304);
+
 	memset(&o, 0, sizeof(o));
 	o.server = &other;
 	o.ciphers = "AES128-GCM-SHA256";

@@ -198,6 +198,10 @@ int tu_pair_new(struct tu_pair *p, const struct tu_pair_opts *o)
 			opts |= SSL_OP_NO_TICKET;
 		SSL_CTX_set_options(ctx, opts);
 	}
+	/* TLS 1.3: a server group the client sent no key share for makes a HelloRetryRequest */
+	if ((o->client_groups && !SSL_CTX_set1_groups_list(p->cctx, o->client_groups)) ||
+	    (o->server_groups && !SSL_CTX_set1_groups_list(p->sctx, o->server_groups)))
+		return -1;
 	SSL_CTX_set_dh_auto(p->sctx, 1);
 	SSL_CTX_set_session_cache_mode(p->sctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_session_id_context(p->sctx, (const unsigned char *)"pxy", 3);

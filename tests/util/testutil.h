@@ -42,6 +42,7 @@ void tu_drain_all(struct pxy_engine *e);
 struct tu_pair_opts {
 	const char *ciphers;     /* TLS 1.2 cipher list for both sides */
 	const char *ciphersuites;/* TLS 1.3 suites, when max_version is TLS 1.3 */
+	const char *client_groups, *server_groups; /* key exchange groups, e.g. "X25519:P-256" */
 	int min_version, max_version;
 	int no_ems, no_etm, no_tickets;
 	int client_auth;         /* server asks for a client certificate (client has one) */
