@@ -120,6 +120,9 @@ static const struct opt_def opts[] = {
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
 	  check_passthrough },
 	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
+	{ "conn-log", STR(conn_log), "FILE",
+	  "append one JSON object per connection (JSON lines): times, addresses, SNI, version, suite, resumption, "
+	  "certificates, verdict, reason, bytes, engine" },
 	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
 	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },

@@ -17,6 +17,7 @@ struct pxy_config {
 	char *engine;
 	char *xclbin;
 	char *keylog;
+	char *conn_log;
 	char *plaintext_dir;
 	char *passthrough;
 	char *log;

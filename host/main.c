@@ -102,7 +102,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	char err[1024] = "";
 	char fp[96], addr[64], why[512];
-	int keylog_fd = -1, r, status = 1;
+	int keylog_fd = -1, connlog_fd = -1, r, status = 1;
 
 	if (pxy_config_parse(&cfg, argc, argv, err, sizeof(err)) < 0) {
 		pxy_config_free(&cfg);
@@ -147,6 +147,14 @@ int main(int argc, char **argv)
 		keylog_fd = open(cfg.keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (keylog_fd < 0) {
 			snprintf(err, sizeof(err), "--keylog %s: %s", cfg.keylog, strerror(errno));
+			status = usage_error(err);
+			goto out;
+		}
+	}
+	if (cfg.conn_log) {
+		connlog_fd = open(cfg.conn_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (connlog_fd < 0) {
+			snprintf(err, sizeof(err), "--conn-log %s: %s", cfg.conn_log, strerror(errno));
 			status = usage_error(err);
 			goto out;
 		}
@@ -240,6 +248,8 @@ int main(int argc, char **argv)
 		pxy_passthrough_parse(cfg.passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
 	lc.plaintext_dir = cfg.plaintext_dir;
 	lc.keylog_fd = keylog_fd;
+	lc.connlog_fd = connlog_fd;
+	lc.engine_name = engine->ops->name;
 	lc.expected = &ids[0].info;
 	if (pxy_loop_new(&lc, &loop) < 0)
 		goto out;
@@ -273,6 +283,8 @@ out:
 		pxy_identity_free(&ids[i]);
 	if (keylog_fd >= 0)
 		close(keylog_fd);
+	if (connlog_fd >= 0)
+		close(connlog_fd);
 	pxy_config_free(&cfg);
 	pxy_log_close();
 	return status;

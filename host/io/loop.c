@@ -94,6 +94,7 @@ struct conn {
 	uint8_t reset_started;
 	const char *close_kind;
 	uint64_t t_start;
+	uint64_t t_start_unix_us; /* wall clock at accept, for the JSON log */
 	struct sockaddr_storage peer;
 	struct __kernel_timespec cto;
 	struct wfile *pf[2];
@@ -120,6 +121,7 @@ struct pxy_loop {
 	struct __kernel_timespec accept_backoff;
 	uint64_t last_accept_warn;
 	struct wfile *keylog;
+	struct wfile *connlog; /* --conn-log: JSON lines */
 	uint64_t next_id;
 	unsigned pid;
 	unsigned writes_inflight;
@@ -219,6 +221,24 @@ static struct wfile *wfile_open(const char *path, int append)
 	f->refs = 1;
 	f->off = append ? UINT64_MAX : 0;
 	snprintf(f->path, sizeof(f->path), "%s", path);
+	return f;
+}
+
+/* A file the caller opened (O_APPEND), written through the ring; the loop keeps its own descriptor. */
+static struct wfile *wfile_adopt(int fd, const char *name)
+{
+	struct wfile *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->fd = dup(fd);
+	if (f->fd < 0) {
+		free(f);
+		return NULL;
+	}
+	f->refs = 1;
+	f->off = UINT64_MAX;
+	snprintf(f->path, sizeof(f->path), "%s", name);
 	return f;
 }
 
@@ -432,6 +452,18 @@ static void conn_log(struct pxy_loop *l, struct conn *c)
 	s.close = c->close_kind ? c->close_kind : "fin";
 	pxy_connlog_format(line, sizeof(line), &s);
 	pxy_info("%s", line);
+	if (l->connlog) {
+		char json[2048];
+		size_t n;
+
+		s.start_unix_us = c->t_start_unix_us;
+		s.engine = l->cfg->engine_name;
+		n = pxy_connlog_json(json, sizeof(json), &s);
+		if (n)
+			wfile_write(l, l->connlog, json, n);
+		else
+			l->st.sink_write_errors++;
+	}
 }
 
 /* The tap has finished the connection's last jobs: log it and let it go. */
@@ -687,6 +719,7 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	c->fd[PXY_C2S] = res;
 	c->fd[PXY_S2C] = -1;
 	c->t_start = pxy_now_ns();
+	c->t_start_unix_us = pxy_unix_us();
 	snprintf(c->id, sizeof(c->id), "%u-%" PRIu64, l->pid, ++l->next_id);
 	for (int d = 0; d < 2; d++) {
 		c->h[d].q_head = c->h[d].q_tail = NO_BID;
@@ -1165,15 +1198,9 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 		pxy_err_log("signalfd: %s", strerror(errno));
 		goto fail;
 	}
-	if (cfg->keylog_fd >= 0) {
-		l->keylog = calloc(1, sizeof(*l->keylog));
-		if (!l->keylog)
-			goto nomem;
-		l->keylog->fd = dup(cfg->keylog_fd);
-		l->keylog->refs = 1;
-		l->keylog->off = UINT64_MAX;
-		snprintf(l->keylog->path, sizeof(l->keylog->path), "key log");
-	}
+	if ((cfg->keylog_fd >= 0 && !(l->keylog = wfile_adopt(cfg->keylog_fd, "key log"))) ||
+	    (cfg->connlog_fd >= 0 && !(l->connlog = wfile_adopt(cfg->connlog_fd, "connection log"))))
+		goto nomem;
 	l->listen_fd = open_listener(cfg);
 	if (l->listen_fd < 0) {
 		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
@@ -1230,10 +1257,8 @@ void pxy_loop_free(struct pxy_loop *l)
 		close(l->listen_fd);
 	if (l->signal_fd >= 0)
 		close(l->signal_fd);
-	if (l->keylog) {
-		close(l->keylog->fd);
-		free(l->keylog);
-	}
+	wfile_put(l->keylog);
+	wfile_put(l->connlog);
 	free(l->br);
 	free(l->bufs);
 	free(l->q_next);

@@ -40,6 +40,8 @@ struct pxy_loop_cfg {
 	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
 	const char *plaintext_dir;  /* NULL: no plaintext sink */
 	int keylog_fd;              /* -1: no key log; opened O_APPEND */
+	int connlog_fd;             /* -1: no JSON connection log; opened O_APPEND */
+	const char *engine_name;    /* for the JSON connection log */
 	const struct pxy_cert_info *expected; /* for reject lines */
 };
 

@@ -5,6 +5,9 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
 
 #include "tls/suites.h"
 #include "util/ct.h"
@@ -87,6 +90,97 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 		n += snprintf(out + n, cap - (size_t)n, " dropped_c2s=%" PRIu64 " dropped_s2c=%" PRIu64,
 			      t->dropped[0], t->dropped[1]);
 	return n > 0 ? PXY_MIN((size_t)n, cap - 1) : 0;
+}
+
+/* "2026-11-28T21:57:56.576123Z" */
+static void iso_time(char out[40], uint64_t unix_us)
+{
+	time_t sec = (time_t)(unix_us / 1000000);
+	struct tm tm;
+	char day[24];
+
+	gmtime_r(&sec, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 40, "%s.%06uZ", day, (unsigned)(unix_us % 1000000));
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void add_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+/* yes/no as true/false; n/a (not meaningful for this version or suite) as null */
+static void add_flag(json_object *o, const char *k, int meaningful, uint8_t v)
+{
+	json_object_object_add(o, k, meaningful ? json_object_new_boolean(v) : NULL);
+}
+
+static json_object *cert_json(const struct pxy_cert_info *ci)
+{
+	json_object *o = json_object_new_object();
+	char fp[96];
+
+	pxy_cert_fp_str(ci, fp);
+	add_str(o, "subject", ci->subject);
+	add_str(o, "serial", ci->serial);
+	add_str(o, "sha256", fp);
+	return o;
+}
+
+size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
+{
+	const struct pxy_tap_info *t = s->tap;
+	const struct pxy_suite *st = t && t->has_suite ? pxy_suite_find(t->suite) : NULL;
+	json_object *o = json_object_new_object();
+	char vbuf[8], sbuf[8], ts[40], ms[32];
+	const char *js;
+	size_t n = 0;
+	int tls13 = t && t->version == PXY_TLS13;
+
+	if (!o)
+		return 0;
+	iso_time(ts, s->start_unix_us);
+	add_str(o, "start", ts);
+	iso_time(ts, s->start_unix_us + s->duration_us);
+	add_str(o, "end", ts);
+	snprintf(ms, sizeof(ms), "%" PRIu64 ".%03" PRIu64, s->duration_us / 1000, s->duration_us % 1000);
+	json_object_object_add(o, "duration_ms", json_object_new_double_s((double)s->duration_us / 1000.0, ms));
+	add_str(o, "id", s->id);
+	add_str(o, "client", s->client);
+	add_str(o, "server", s->server);
+	add_str(o, "sni", t && t->sni[0] ? t->sni : NULL);
+	add_str(o, "version", t && t->version ? pxy_version_name(t->version, vbuf) : NULL);
+	add_str(o, "suite", t && t->has_suite ? pxy_suite_name(t->suite, sbuf) : NULL);
+	add_flag(o, "ems", t && t->has_suite && !tls13, t ? t->ems : 0);
+	add_flag(o, "etm", t && t->has_suite && !tls13 && !(st && st->mac == PXY_MAC_AEAD), t ? t->etm : 0);
+	add_str(o, "resumed", !t || !t->resumed ? "no" : t->resumed_ticket ? "ticket" : "session-id");
+	json_object_object_add(o, "server_cert", t && t->has_received_cert ? cert_json(&t->received) : NULL);
+	json_object_object_add(o, "client_cert", t && t->client_cert ? cert_json(&t->client) : NULL);
+	add_str(o, "verdict", pxy_outcome_name(s->outcome));
+	add_str(o, "reason", s->reason == PXY_R_NONE ? NULL : pxy_reason_name(s->reason));
+	add_u64(o, "bytes_c2s", s->bytes[0]);
+	add_u64(o, "bytes_s2c", s->bytes[1]);
+	add_u64(o, "decrypted_c2s", t ? t->decrypted[0] : 0);
+	add_u64(o, "decrypted_s2c", t ? t->decrypted[1] : 0);
+	add_u64(o, "dropped_c2s", t ? t->dropped[0] : 0);
+	add_u64(o, "dropped_s2c", t ? t->dropped[1] : 0);
+	add_str(o, "close", s->close);
+	if (s->engine)
+		add_str(o, "engine", s->engine);
+	js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (js && strlen(js) + 2 <= cap) {
+		n = strlen(js);
+		memcpy(out, js, n);
+		out[n++] = '\n';
+		out[n] = 0;
+	}
+	json_object_put(o);
+	return n;
 }
 
 size_t pxy_rejectlog_format(char *out, size_t cap, const char *id, const struct pxy_tap_info *t,

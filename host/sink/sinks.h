@@ -29,11 +29,19 @@ struct pxy_conn_summary {
 	enum pxy_reason reason;
 	uint64_t bytes[2];  /* forwarded per direction */
 	uint64_t duration_us;
+	uint64_t start_unix_us; /* wall clock at accept (JSON only) */
 	const char *close; /* "fin", "reset", "reject" */
+	const char *engine; /* the engine's name (JSON only; NULL: left out) */
 };
 
 /** One line, key=value pairs (README "Connection log"). */
 size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *s);
+
+/**
+ * The same as one JSON object and a newline (README "JSON connection log"),
+ * for --conn-log. Returns its length, 0 when it does not fit in cap.
+ */
+size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s);
 
 /** The line logged when the policy rejects a handshake. */
 size_t pxy_rejectlog_format(char *out, size_t cap, const char *id, const struct pxy_tap_info *tap,

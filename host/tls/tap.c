@@ -123,6 +123,7 @@ struct tap_job {
 	uint8_t key_iv; /* TLS 1.0 CBC, first record: its IV is the key block's */
 	uint8_t epoch;  /* which keys: 0 the first handshake's, n the n-th renegotiation's */
 	uint64_t arr;   /* arrival order over both directions */
+	uint64_t t_submit; /* when it went to the engine (job latency) */
 	size_t cost; /* ciphertext bytes counted against max_pending */
 };
 
@@ -412,15 +413,18 @@ static int lookup_session(struct pxy_tap *t, struct pxy_session *s)
 {
 	uint8_t key[PXY_SESSION_KEY_LEN];
 	uint64_t now = pxy_now_ns();
-	int found = 0;
+	int found = 0, by_ticket;
 
 	if (t->cfg.sessions && t->has_offered_ticket)
 		found = pxy_sessions_get(t->cfg.sessions, t->offered_ticket, s, now);
+	by_ticket = found;
 	if (!found && t->cfg.sessions && t->sh.sid_len && t->sh.sid_len == t->ch.sid_len &&
 	    !memcmp(t->sh.sid, t->ch.sid, t->sh.sid_len)) {
 		pxy_session_key(PXY_SESS_ID, t->sh.sid, t->sh.sid_len, key);
 		found = pxy_sessions_get(t->cfg.sessions, key, s, now);
 	}
+	/* by the ticket when that found it, or when nothing did and the client offered one */
+	t->info.resumed_ticket = by_ticket || (!found && t->has_offered_ticket);
 	return found;
 }
 
@@ -468,6 +472,7 @@ static int resume_keys(struct pxy_tap *t)
 	t->epochs_ready = 1;
 	t->resume_pending = 0;
 	t->cnt->resumed++;
+	t->cnt->resumed_ticket += t->info.resumed_ticket;
 	return 1;
 }
 
@@ -505,6 +510,7 @@ static int resume(struct pxy_tap *t)
 	const struct pxy_suite *suite = pxy_suite_find(t->sh.suite);
 
 	t->info.resumed = 1;
+	t->info.resumed_ticket = t->has_offered_ticket; /* until the lookup says how */
 	set_verdict(t, PXY_V_ALLOW);
 	if (!suite || !pxy_suite_decryptable(suite, t->sh.version) || !t->cfg.sessions) {
 		t->cnt->resumed_unknown++;
@@ -590,6 +596,7 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	if (j->key_iv)
 		memcpy(j->job.u.rec.iv, t->keys[j->epoch][d].iv, sizeof(j->job.u.rec.iv));
 	j->next = NULL;
+	j->t_submit = pxy_now_ns();
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
 		/* engine saturated: this record goes uninspected; forwarding is unaffected */
@@ -646,6 +653,7 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 		memcpy(j->job.u.rsa.in, enc, len);
 		j->job.u.rsa.in_len = (uint16_t)len;
 	}
+	j->t_submit = pxy_now_ns();
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
 		free_job(j);
@@ -1562,6 +1570,8 @@ void pxy_tap_job_done(struct pxy_job *job)
 	struct pxy_tap *t = job->owner;
 
 	t->inflight--;
+	pxy_hist_observe(job->type == PXY_JOB_RSA_DECRYPT ? &t->cnt->rsa_latency : &t->cnt->record_latency,
+			 pxy_now_ns() - j->t_submit);
 	if (job->type == PXY_JOB_RSA_DECRYPT) {
 		on_rsa_done(t, j);
 		free_job(j);

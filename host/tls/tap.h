@@ -22,6 +22,7 @@
 #include "tls/cert.h"
 #include "tls/hs.h"
 #include "tls/sessions.h"
+#include "util/hist.h"
 
 enum pxy_dir { PXY_C2S = 0, PXY_S2C = 1 };
 
@@ -109,6 +110,7 @@ struct pxy_tap_info {
 	uint16_t suite;   /* 0 if unknown */
 	uint8_t has_suite;
 	uint8_t ems, etm, resumed;
+	uint8_t resumed_ticket; /* resumed: by the ticket the client offered (else by session ID) */
 	uint8_t passthrough; /* forwarded undecrypted by policy (--passthrough) */
 	uint8_t client_cert; /* client sent a non-empty Certificate */
 	struct pxy_cert_info client; /* its leaf, when client_cert */
@@ -172,12 +174,14 @@ void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r);
 struct pxy_tap_counters {
 	uint64_t keys_verified, finished_mismatch, record_auth_fail, rsa_jobs;
 	uint64_t resumed, resumed_unknown; /* abbreviated handshakes followed / not followed */
+	uint64_t resumed_ticket;           /* of those followed, by ticket (the rest by session ID) */
 	uint64_t renegotiations;           /* renegotiations followed (begun) */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
 	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */
 	uint64_t verdicts[3];
 	uint64_t reasons[PXY_R__COUNT];
+	struct pxy_hist rsa_latency, record_latency; /* engine job submit -> completion */
 };
 
 #endif

@@ -12,6 +12,8 @@
 
 /** Monotonic nanoseconds. */
 uint64_t pxy_now_ns(void);
+/** Wall-clock time, microseconds since the Unix epoch. */
+uint64_t pxy_unix_us(void);
 /** Wall-clock milliseconds since the epoch. */
 uint64_t pxy_wall_ms(void);
 

@@ -9,6 +9,8 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 
+#include <json-c/json.h>
+
 #include "sink/sinks.h"
 
 static void test_keylog(void **state)
@@ -106,11 +108,123 @@ static void test_conn_line(void **state)
 		assert_string_not_equal(pxy_reason_name((enum pxy_reason)r), "?");
 }
 
+static const char *jstr(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+static int jnull(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) && v == NULL;
+}
+
+static void test_connlog_json(void **state)
+{
+	struct pxy_tap_info t;
+	struct pxy_conn_summary s;
+	char line[2048];
+	json_object *o, *cc;
+	size_t n;
+
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	strcpy(t.sni, "www.example.com");
+	t.version = 0x0303;
+	t.suite = 0x002f; /* TLS_RSA_WITH_AES_128_CBC_SHA */
+	t.has_suite = 1;
+	t.ems = 1;
+	t.etm = 1;
+	t.resumed = 1;
+	t.resumed_ticket = 1;
+	t.client_cert = 1;
+	strcpy(t.client.subject, "/CN=a \"quoted\" \\ name");
+	strcpy(t.client.serial, "1A2B");
+	t.client.sha256[0] = 0xC7;
+	t.decrypted[0] = 10;
+	t.decrypted[1] = 20;
+	t.dropped[1] = 2;
+	memset(&s, 0, sizeof(s));
+	s.id = "7-1";
+	s.client = "[::1]:5";
+	s.server = "127.0.0.1:6";
+	s.tap = &t;
+	s.outcome = PXY_O_DECRYPTED;
+	s.reason = PXY_R_NONE;
+	s.bytes[0] = 100;
+	s.bytes[1] = 200;
+	s.start_unix_us = 1795046400000000ull + 123456; /* 2026-11-19T00:00:00.123456Z */
+	s.duration_us = 1500000;
+	s.close = "fin";
+	s.engine = "emu";
+	n = pxy_connlog_json(line, sizeof(line), &s);
+	assert_true(n > 0);
+	assert_int_equal(n, strlen(line));
+	assert_int_equal(line[n - 1], '\n');
+	assert_null(memchr(line, '\n', n - 1)); /* one line */
+	o = json_tokener_parse(line);
+	assert_non_null(o);
+	assert_string_equal(jstr(o, "start"), "2026-11-19T00:00:00.123456Z");
+	assert_string_equal(jstr(o, "end"), "2026-11-19T00:00:01.623456Z");
+	assert_non_null(strstr(line, "\"duration_ms\":1500.000,"));
+	assert_string_equal(jstr(o, "id"), "7-1");
+	assert_string_equal(jstr(o, "client"), "[::1]:5");
+	assert_string_equal(jstr(o, "sni"), "www.example.com");
+	assert_string_equal(jstr(o, "version"), "TLS1.2");
+	assert_string_equal(jstr(o, "suite"), "TLS_RSA_WITH_AES_128_CBC_SHA");
+	assert_string_equal(jstr(o, "ems"), "true");
+	assert_string_equal(jstr(o, "etm"), "true");
+	assert_string_equal(jstr(o, "resumed"), "ticket");
+	assert_string_equal(jstr(o, "verdict"), "decrypted");
+	assert_true(jnull(o, "reason"));
+	assert_true(jnull(o, "server_cert"));
+	assert_string_equal(jstr(o, "bytes_s2c"), "200");
+	assert_string_equal(jstr(o, "decrypted_c2s"), "10");
+	assert_string_equal(jstr(o, "dropped_s2c"), "2");
+	assert_string_equal(jstr(o, "close"), "fin");
+	assert_string_equal(jstr(o, "engine"), "emu");
+	assert_true(json_object_object_get_ex(o, "client_cert", &cc));
+	assert_string_equal(jstr(cc, "subject"), "/CN=a \"quoted\" \\ name"); /* escaped, and back */
+	assert_string_equal(jstr(cc, "serial"), "1A2B");
+	assert_true(!strncmp(jstr(cc, "sha256"), "C7:00:", 6));
+	json_object_put(o);
+
+	/* AEAD: etm means nothing; session-ID resumption; a reason */
+	t.suite = 0x009c;
+	t.resumed_ticket = 0;
+	s.outcome = PXY_O_NOT_DECRYPTED;
+	s.reason = PXY_R_RESUMPTION_UNKNOWN;
+	assert_true(pxy_connlog_json(line, sizeof(line), &s) > 0);
+	o = json_tokener_parse(line);
+	assert_true(jnull(o, "etm"));
+	assert_string_equal(jstr(o, "resumed"), "session-id");
+	assert_string_equal(jstr(o, "reason"), "resumption-unknown");
+	json_object_put(o);
+
+	/* no TLS seen at all */
+	s.tap = NULL;
+	s.outcome = PXY_O_NOT_DECRYPTED;
+	s.reason = PXY_R_BACKEND_UNREACHABLE;
+	assert_true(pxy_connlog_json(line, sizeof(line), &s) > 0);
+	o = json_tokener_parse(line);
+	assert_true(jnull(o, "sni") && jnull(o, "version") && jnull(o, "suite") && jnull(o, "ems"));
+	assert_string_equal(jstr(o, "resumed"), "no");
+	assert_string_equal(jstr(o, "decrypted_c2s"), "0");
+	json_object_put(o);
+
+	/* never a cut line */
+	assert_int_equal(pxy_connlog_json(line, 64, &s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keylog),
 		cmocka_unit_test(test_paths_and_addrs),
+		cmocka_unit_test(test_connlog_json),
 		cmocka_unit_test(test_conn_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
