@@ -123,6 +123,8 @@ static const struct opt_def opts[] = {
 	{ "conn-log", STR(conn_log), "FILE",
 	  "append one JSON object per connection (JSON lines): times, addresses, SNI, version, suite, resumption, "
 	  "certificates, verdict, reason, bytes, engine" },
+	{ "metrics", STR(metrics), "ADDR:PORT",
+	  "serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics", check_listen },
 	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
 	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },

@@ -18,6 +18,7 @@ struct pxy_config {
 	char *xclbin;
 	char *keylog;
 	char *conn_log;
+	char *metrics;
 	char *plaintext_dir;
 	char *passthrough;
 	char *log;

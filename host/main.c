@@ -122,7 +122,9 @@ int main(int argc, char **argv)
 	/* everything a user can get wrong is checked before listening: exit 2 */
 	memset(&lc, 0, sizeof(lc));
 	if (resolve("listen", cfg.listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve("backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0) {
+	    resolve("backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
+	    (cfg.metrics &&
+	     resolve("metrics", cfg.metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
 		status = usage_error(err);
 		goto out;
 	}
@@ -269,6 +271,10 @@ int main(int argc, char **argv)
 			o += (size_t)snprintf(sizes + o, sizeof(sizes) - o, "%sRSA-%u", i ? "," : "", ids[i].bits);
 		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), %s key%s", PXY_VERSION, laddr,
 			 addr, engine->ops->name, ep.threads, sizes, nids > 1 ? "s" : "");
+		if (pxy_loop_metrics_addr(loop, &bound, &blen)) {
+			pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
+			pxy_info("metrics on http://%s/metrics", laddr);
+		}
 	}
 	for (int i = 0; i < nids; i++) {
 		pxy_cert_fp_str(&ids[i].info, fp);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sink/metrics.h"
 #include "sink/sinks.h"
 #include "tls/record.h"
 #include "util/ct.h"
@@ -33,6 +34,9 @@ enum op {
 	OP_ENGINE,
 	OP_SIGNAL,
 	OP_ACCEPT_RETRY,
+	OP_MACCEPT, /* /metrics: accept, recv, send; slot = scrape slot */
+	OP_MRECV,
+	OP_MSEND,
 };
 
 #define UD_PTR_BIT (1ull << 63)
@@ -103,6 +107,17 @@ struct conn {
 	uint64_t t_end; /* sockets closed; the tap may still be finishing */
 };
 
+/* One /metrics client: its request, then the response being sent. */
+#define METRICS_SLOTS 4
+#define METRICS_REQ_MAX 4096
+struct mconn {
+	int fd; /* -1: free */
+	size_t got;
+	char req[METRICS_REQ_MAX];
+	char *resp;
+	size_t resp_len, sent;
+};
+
 struct pxy_loop {
 	struct io_uring ring;
 	const struct pxy_loop_cfg *cfg;
@@ -129,6 +144,13 @@ struct pxy_loop {
 	struct pxy_loop_stats st;
 	struct pxy_tap_counters tc;
 	struct pxy_tap_cfg tap_cfg;
+	/* /metrics */
+	int metrics_fd;
+	struct mconn mc[METRICS_SLOTS];
+	uint64_t scrapes;
+	uint64_t outcomes[4][PXY_R__COUNT]; /* connections ended, by outcome and reason */
+	struct pxy_hist conn_duration;
+	uint64_t started_unix_us;
 };
 
 static void conn_step(struct pxy_loop *l, struct conn *c);
@@ -452,6 +474,8 @@ static void conn_log(struct pxy_loop *l, struct conn *c)
 	s.close = c->close_kind ? c->close_kind : "fin";
 	pxy_connlog_format(line, sizeof(line), &s);
 	pxy_info("%s", line);
+	l->outcomes[s.outcome & 3][s.reason < PXY_R__COUNT ? s.reason : 0]++;
+	pxy_hist_observe(&l->conn_duration, s.duration_us * 1000);
 	if (l->connlog) {
 		char json[2048];
 		size_t n;
@@ -970,6 +994,272 @@ static void on_signal(struct pxy_loop *l)
 	}
 }
 
+/* ---- /metrics (Prometheus text format over HTTP/1.x) ------------------------ */
+
+static void metrics_arm_accept(struct pxy_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_accept(sqe, l->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_MACCEPT, 0, LOOP_SLOT));
+}
+
+static void metrics_arm_recv(struct pxy_loop *l, unsigned i)
+{
+	struct mconn *m = &l->mc[i];
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_recv(sqe, m->fd, m->req + m->got, METRICS_REQ_MAX - 1 - m->got, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_MRECV, 0, i));
+}
+
+static void metrics_arm_send(struct pxy_loop *l, unsigned i)
+{
+	struct mconn *m = &l->mc[i];
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_send(sqe, m->fd, m->resp + m->sent, m->resp_len - m->sent, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_MSEND, 0, i));
+}
+
+static void metrics_close(struct pxy_loop *l, unsigned i)
+{
+	struct mconn *m = &l->mc[i];
+
+	close(m->fd);
+	free(m->resp);
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+}
+
+#define FAM(n, t, h) pxy_prom_family(p, n, t, h)
+#define VAL(n, v) pxy_prom_sample(p, n, NULL, (double)(v))
+#define LVAL(n, k, lv, v)                                \
+	do {                                             \
+		const char *lb_[] = { k, lv, NULL };     \
+		pxy_prom_sample(p, n, lb_, (double)(v)); \
+	} while (0)
+
+/* Everything this loop counts, in the Prometheus text format (README "Metrics"). */
+static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
+{
+	const struct pxy_engine_stats *es = &l->cfg->tap.engine->stats;
+	const char *engine = l->cfg->tap.engine->ops->name;
+	const char *out_names[4] = { "decrypted", "passthrough", "rejected", "not-decrypted" };
+
+#define ES(f) __atomic_load_n(&es->f, __ATOMIC_RELAXED)
+	FAM("proxyssl_build_info", "gauge", "the version running, as a label");
+	LVAL("proxyssl_build_info", "version", PXY_VERSION, 1);
+	FAM("proxyssl_start_time_seconds", "gauge", "when the io loop started (Unix time)");
+	VAL("proxyssl_start_time_seconds", (double)(l->started_unix_us / 1000000));
+
+	FAM("proxyssl_connections_accepted_total", "counter", "client connections accepted");
+	VAL("proxyssl_connections_accepted_total", l->st.accepted);
+	FAM("proxyssl_connections_active", "gauge", "client connections open now");
+	VAL("proxyssl_connections_active", l->st.active);
+	FAM("proxyssl_connections_refused_total", "counter", "connections reset at once: --max-conns reached");
+	VAL("proxyssl_connections_refused_total", l->st.refused_max_conns);
+	FAM("proxyssl_connections_total", "counter",
+	    "connections ended, by verdict and reason (reason \"none\": nothing went wrong)");
+	for (int o = 0; o < 4; o++)
+		for (int r = 0; r < PXY_R__COUNT; r++)
+			if (l->outcomes[o][r]) {
+				const char *lb[] = { "verdict", out_names[o], "reason",
+						     r ? pxy_reason_name((enum pxy_reason)r) : "none", NULL };
+				pxy_prom_sample(p, "proxyssl_connections_total", lb, (double)l->outcomes[o][r]);
+			}
+	FAM("proxyssl_connections_closed_total", "counter", "how connections closed");
+	LVAL("proxyssl_connections_closed_total", "how", "fin", l->st.closed_fin);
+	LVAL("proxyssl_connections_closed_total", "how", "reset", l->st.closed_reset);
+	LVAL("proxyssl_connections_closed_total", "how", "reject", l->st.rejected);
+	FAM("proxyssl_connection_duration_seconds", "histogram", "accept to the connection's log line");
+	pxy_prom_hist(p, "proxyssl_connection_duration_seconds", NULL, &l->conn_duration);
+
+	FAM("proxyssl_handshakes_total", "counter",
+	    "handshakes by kind: full (an RSA pre-master decrypted), resumed by session-id or ticket, "
+	    "resumption-unknown (forwarded, not decrypted)");
+	LVAL("proxyssl_handshakes_total", "kind", "full", l->tc.rsa_jobs);
+	LVAL("proxyssl_handshakes_total", "kind", "session-id", l->tc.resumed - l->tc.resumed_ticket);
+	LVAL("proxyssl_handshakes_total", "kind", "ticket", l->tc.resumed_ticket);
+	LVAL("proxyssl_handshakes_total", "kind", "resumption-unknown", l->tc.resumed_unknown);
+	FAM("proxyssl_renegotiations_total", "counter", "renegotiations followed");
+	VAL("proxyssl_renegotiations_total", l->tc.renegotiations);
+	FAM("proxyssl_keys_verified_total", "counter", "sessions whose recovered keys verified against Finished");
+	VAL("proxyssl_keys_verified_total", l->tc.keys_verified);
+
+	FAM("proxyssl_bytes_forwarded_total", "counter", "bytes forwarded, by direction");
+	LVAL("proxyssl_bytes_forwarded_total", "direction", "c2s", l->st.bytes[0]);
+	LVAL("proxyssl_bytes_forwarded_total", "direction", "s2c", l->st.bytes[1]);
+	FAM("proxyssl_bytes_decrypted_total", "counter", "application plaintext bytes recovered");
+	VAL("proxyssl_bytes_decrypted_total", l->tc.plaintext_bytes);
+	FAM("proxyssl_records_decrypted_total", "counter", "TLS records decrypted and authenticated");
+	VAL("proxyssl_records_decrypted_total", l->tc.records_decrypted);
+	FAM("proxyssl_records_dropped_total", "counter", "records left uninspected: the engine was saturated");
+	VAL("proxyssl_records_dropped_total", l->tc.records_dropped);
+	FAM("proxyssl_pending_bytes", "gauge", "ciphertext waiting for keys or in the engine");
+	VAL("proxyssl_pending_bytes", l->tc.pending_bytes);
+	FAM("proxyssl_buffers_held", "gauge", "receive buffers lent out (queued or being sent)");
+	VAL("proxyssl_buffers_held", l->bufs_held);
+	FAM("proxyssl_buffers", "gauge", "receive buffers in the ring");
+	VAL("proxyssl_buffers", l->nbufs);
+
+	FAM("proxyssl_engine_ops_total", "counter", "engine jobs completed, by engine and operation");
+	{
+		const char *a[] = { "engine", engine, "op", "rsa_decrypt", NULL };
+		const char *b[] = { "engine", engine, "op", "record_open", NULL };
+		pxy_prom_sample(p, "proxyssl_engine_ops_total", a, (double)ES(rsa_ops));
+		pxy_prom_sample(p, "proxyssl_engine_ops_total", b, (double)ES(rec_open));
+	}
+	FAM("proxyssl_engine_inflight_jobs", "gauge", "jobs in the engine now (queue depth)");
+	LVAL("proxyssl_engine_inflight_jobs", "engine", engine, ES(inflight));
+	FAM("proxyssl_engine_launches_total", "counter", "kernel runs started (xrt/emu)");
+	LVAL("proxyssl_engine_launches_total", "engine", engine, ES(launches));
+	FAM("proxyssl_engine_batched_jobs_total", "counter", "jobs carried by kernel runs (xrt/emu)");
+	LVAL("proxyssl_engine_batched_jobs_total", "engine", engine, ES(batched_jobs));
+	FAM("proxyssl_engine_software_jobs_total", "counter", "jobs run in software by a device engine");
+	LVAL("proxyssl_engine_software_jobs_total", "engine", engine, ES(software_jobs));
+	FAM("proxyssl_engine_job_latency_seconds", "histogram", "engine job submission to completion, by operation");
+	{
+		const char *a[] = { "op", "rsa_decrypt", NULL };
+		const char *b[] = { "op", "record_open", NULL };
+		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", a, &l->tc.rsa_latency);
+		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", b, &l->tc.record_latency);
+	}
+
+	if (l->tap_cfg.sessions) {
+		const struct pxy_sessions_stats *ss = pxy_sessions_stats(l->tap_cfg.sessions);
+
+		FAM("proxyssl_session_cache_entries", "gauge", "sessions in the cache");
+		VAL("proxyssl_session_cache_entries", ss->entries);
+		FAM("proxyssl_session_cache_lookups_total", "counter", "cache lookups by result");
+		LVAL("proxyssl_session_cache_lookups_total", "result", "hit", ss->hits);
+		LVAL("proxyssl_session_cache_lookups_total", "result", "miss", ss->misses);
+		FAM("proxyssl_session_cache_stored_total", "counter", "sessions stored");
+		VAL("proxyssl_session_cache_stored_total", ss->stored);
+		FAM("proxyssl_session_cache_removed_total", "counter", "sessions removed, by why");
+		LVAL("proxyssl_session_cache_removed_total", "why", "expired", ss->expired);
+		LVAL("proxyssl_session_cache_removed_total", "why", "evicted", ss->evicted);
+	}
+
+	FAM("proxyssl_errors_total", "counter", "errors by class");
+	LVAL("proxyssl_errors_total", "class", "protocol", l->tc.protocol_errors);
+	LVAL("proxyssl_errors_total", "class", "finished-mismatch", l->tc.finished_mismatch);
+	LVAL("proxyssl_errors_total", "class", "record-auth", l->tc.record_auth_fail);
+	LVAL("proxyssl_errors_total", "class", "backend-connect", l->st.connect_failed);
+	LVAL("proxyssl_errors_total", "class", "backend-connect-timeout", l->st.connect_timeout);
+	LVAL("proxyssl_errors_total", "class", "engine", ES(errors));
+	LVAL("proxyssl_errors_total", "class", "engine-busy", ES(busy_rejects));
+	LVAL("proxyssl_errors_total", "class", "device-failure", ES(device_failures));
+	LVAL("proxyssl_errors_total", "class", "device-fault", ES(faults));
+	LVAL("proxyssl_errors_total", "class", "sink-write", l->st.sink_write_errors);
+	LVAL("proxyssl_errors_total", "class", "enobufs", l->st.enobufs);
+	FAM("proxyssl_metrics_scrapes_total", "counter", "requests served on /metrics");
+	VAL("proxyssl_metrics_scrapes_total", l->scrapes);
+#undef ES
+}
+
+#undef FAM
+#undef VAL
+#undef LVAL
+
+/* The request head is in: answer it and close (HTTP/1.0 style, Connection: close). */
+static void metrics_respond(struct pxy_loop *l, unsigned i)
+{
+	struct mconn *m = &l->mc[i];
+	struct pxy_prom body = { 0 };
+	const char *status = "200 OK", *ctype = "text/plain; version=0.0.4; charset=utf-8";
+	const char *text = NULL;
+	char head[256];
+	int head_only = !strncmp(m->req, "HEAD ", 5), n;
+	size_t blen;
+
+	if (strncmp(m->req, "GET ", 4) && !head_only) {
+		status = "405 Method Not Allowed";
+		text = "only GET and HEAD\n";
+	} else if (strncmp(m->req + (head_only ? 5 : 4), "/metrics", 8) ||
+		   !strchr(" ?", m->req[(head_only ? 5 : 4) + 8])) {
+		status = "404 Not Found";
+		text = "the metrics are at /metrics\n";
+	} else {
+		l->scrapes++;
+		metrics_render(l, &body);
+		if (body.oom) {
+			status = "503 Service Unavailable";
+			text = "out of memory\n";
+		}
+	}
+	if (text)
+		ctype = "text/plain; charset=utf-8";
+	blen = text ? strlen(text) : body.len;
+	n = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+		     status, ctype, blen);
+	m->resp_len = (size_t)n + (head_only ? 0 : blen);
+	m->resp = malloc(m->resp_len);
+	if (!m->resp) {
+		pxy_prom_free(&body);
+		metrics_close(l, i);
+		return;
+	}
+	memcpy(m->resp, head, (size_t)n);
+	if (!head_only)
+		memcpy(m->resp + n, text ? text : body.buf, blen);
+	pxy_prom_free(&body);
+	m->sent = 0;
+	metrics_arm_send(l, i);
+}
+
+static void on_metrics(struct pxy_loop *l, unsigned op, uint32_t slot, int res)
+{
+	struct mconn *m = slot < METRICS_SLOTS ? &l->mc[slot] : NULL;
+
+	if (op == OP_MACCEPT) {
+		unsigned i = 0;
+
+		if (res >= 0) {
+			while (i < METRICS_SLOTS && l->mc[i].fd >= 0)
+				i++;
+			if (i == METRICS_SLOTS) {
+				close(res); /* METRICS_SLOTS scrapes at once are enough */
+			} else {
+				l->mc[i].fd = res;
+				l->mc[i].got = 0;
+				metrics_arm_recv(l, i);
+			}
+		} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN && res != -EMFILE && res != -ENFILE) {
+			pxy_warn("metrics: accept: %s; not serving /metrics any more", strerror(-res));
+			return;
+		}
+		if (!l->stopping)
+			metrics_arm_accept(l);
+		return;
+	}
+	if (!m || m->fd < 0)
+		return;
+	if (op == OP_MRECV) {
+		if (res <= 0) {
+			metrics_close(l, slot);
+			return;
+		}
+		m->got += (size_t)res;
+		m->req[m->got] = 0;
+		if (strstr(m->req, "\r\n\r\n") || strstr(m->req, "\n\n") || m->got >= METRICS_REQ_MAX - 1)
+			metrics_respond(l, slot);
+		else
+			metrics_arm_recv(l, slot);
+		return;
+	}
+	/* OP_MSEND */
+	if (res <= 0) {
+		metrics_close(l, slot);
+		return;
+	}
+	m->sent += (size_t)res;
+	if (m->sent < m->resp_len)
+		metrics_arm_send(l, slot);
+	else
+		metrics_close(l, slot);
+}
+
 static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -995,6 +1285,11 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 		return;
 	case OP_ACCEPT_RETRY:
 		l->accept_paused = 0; /* the loop re-arms the accept */
+		return;
+	case OP_MACCEPT:
+	case OP_MRECV:
+	case OP_MSEND:
+		on_metrics(l, ud_op(ud), ud_slot(ud), cqe->res);
 		return;
 	default:
 		if (ud_slot(ud) == LOOP_SLOT)
@@ -1051,6 +1346,8 @@ int pxy_loop_run(struct pxy_loop *l)
 	uint64_t stop_deadline = 0;
 
 	arm_accept(l);
+	if (l->metrics_fd >= 0)
+		metrics_arm_accept(l);
 	arm_poll(l, l->cfg->tap.engine->event_fd, OP_ENGINE);
 	arm_poll(l, l->signal_fd, OP_SIGNAL);
 	for (;;) {
@@ -1099,15 +1396,15 @@ int pxy_loop_run(struct pxy_loop *l)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static int open_listener(const struct pxy_loop_cfg *cfg)
+static int open_listener(const struct sockaddr_storage *addr, socklen_t len)
 {
-	int fd = socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_len) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, 4096) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -1129,7 +1426,9 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	if (!l)
 		return PXY_E_NOMEM;
 	l->cfg = cfg;
-	l->listen_fd = l->signal_fd = -1;
+	l->listen_fd = l->signal_fd = l->metrics_fd = -1;
+	for (unsigned i = 0; i < METRICS_SLOTS; i++)
+		l->mc[i].fd = -1;
 	l->pid = (unsigned)getpid();
 	l->tap_cfg = cfg->tap;
 	l->tap_cfg.counters = &l->tc;
@@ -1201,13 +1500,23 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	if ((cfg->keylog_fd >= 0 && !(l->keylog = wfile_adopt(cfg->keylog_fd, "key log"))) ||
 	    (cfg->connlog_fd >= 0 && !(l->connlog = wfile_adopt(cfg->connlog_fd, "connection log"))))
 		goto nomem;
-	l->listen_fd = open_listener(cfg);
+	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len);
 	if (l->listen_fd < 0) {
 		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
 		pxy_err_log("cannot listen on %s: %s", addr, strerror(-l->listen_fd));
 		l->listen_fd = -1;
 		goto fail;
 	}
+	if (cfg->metrics_len) {
+		l->metrics_fd = open_listener(&cfg->metrics_addr, cfg->metrics_len);
+		if (l->metrics_fd < 0) {
+			pxy_addr_str((const struct sockaddr *)&cfg->metrics_addr, addr, sizeof(addr));
+			pxy_err_log("cannot listen for --metrics on %s: %s", addr, strerror(-l->metrics_fd));
+			l->metrics_fd = -1;
+			goto fail;
+		}
+	}
+	l->started_unix_us = pxy_unix_us();
 	*out = l;
 	return PXY_OK;
 nomem:
@@ -1221,6 +1530,12 @@ void pxy_loop_listen_addr(const struct pxy_loop *l, struct sockaddr_storage *ss,
 {
 	*len = sizeof(*ss);
 	getsockname(l->listen_fd, (struct sockaddr *)ss, len);
+}
+
+int pxy_loop_metrics_addr(const struct pxy_loop *l, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	return l->metrics_fd >= 0 && getsockname(l->metrics_fd, (struct sockaddr *)ss, len) == 0;
 }
 
 void pxy_loop_free(struct pxy_loop *l)
@@ -1255,6 +1570,13 @@ void pxy_loop_free(struct pxy_loop *l)
 		io_uring_queue_exit(&l->ring);
 	if (l->listen_fd >= 0)
 		close(l->listen_fd);
+	if (l->metrics_fd >= 0)
+		close(l->metrics_fd);
+	for (unsigned i = 0; i < METRICS_SLOTS; i++)
+		if (l->mc[i].fd >= 0) {
+			close(l->mc[i].fd);
+			free(l->mc[i].resp);
+		}
 	if (l->signal_fd >= 0)
 		close(l->signal_fd);
 	wfile_put(l->keylog);

@@ -30,6 +30,8 @@ struct pxy_loop_cfg {
 	socklen_t listen_len;
 	struct sockaddr_storage backend_addr;
 	socklen_t backend_len;
+	struct sockaddr_storage metrics_addr; /* /metrics over HTTP; metrics_len 0: none */
+	socklen_t metrics_len;
 	unsigned buffers;           /* provided buffers in the ring (power of two) */
 	unsigned buffer_size;       /* bytes per buffer */
 	uint64_t max_queue;         /* bytes queued per direction before reading stops */
@@ -65,5 +67,7 @@ void pxy_loop_free(struct pxy_loop *l);
 
 /** The bound listener address (after port 0 is resolved). */
 void pxy_loop_listen_addr(const struct pxy_loop *l, struct sockaddr_storage *ss, socklen_t *len);
+/** The bound /metrics address; 0 when there is none. */
+int pxy_loop_metrics_addr(const struct pxy_loop *l, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

@@ -80,7 +80,7 @@ static void put_value(struct pxy_prom *p, double v)
 	if (v >= 0 && v < 9007199254740992.0 && v == (double)(uint64_t)v)
 		put(p, " %llu\n", (unsigned long long)v);
 	else
-		put(p, " %.17g\n", v);
+		put(p, " %.10g\n", v);
 }
 
 void pxy_prom_sample(struct pxy_prom *p, const char *name, const char *const *labels, double v)
