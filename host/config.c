@@ -146,6 +146,8 @@ static const struct opt_def opts[] = {
 	  "how long a cached session is kept (default 7200)" },
 };
 
+_Static_assert(PXY_ARRAY_LEN(opts) <= PXY_CONFIG_MAX_OPTS, "PXY_CONFIG_MAX_OPTS is too small");
+
 static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t n, const char *fmt, ...)
 {
@@ -234,6 +236,12 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 
 	if (x->failed)
 		return 0;
+	if (!*section) {
+		set_err(x->err, x->err_len, "%s:%d: '%s' is outside a section (settings go under [proxy])", x->path,
+			lineno, name);
+		x->failed = 1;
+		return 0;
+	}
 	if (strcmp(section, "proxy") != 0) {
 		set_err(x->err, x->err_len, "%s:%d: unknown section [%s] (expected [proxy])", x->path, lineno, section);
 		x->failed = 1;
@@ -250,6 +258,7 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 		x->failed = 1;
 		return 0;
 	}
+	x->c->lines[o - opts] = lineno;
 	return 1;
 }
 
@@ -293,7 +302,7 @@ static void defaults(struct pxy_config *c)
 
 int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)
 {
-	struct option lopts[PXY_ARRAY_LEN(opts) + 4];
+	struct option lopts[PXY_ARRAY_LEN(opts) + 5];
 	size_t i;
 	int r, ch, idx;
 
@@ -301,6 +310,7 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 	for (i = 0; i < PXY_ARRAY_LEN(opts); i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, 1000 + (int)i };
 	lopts[i++] = (struct option){ "config", required_argument, NULL, 'c' };
+	lopts[i++] = (struct option){ "check-config", required_argument, NULL, 'C' };
 	lopts[i++] = (struct option){ "help", no_argument, NULL, 'h' };
 	lopts[i++] = (struct option){ "version", no_argument, NULL, 'V' };
 	lopts[i] = (struct option){ NULL, 0, NULL, 0 };
@@ -309,9 +319,10 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 	opterr = 0;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, ":hV", lopts, &idx)) != -1) {
-		if (ch == 'c') {
+		if (ch == 'c' || ch == 'C') {
 			free(c->config_file);
 			c->config_file = strdup(optarg);
+			c->check |= ch == 'C';
 		}
 	}
 	if (c->config_file && (r = load_file(c, c->config_file, err, n)) < 0)
@@ -323,7 +334,9 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 		switch (ch) {
 		case 'h': c->help = 1; break;
 		case 'V': c->version = 1; break;
-		case 'c': break;
+		case 'c':
+		case 'C':
+			break;
 		case ':':
 			set_err(err, n, "option %s needs a value", argv[optind - 1]);
 			return PXY_E_USAGE;
@@ -334,6 +347,7 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 			if (ch >= 1000 && ch < 1000 + (int)PXY_ARRAY_LEN(opts)) {
 				if ((r = set_opt(c, &opts[ch - 1000], optarg, err, n, "")) < 0)
 					return r;
+				c->lines[ch - 1000] = -1;
 			}
 			break;
 		}
@@ -345,7 +359,8 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 	if (c->help || c->version)
 		return PXY_OK;
 	if (!c->listen || !c->backend || !c->cert || !c->key) {
-		set_err(err, n, "--listen, --backend, --cert and --key are required (see --help)");
+		set_err(err, n, "%s%s--listen, --backend, --cert and --key are required (see --help)",
+			c->config_file ? c->config_file : "", c->config_file ? ": " : "");
 		return PXY_E_USAGE;
 	}
 	/* the one check that spans two settings */
@@ -367,6 +382,42 @@ void pxy_config_free(struct pxy_config *c)
 	memset(c, 0, sizeof(*c));
 }
 
+const char *pxy_config_where(const struct pxy_config *c, const char *name, char *buf, size_t n)
+{
+	const struct opt_def *o = find_opt(name);
+	int line = o ? c->lines[o - opts] : 0;
+
+	if (line <= 0 || !c->config_file)
+		return "";
+	snprintf(buf, n, "%s:%d: ", c->config_file, line);
+	return buf;
+}
+
+void pxy_config_print(FILE *out, const struct pxy_config *c)
+{
+	fprintf(out, "; proxyssl %s: the effective settings%s%s\n[proxy]\n", PXY_VERSION,
+		c->config_file ? " of " : "", c->config_file ? c->config_file : "");
+	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
+		const struct opt_def *o = &opts[i];
+		char val[32], from[600];
+		const char *v = val;
+
+		if (o->kind == K_STR)
+			v = *(char *const *)((const char *)c + o->off);
+		else
+			snprintf(val, sizeof(val), "%llu", (unsigned long long)*(const uint64_t *)((const char *)c + o->off));
+		if (c->lines[i] > 0)
+			snprintf(from, sizeof(from), "%s:%d", c->config_file, c->lines[i]);
+		else
+			snprintf(from, sizeof(from), "%s", c->lines[i] < 0 ? "command line" : "default");
+		/* an inline comment: libinih strips " ;..." from values */
+		if (v)
+			fprintf(out, "%-18s = %-30s ; %s\n", o->name, v, from);
+		else
+			fprintf(out, "; %-16s   (not set)\n", o->name);
+	}
+}
+
 void pxy_config_usage(FILE *out)
 {
 	fprintf(out, "usage: proxyssl --listen ADDR:PORT --backend ADDR:PORT --cert FILE --key FILE [options]\n\n"
@@ -379,6 +430,8 @@ void pxy_config_usage(FILE *out)
 		fprintf(out, "  %-28s %s\n", left, opts[i].help);
 	}
 	fprintf(out, "  %-28s %s\n", "--config FILE", "read settings from an INI file ([proxy] section, same names)");
+	fprintf(out, "  %-28s %s\n", "--check-config FILE",
+		"check FILE (and the options given with it) as a start would, print the effective settings, exit");
 	fprintf(out, "  %-28s %s\n", "--help", "this text");
 	fprintf(out, "  %-28s %s\n", "--version", "print the version");
 	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGINT/SIGTERM stop.\n"

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define PXY_CONFIG_MAX_OPTS 64
+
 struct pxy_config {
 	char *listen;
 	char *backend;
@@ -39,6 +41,8 @@ struct pxy_config {
 	uint64_t session_cache;
 	uint64_t session_lifetime_s;
 	int help, version;
+	int check;                 /* --check-config: validate, print, exit */
+	int lines[PXY_CONFIG_MAX_OPTS]; /* per option: the config file line that set it; 0 default, -1 command line */
 };
 
 /**
@@ -47,6 +51,15 @@ struct pxy_config {
  */
 int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t err_len);
 void pxy_config_free(struct pxy_config *c);
+
+/**
+ * Where an option's value came from, as an error prefix: "FILE:LINE: " when
+ * the config file set it, "" otherwise (a default, or the command line).
+ */
+const char *pxy_config_where(const struct pxy_config *c, const char *name, char *buf, size_t n);
+
+/** The effective settings as a config file ([proxy] section, every option, defaults included). */
+void pxy_config_print(FILE *out, const struct pxy_config *c);
 void pxy_config_usage(FILE *out);
 
 #endif

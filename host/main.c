@@ -77,16 +77,35 @@ out:
 	return ret;
 }
 
-static int resolve(const char *what, const char *s, unsigned min_port, struct sockaddr_storage *ss,
-		   socklen_t *len, char *err, size_t n)
+static int resolve(const struct pxy_config *cfg, const char *what, const char *s, unsigned min_port,
+		   struct sockaddr_storage *ss, socklen_t *len, char *err, size_t n)
 {
-	char why[512];
+	char why[512], w[600];
 
 	if (pxy_addr_resolve(s, min_port, ss, len, why, sizeof(why)) < 0) {
-		snprintf(err, n, "--%s %s", what, why);
+		snprintf(err, n, "%s--%s %s", pxy_config_where(cfg, what, w, sizeof(w)), what, why);
 		return -1;
 	}
 	return 0;
+}
+
+/* A file the proxy will append to: its directory must exist and be writable. */
+static int check_out_file(const struct pxy_config *cfg, const char *what, const char *path, char *err, size_t n)
+{
+	char dir[4096], w[600], *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	if (access(path, W_OK) == 0 || (errno == ENOENT && access(dir, W_OK | X_OK) == 0))
+		return 0;
+	snprintf(err, n, "%s--%s %s: %s", pxy_config_where(cfg, what, w, sizeof(w)), what, path, strerror(errno));
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -121,17 +140,37 @@ int main(int argc, char **argv)
 
 	/* everything a user can get wrong is checked before listening: exit 2 */
 	memset(&lc, 0, sizeof(lc));
-	if (resolve("listen", cfg.listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve("backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
+	if (resolve(&cfg, "listen", cfg.listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
+	    resolve(&cfg, "backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
 	    (cfg.metrics &&
-	     resolve("metrics", cfg.metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
+	     resolve(&cfg, "metrics", cfg.metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
 		status = usage_error(err);
 		goto out;
 	}
-	nids = load_identities(cfg.cert, cfg.key, ids, err, sizeof(err));
+	nids = load_identities(cfg.cert, cfg.key, ids, why, sizeof(why));
 	if (nids < 0) {
+		char w[600];
+
 		nids = 0;
+		snprintf(err, sizeof(err), "%s%s", pxy_config_where(&cfg, "cert", w, sizeof(w)), why);
 		status = usage_error(err);
+		goto out;
+	}
+	if (cfg.check) {
+		/* what a start would open, without creating anything */
+		if ((cfg.keylog && check_out_file(&cfg, "keylog", cfg.keylog, err, sizeof(err)) < 0) ||
+		    (cfg.conn_log && check_out_file(&cfg, "conn-log", cfg.conn_log, err, sizeof(err)) < 0) ||
+		    (cfg.log && check_out_file(&cfg, "log", cfg.log, err, sizeof(err)) < 0)) {
+			status = usage_error(err);
+			goto out;
+		}
+		if (cfg.plaintext_dir && access(cfg.plaintext_dir, W_OK | X_OK) < 0 &&
+		    check_out_file(&cfg, "plaintext-dir", cfg.plaintext_dir, err, sizeof(err)) < 0) {
+			status = usage_error(err);
+			goto out;
+		}
+		pxy_config_print(stdout, &cfg);
+		status = 0;
 		goto out;
 	}
 	if (cfg.plaintext_dir) {
