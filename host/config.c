@@ -129,6 +129,9 @@ static const struct opt_def opts[] = {
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
 	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },
 	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
+	{ "drain-timeout", U64(drain_timeout_ms, 0, 3600000), "MS",
+	  "on SIGTERM/SIGINT, how long open connections may go on before they are reset; 0 resets at once "
+	  "(default 20000)" },
 	{ "max-conns", U64(max_conns, 1, 1000000), "N", "concurrent connections; more are refused (default 16384)" },
 	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 256)",
 	  check_pow2 },
@@ -289,6 +292,7 @@ static void defaults(struct pxy_config *c)
 	c->engine_threads = 1;
 	c->engine_timeout_ms = 10000;
 	c->connect_timeout_ms = 5000;
+	c->drain_timeout_ms = 20000;
 	c->max_conns = 16384;
 	c->buffers = 256;
 	c->buffer_size = 16384;
@@ -434,6 +438,6 @@ void pxy_config_usage(FILE *out)
 		"check FILE (and the options given with it) as a start would, print the effective settings, exit");
 	fprintf(out, "  %-28s %s\n", "--help", "this text");
 	fprintf(out, "  %-28s %s\n", "--version", "print the version");
-	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGINT/SIGTERM stop.\n"
+	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGINT/SIGTERM stop accepting and drain (a second one resets).\n"
 		     "exit status: 0 stopped cleanly, 1 runtime failure, 2 bad options or files.\n");
 }

@@ -275,6 +275,7 @@ int main(int argc, char **argv)
 	lc.buffer_size = (unsigned)cfg.buffer_size;
 	lc.max_queue = cfg.max_queue;
 	lc.connect_timeout_ms = (unsigned)cfg.connect_timeout_ms;
+	lc.drain_timeout_ms = (unsigned)cfg.drain_timeout_ms;
 	lc.max_conns = (unsigned)cfg.max_conns;
 	lc.session_cache = (unsigned)cfg.session_cache;
 	lc.session_lifetime_s = (unsigned)cfg.session_lifetime_s;

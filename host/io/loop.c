@@ -133,6 +133,8 @@ struct pxy_loop {
 	unsigned recycled;
 	unsigned bufs_held; /* ring buffers lent out: in queues or being sent */
 	uint8_t stopping, accept_armed, accept_paused;
+	uint8_t reset_done;      /* stopping: the connections left were reset */
+	uint64_t drain_deadline; /* stopping: when the drain ends */
 	struct __kernel_timespec accept_backoff;
 	uint64_t last_accept_warn;
 	struct wfile *keylog;
@@ -960,17 +962,10 @@ static void arm_poll(struct pxy_loop *l, int fd, unsigned op)
 	io_uring_sqe_set_data64(sqe, ud_make(op, 0, LOOP_SLOT));
 }
 
-static void begin_stop(struct pxy_loop *l)
+/* Reset every connection still open (the drain ran out, or a second signal). */
+static void reset_all(struct pxy_loop *l)
 {
-	if (l->stopping)
-		return;
-	l->stopping = 1;
-	pxy_info("stopping: closing the listener and resetting %" PRIu64 " connections", l->st.active);
-	if (l->listen_fd >= 0) {
-		shutdown(l->listen_fd, SHUT_RDWR);
-		close(l->listen_fd);
-		l->listen_fd = -1;
-	}
+	l->reset_done = 1;
 	for (unsigned i = 0; i < l->max_conns; i++) {
 		struct conn *c = l->conns[i];
 
@@ -979,6 +974,37 @@ static void begin_stop(struct pxy_loop *l)
 			c->state = CS_RESETTING;
 			conn_step(l, c);
 		}
+	}
+}
+
+/*
+ * SIGTERM/SIGINT: stop accepting, and let the open connections end by
+ * themselves for up to --drain-timeout; then (or at a second signal) reset
+ * what is left. The loop ends when every connection and its log line is done.
+ */
+static void begin_stop(struct pxy_loop *l)
+{
+	if (l->stopping) {
+		if (!l->reset_done) {
+			pxy_info("stopping now: resetting %" PRIu64 " connections", l->st.active);
+			reset_all(l);
+		}
+		return;
+	}
+	l->stopping = 1;
+	l->drain_deadline = pxy_now_ns() + (uint64_t)l->cfg->drain_timeout_ms * 1000000ull;
+	if (l->listen_fd >= 0) {
+		shutdown(l->listen_fd, SHUT_RDWR);
+		close(l->listen_fd);
+		l->listen_fd = -1;
+	}
+	if (l->cfg->drain_timeout_ms && l->st.active) {
+		pxy_info("stopping: listener closed; draining %" PRIu64 " connections for up to %u ms "
+			 "(a second signal resets them now)",
+			 l->st.active, l->cfg->drain_timeout_ms);
+	} else {
+		pxy_info("stopping: closing the listener and resetting %" PRIu64 " connections", l->st.active);
+		reset_all(l);
 	}
 }
 
@@ -1356,10 +1382,16 @@ int pxy_loop_run(struct pxy_loop *l)
 		int r;
 
 		if (l->stopping) {
-			if (!stop_deadline)
+			if (!l->reset_done && (l->st.active == 0 || pxy_now_ns() > l->drain_deadline)) {
+				if (l->st.active)
+					pxy_info("drain time over: resetting %" PRIu64 " connections", l->st.active);
+				reset_all(l);
+			}
+			/* then up to 2 s for the engine's last jobs and the log lines */
+			if (l->reset_done && !stop_deadline)
 				stop_deadline = pxy_now_ns() + 2000000000ull;
-			if ((l->st.active == 0 && l->finishing == 0 && l->writes_inflight == 0) ||
-			    pxy_now_ns() > stop_deadline)
+			if (l->reset_done && ((l->st.active == 0 && l->finishing == 0 && l->writes_inflight == 0) ||
+					      pxy_now_ns() > stop_deadline))
 				break;
 		}
 		if (l->stopping) {

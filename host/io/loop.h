@@ -36,6 +36,7 @@ struct pxy_loop_cfg {
 	unsigned buffer_size;       /* bytes per buffer */
 	uint64_t max_queue;         /* bytes queued per direction before reading stops */
 	unsigned connect_timeout_ms;
+	unsigned drain_timeout_ms;  /* SIGTERM: how long open connections may go on (0: reset at once) */
 	unsigned max_conns;
 	unsigned session_cache;       /* cached sessions (0: none) */
 	unsigned session_lifetime_s;
@@ -60,7 +61,7 @@ struct pxy_loop;
 /** Set up listener, ring, buffers. Prints one error line on failure. */
 int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out);
 
-/** Run until SIGINT/SIGTERM (delivered through a signalfd; the caller blocks them). */
+/** Run until SIGINT/SIGTERM and the drain after it (delivered through a signalfd; the caller blocks them). */
 int pxy_loop_run(struct pxy_loop *l);
 
 void pxy_loop_free(struct pxy_loop *l);
