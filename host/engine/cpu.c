@@ -182,16 +182,38 @@ static int cpu_key_load(struct pxy_engine *base, const struct pxy_rsa_priv *k, u
 	struct cpu_engine *e = (struct cpu_engine *)base;
 	void *pk;
 
-	if (e->nkeys == CPU_MAX_KEYS)
+	unsigned id = 0;
+
+	pthread_mutex_lock(&e->mu);
+	while (id < CPU_MAX_KEYS && e->keys[id])
+		id++;
+	pthread_mutex_unlock(&e->mu);
+	if (id == CPU_MAX_KEYS)
 		return PXY_E_LIMIT;
 	pk = pxy_cpu_rsa_key(k);
 	if (!pk)
 		return PXY_E_KEY;
 	pthread_mutex_lock(&e->mu);
-	e->keys[e->nkeys] = pk;
-	*key_id = e->nkeys++;
+	e->keys[id] = pk;
+	if (id >= e->nkeys)
+		e->nkeys = id + 1;
 	pthread_mutex_unlock(&e->mu);
+	*key_id = id;
 	return PXY_OK;
+}
+
+static void cpu_key_unload(struct pxy_engine *base, uint32_t key_id)
+{
+	struct cpu_engine *e = (struct cpu_engine *)base;
+	void *pk;
+
+	if (key_id >= CPU_MAX_KEYS)
+		return;
+	pthread_mutex_lock(&e->mu);
+	pk = e->keys[key_id];
+	e->keys[key_id] = NULL;
+	pthread_mutex_unlock(&e->mu);
+	pxy_cpu_rsa_key_free(pk);
 }
 
 static int cpu_submit(struct pxy_engine *base, struct pxy_job *j)
@@ -274,6 +296,7 @@ const struct pxy_engine_ops pxy_cpu_engine_ops = {
 	.name = "cpu",
 	.open = cpu_open,
 	.key_load = cpu_key_load,
+	.key_unload = cpu_key_unload,
 	.submit = cpu_submit,
 	.flush = NULL,
 	.poll = cpu_poll,

@@ -98,6 +98,7 @@ struct fpga_engine {
 	struct {
 		uint32_t sw_id;
 		int on_card;
+		int used;
 	} keys[PXY_K_MAX_KEYS];
 	unsigned nkeys;
 	struct pxy_engine *sw;
@@ -669,9 +670,12 @@ static size_t fpga_poll(struct pxy_engine *base, struct pxy_job **out, size_t ma
 static int fpga_key_load(struct pxy_engine *base, const struct pxy_rsa_priv *k, uint32_t *key_id)
 {
 	struct fpga_engine *e = (struct fpga_engine *)base;
-	uint32_t id = e->nkeys, sw_id;
+	uint32_t id = 0, sw_id;
 	int r;
 
+	/* called from the io thread only, as key_unload is: no lock for the slot search */
+	while (id < PXY_K_MAX_KEYS && e->keys[id].used)
+		id++;
 	if (id == PXY_K_MAX_KEYS)
 		return PXY_E_LIMIT;
 	/* software holds every key too: for failover */
@@ -700,9 +704,31 @@ static int fpga_key_load(struct pxy_engine *base, const struct pxy_rsa_priv *k, 
 	if (!e->keys[id].on_card)
 		pxy_info("engine %s: RSA-%u key %u runs in software (the kernel takes 2048, 3072 and 4096-bit keys "
 			 "with equal-length primes)", e->name, k->bits, id);
-	e->nkeys++;
+	e->keys[id].used = 1;
+	if (id >= e->nkeys)
+		e->nkeys = id + 1;
 	*key_id = id;
 	return PXY_OK;
+}
+
+/* Wipe the key from every RSA unit's table on the card, and from software. */
+static void fpga_key_unload(struct pxy_engine *base, uint32_t key_id)
+{
+	struct fpga_engine *e = (struct fpga_engine *)base;
+	struct kern *kr = &e->kr[K_RSA];
+
+	if (key_id >= PXY_K_MAX_KEYS || !e->keys[key_id].used)
+		return;
+	if (e->keys[key_id].on_card)
+		for (int c = 0; c < kr->ncu; c++) {
+			pxy_k_rsa_key_wipe(&kr->cu[c].key_map[key_id]);
+			e->dp->bo_sync(kr->cu[c].key_bo, 1, sizeof(kr->cu[c].key_map[key_id]),
+				       key_id * sizeof(kr->cu[c].key_map[key_id]));
+		}
+	e->keys[key_id].on_card = 0;
+	e->keys[key_id].used = 0;
+	if (e->sw->ops->key_unload)
+		e->sw->ops->key_unload(e->sw, e->keys[key_id].sw_id);
 }
 
 static void fpga_close(struct pxy_engine *base)
@@ -957,6 +983,7 @@ const struct pxy_engine_ops pxy_emu_engine_ops = {
 	.name = "emu",
 	.open = emu_open,
 	.key_load = fpga_key_load,
+	.key_unload = fpga_key_unload,
 	.submit = fpga_submit,
 	.flush = fpga_flush,
 	.poll = fpga_poll,
@@ -967,6 +994,7 @@ const struct pxy_engine_ops pxy_xrt_engine_ops = {
 	.name = "xrt",
 	.open = xrt_open,
 	.key_load = fpga_key_load,
+	.key_unload = fpga_key_unload,
 	.submit = fpga_submit,
 	.flush = fpga_flush,
 	.poll = fpga_poll,

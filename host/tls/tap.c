@@ -123,7 +123,6 @@ struct tap_job {
 	uint8_t key_iv; /* TLS 1.0 CBC, first record: its IV is the key block's */
 	uint8_t epoch;  /* which keys: 0 the first handshake's, n the n-th renegotiation's */
 	uint64_t arr;   /* arrival order over both directions */
-	uint64_t t_submit; /* when it went to the engine (job latency) */
 	size_t cost; /* ciphertext bytes counted against max_pending */
 };
 
@@ -596,7 +595,6 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	if (j->key_iv)
 		memcpy(j->job.u.rec.iv, t->keys[j->epoch][d].iv, sizeof(j->job.u.rec.iv));
 	j->next = NULL;
-	j->t_submit = pxy_now_ns();
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
 		/* engine saturated: this record goes uninspected; forwarding is unaffected */
@@ -653,7 +651,6 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 		memcpy(j->job.u.rsa.in, enc, len);
 		j->job.u.rsa.in_len = (uint16_t)len;
 	}
-	j->t_submit = pxy_now_ns();
 	r = pxy_engine_submit(t->cfg.engine, &j->job);
 	if (r < 0) {
 		free_job(j);
@@ -1571,7 +1568,7 @@ void pxy_tap_job_done(struct pxy_job *job)
 
 	t->inflight--;
 	pxy_hist_observe(job->type == PXY_JOB_RSA_DECRYPT ? &t->cnt->rsa_latency : &t->cnt->record_latency,
-			 pxy_now_ns() - j->t_submit);
+			 pxy_now_ns() - job->submit_ns);
 	if (job->type == PXY_JOB_RSA_DECRYPT) {
 		on_rsa_done(t, j);
 		free_job(j);

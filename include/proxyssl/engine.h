@@ -204,6 +204,8 @@ struct pxy_engine_ops {
 	int (*open)(const struct pxy_engine_params *p, struct pxy_engine **out);
 	/** Load an RSA private key into the engine's key table. */
 	int (*key_load)(struct pxy_engine *e, const struct pxy_rsa_priv *k, uint32_t *key_id);
+	/** Wipe a key from the table, freeing its slot; no job may use it any more. */
+	void (*key_unload)(struct pxy_engine *e, uint32_t key_id);
 	/** Queue one job. PXY_E_BUSY when the engine is at max_jobs. */
 	int (*submit)(struct pxy_engine *e, struct pxy_job *job);
 	/** Start whatever was queued (device engines batch until here). May be NULL. */

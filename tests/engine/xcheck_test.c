@@ -573,6 +573,59 @@ static void test_rsa_tls(void **state)
 	et_check_device("RSA TLS", &d, 0);
 }
 
+/*
+ * Keys come and go (a reload): an unloaded key's slot is taken by the next
+ * key loaded, and the keys around it keep working, on the card's table and
+ * in software alike.
+ */
+static void test_key_unload(void **state)
+{
+	struct pxy_engine *e = et_open();
+	EVP_PKEY *pk[3];
+	uint32_t id[3];
+	struct pxy_job j[2];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		struct pxy_rsa_priv priv;
+
+		pk[i] = EVP_RSA_gen(2048);
+		assert_non_null(pk[i]);
+		assert_int_equal(pxy_rsa_priv_from_pkey(pk[i], &priv), PXY_OK);
+		if (i < 2)
+			assert_int_equal(e->ops->key_load(e, &priv, &id[i]), PXY_OK);
+		if (i == 1) {
+			/* the first goes, the third takes its slot */
+			assert_non_null(e->ops->key_unload);
+			e->ops->key_unload(e, id[0]);
+		}
+		if (i == 2) {
+			assert_int_equal(e->ops->key_load(e, &priv, &id[2]), PXY_OK);
+			assert_int_equal(id[2], id[0]);
+		}
+		pxy_rsa_priv_free(&priv);
+	}
+	for (int k = 0; k < 2; k++) {
+		int key = k ? 2 : 1;
+		uint8_t pms[48];
+
+		et_rand_bytes(pms, 48);
+		pms[0] = 3;
+		pms[1] = 3;
+		memset(&j[k], 0, sizeof(j[k]));
+		j[k].type = PXY_JOB_RSA_DECRYPT;
+		j[k].u.rsa.key_id = id[key];
+		j[k].u.rsa.mode = PXY_RSA_TLS;
+		j[k].u.rsa.client_version = 0x0303;
+		j[k].u.rsa.in_len = (uint16_t)rsa_case_ct(pk[key], 256, RSA_GOOD, pms, j[k].u.rsa.in);
+		et_run(e, &j[k], 1);
+		assert_memory_equal(j[k].u.rsa.pms, pms, 48);
+	}
+	pxy_engine_close(e);
+	for (int i = 0; i < 3; i++)
+		EVP_PKEY_free(pk[i]);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -605,6 +658,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_records_gcm),
 		cmocka_unit_test(test_records_cbc),
 		cmocka_unit_test(test_rsa_tls),
+		cmocka_unit_test(test_key_unload),
 	};
 	int r = et_main_engine(argc, argv, "engine_xcheck_test");
 
