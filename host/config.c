@@ -438,6 +438,7 @@ void pxy_config_usage(FILE *out)
 		"check FILE (and the options given with it) as a start would, print the effective settings, exit");
 	fprintf(out, "  %-28s %s\n", "--help", "this text");
 	fprintf(out, "  %-28s %s\n", "--version", "print the version");
-	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGINT/SIGTERM stop accepting and drain (a second one resets).\n"
+	fprintf(out, "\nsignals: SIGUSR1 logs counters; SIGHUP reloads the config file, certificates and keys;\n"
+		     "SIGINT/SIGTERM stop accepting and drain (a second one resets).\n"
 		     "exit status: 0 stopped cleanly, 1 runtime failure, 2 bad options or files.\n");
 }

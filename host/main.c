@@ -17,6 +17,7 @@
 #include "util/addr.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "proxyssl/kernel_abi.h"
 
 #ifndef PXY_VERSION
 #define PXY_VERSION "0.1.0"
@@ -28,7 +29,7 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
-#define MAX_IDENTITIES 64
+#define MAX_IDENTITIES PXY_MAX_IDENTITIES
 
 /*
  * --cert A,B,... and --key A,B,...: the pairs, in order, each checked (the key
@@ -108,108 +109,350 @@ static int check_out_file(const struct pxy_config *cfg, const char *what, const 
 	return -1;
 }
 
+/* What runs: the configuration, the engine, the identity sets and their keys. */
+struct app {
+	int argc;
+	char **argv;
+	struct pxy_config cfg;        /* in force */
+	struct pxy_engine *engine;
+	struct pxy_idset *current;    /* the app's reference to the set in force */
+	unsigned key_refs[PXY_K_MAX_KEYS]; /* live sets holding each engine key slot */
+};
+
+/* The last connection under a set has ended (or the loop let it go): keys no set uses leave the engine. */
+static void idset_release(struct pxy_idset *s)
+{
+	struct app *a = s->owner;
+
+	for (size_t i = 0; i < s->n; i++) {
+		uint32_t k = s->ids[i].key_id;
+
+		if (a->engine && k < PXY_K_MAX_KEYS && a->key_refs[k] && --a->key_refs[k] == 0) {
+			if (a->engine->ops->key_unload)
+				a->engine->ops->key_unload(a->engine, k);
+			pxy_info("released the key of %s: no connection uses it any more", s->ids[i].info.subject);
+		}
+		pxy_identity_free(&s->ids[i]);
+	}
+	free(s);
+}
+
+/* The certificates and keys of cfg, checked (err names the file and line on failure). */
+static struct pxy_idset *idset_load(struct app *a, const struct pxy_config *cfg, char *err, size_t n)
+{
+	struct pxy_idset *s = calloc(1, sizeof(*s));
+	char why[1024], w[600];
+	int nids;
+
+	if (!s) {
+		snprintf(err, n, "out of memory");
+		return NULL;
+	}
+	nids = load_identities(cfg->cert, cfg->key, s->ids, why, sizeof(why));
+	if (nids < 0) {
+		snprintf(err, n, "%s%s", pxy_config_where(cfg, "cert", w, sizeof(w)), why);
+		free(s);
+		return NULL;
+	}
+	s->n = (size_t)nids;
+	s->refs = 1;
+	s->owner = a;
+	for (size_t i = 0; i < s->n; i++)
+		s->ids[i].key_id = UINT32_MAX; /* no engine slot yet */
+	return s;
+}
+
+/* A set not (or not wholly) given keys: its slots go back, its identities are freed. */
+static void idset_discard(struct app *a, struct pxy_idset *s)
+{
+	s->release = NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		uint32_t k = s->ids[i].key_id;
+
+		if (k < PXY_K_MAX_KEYS && a->key_refs[k] && --a->key_refs[k] == 0 && a->engine->ops->key_unload)
+			a->engine->ops->key_unload(a->engine, k);
+		pxy_identity_free(&s->ids[i]);
+	}
+	free(s);
+}
+
+/* Give every identity of s its engine slot: the one it has in the set in force, else a new one. */
+static int idset_keys(struct app *a, struct pxy_idset *s, char *err, size_t n)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct pxy_identity *id = &s->ids[i];
+		struct pxy_rsa_priv priv;
+		int r;
+
+		for (size_t j = 0; a->current && j < a->current->n && id->key_id == UINT32_MAX; j++)
+			if (!memcmp(a->current->ids[j].info.sha256, id->info.sha256, 32) &&
+			    a->current->ids[j].key_id < PXY_K_MAX_KEYS)
+				id->key_id = a->current->ids[j].key_id;
+		if (id->key_id == UINT32_MAX) {
+			r = pxy_identity_rsa_priv(id, &priv);
+			if (r == PXY_OK) {
+				r = a->engine->ops->key_load(a->engine, &priv, &id->key_id);
+				pxy_rsa_priv_free(&priv);
+			}
+			if (r < 0) {
+				id->key_id = UINT32_MAX;
+				snprintf(err, n, "engine %s cannot load the RSA key of %s: %s%s", a->engine->ops->name,
+					 id->info.subject, pxy_err_str(r),
+					 r == PXY_E_LIMIT ? " (its key table is full: a restart frees the old keys)" : "");
+				return -1;
+			}
+		}
+		a->key_refs[id->key_id]++;
+	}
+	s->release = idset_release;
+	return 0;
+}
+
+static void log_identities(const struct pxy_idset *s)
+{
+	char fp[96];
+
+	for (size_t i = 0; i < s->n; i++) {
+		pxy_cert_fp_str(&s->ids[i].info, fp);
+		pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", s->ids[i].info.subject,
+			 s->ids[i].info.serial, fp);
+	}
+}
+
+static void key_sizes(const struct pxy_idset *s, char *out, size_t n)
+{
+	size_t o = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; i < s->n && o < n; i++)
+		o += (size_t)snprintf(out + o, n - o, "%sRSA-%u", i ? "," : "", s->ids[i].bits);
+}
+
+static void apply_log_level(const struct pxy_config *cfg)
+{
+	pxy_log_set_level(!cfg->log_level || !strcmp(cfg->log_level, "info") ? PXY_LOG_INFO
+			  : !strcmp(cfg->log_level, "error")                 ? PXY_LOG_ERROR
+			  : !strcmp(cfg->log_level, "warn")                  ? PXY_LOG_WARN
+									     : PXY_LOG_DEBUG);
+}
+
+/* The output paths: plaintext directory made if missing; key log and connection log opened. */
+static int open_outputs(const struct pxy_config *cfg, int *keylog_fd, int *connlog_fd, char *err, size_t n)
+{
+	char w[600];
+
+	*keylog_fd = *connlog_fd = -1;
+	if (cfg->plaintext_dir) {
+		struct stat st;
+
+		if (stat(cfg->plaintext_dir, &st) < 0 && errno == ENOENT)
+			mkdir(cfg->plaintext_dir, 0700);
+		if (stat(cfg->plaintext_dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(cfg->plaintext_dir, W_OK | X_OK)) {
+			snprintf(err, n, "%s--plaintext-dir %s: not a writable directory",
+				 pxy_config_where(cfg, "plaintext-dir", w, sizeof(w)), cfg->plaintext_dir);
+			return -1;
+		}
+	}
+	if (cfg->keylog) {
+		*keylog_fd = open(cfg->keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (*keylog_fd < 0) {
+			snprintf(err, n, "%s--keylog %s: %s", pxy_config_where(cfg, "keylog", w, sizeof(w)), cfg->keylog,
+				 strerror(errno));
+			return -1;
+		}
+	}
+	if (cfg->conn_log) {
+		*connlog_fd = open(cfg->conn_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (*connlog_fd < 0) {
+			snprintf(err, n, "%s--conn-log %s: %s", pxy_config_where(cfg, "conn-log", w, sizeof(w)),
+				 cfg->conn_log, strerror(errno));
+			if (*keylog_fd >= 0)
+				close(*keylog_fd);
+			*keylog_fd = -1;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Settings only a restart changes: a reload that changes one says so and keeps the running value. */
+static void warn_restart_only(const struct pxy_config *old, const struct pxy_config *new)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+		int str;
+	} fixed[] = {
+#define F_S(n, f) { n, offsetof(struct pxy_config, f), 1 }
+#define F_U(n, f) { n, offsetof(struct pxy_config, f), 0 }
+		F_S("listen", listen), F_S("metrics", metrics), F_S("engine", engine), F_S("xclbin", xclbin),
+		F_U("device", device), F_U("engine-batch", engine_batch), F_U("engine-timeout", engine_timeout_ms),
+		F_U("engine-threads", engine_threads), F_U("buffers", buffers), F_U("buffer-size", buffer_size),
+		F_U("max-conns", max_conns), F_U("max-queue", max_queue), F_U("max-pending-total", max_pending_total),
+		F_U("session-cache", session_cache), F_U("session-lifetime", session_lifetime_s),
+#undef F_S
+#undef F_U
+	};
+
+	for (size_t i = 0; i < PXY_ARRAY_LEN(fixed); i++) {
+		const char *po = (const char *)old + fixed[i].off, *pn = (const char *)new + fixed[i].off;
+
+		if (fixed[i].str) {
+			const char *so = *(char *const *)po, *sn = *(char *const *)pn;
+
+			if ((so || sn) && (!so || !sn || strcmp(so, sn)))
+				pxy_warn("reload: --%s changed (%s -> %s): that takes a restart; keeping %s", fixed[i].name,
+					 so ? so : "unset", sn ? sn : "unset", so ? so : "unset");
+		} else if (*(const uint64_t *)po != *(const uint64_t *)pn && strcmp(fixed[i].name, "max-conns")) {
+			pxy_warn("reload: --%s changed (%llu -> %llu): that takes a restart; keeping %llu", fixed[i].name,
+				 (unsigned long long)*(const uint64_t *)po, (unsigned long long)*(const uint64_t *)pn,
+				 (unsigned long long)*(const uint64_t *)po);
+		}
+	}
+}
+
+/*
+ * SIGHUP (from the loop): read the configuration again (the --config file and
+ * the command line, as at start) and the certificate and key files; new
+ * connections use it, open ones keep theirs. Any error: refused, logged, the
+ * running configuration stays.
+ */
+static int on_reload(void *ctx, struct pxy_loop_cfg *next)
+{
+	struct app *a = ctx;
+	struct pxy_config ncfg;
+	struct pxy_idset *set = NULL;
+	char err[1024] = "", why[512], addr[64], sizes[PXY_MAX_IDENTITIES * 11];
+	int kfd = -1, cfd = -1, r;
+
+	if (pxy_config_parse(&ncfg, a->argc, a->argv, err, sizeof(err)) < 0)
+		goto refuse;
+	if (resolve(&ncfg, "backend", ncfg.backend, 1, &next->backend_addr, &next->backend_len, err, sizeof(err)) < 0)
+		goto refuse;
+	if (!(set = idset_load(a, &ncfg, err, sizeof(err))))
+		goto refuse;
+	if (open_outputs(&ncfg, &kfd, &cfd, err, sizeof(err)) < 0)
+		goto refuse;
+	if (ncfg.log && (r = pxy_log_open(ncfg.log)) < 0) {
+		snprintf(err, sizeof(err), "--log %s: %s", ncfg.log, strerror(-r));
+		goto refuse;
+	}
+	if (idset_keys(a, set, err, sizeof(err)) < 0)
+		goto refuse;
+
+	warn_restart_only(&a->cfg, &ncfg);
+	if (!ncfg.log && a->cfg.log)
+		pxy_warn("reload: --log removed: that takes a restart; still logging to %s", a->cfg.log);
+	apply_log_level(&ncfg);
+	next->connect_timeout_ms = (unsigned)ncfg.connect_timeout_ms;
+	next->drain_timeout_ms = (unsigned)ncfg.drain_timeout_ms;
+	next->tap.identity = &set->ids[0];
+	next->tap.identities = set->ids;
+	next->tap.n_identities = set->n;
+	next->tap.max_hs_msg = ncfg.max_handshake;
+	next->tap.max_pending = ncfg.max_pending;
+	next->tap.passthrough = 0;
+	if (ncfg.passthrough)
+		pxy_passthrough_parse(ncfg.passthrough, &next->tap.passthrough, why, sizeof(why)); /* checked at parse */
+	next->plaintext_dir = ncfg.plaintext_dir;
+	next->keylog_fd = kfd;
+	next->connlog_fd = cfd;
+	next->expected = &set->ids[0].info;
+	next->idset = pxy_idset_get(set); /* the loop's reference */
+	pxy_idset_put(a->current);
+	a->current = set;
+	/* the loop copies what it keeps (the plaintext directory) right after this returns */
+	pxy_config_free(&a->cfg);
+	a->cfg = ncfg;
+
+	pxy_addr_str((struct sockaddr *)&next->backend_addr, addr, sizeof(addr));
+	key_sizes(set, sizes, sizeof(sizes));
+	pxy_info("reloaded%s%s: backend %s, %s key%s, passthrough %s", a->cfg.config_file ? " " : "",
+		 a->cfg.config_file ? a->cfg.config_file : "", addr, sizes, set->n > 1 ? "s" : "",
+		 a->cfg.passthrough ? a->cfg.passthrough : "none");
+	log_identities(set);
+	return 0;
+refuse:
+	pxy_err_log("reload refused: %s; keeping the running configuration", err);
+	if (kfd >= 0)
+		close(kfd);
+	if (cfd >= 0)
+		close(cfd);
+	if (set)
+		idset_discard(a, set);
+	pxy_config_free(&ncfg);
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
-	struct pxy_config cfg;
-	static struct pxy_identity ids[MAX_IDENTITIES];
-	int nids = 0;
+	static struct app a;
+	struct pxy_config *cfg = &a.cfg;
 	struct pxy_loop_cfg lc;
-	struct pxy_engine *engine = NULL;
 	struct pxy_loop *loop = NULL;
 	struct pxy_engine_params ep;
-	struct pxy_rsa_priv priv;
 	sigset_t mask;
 	char err[1024] = "";
-	char fp[96], addr[64], why[512];
+	char addr[64], why[512];
 	int keylog_fd = -1, connlog_fd = -1, r, status = 1;
 
-	if (pxy_config_parse(&cfg, argc, argv, err, sizeof(err)) < 0) {
-		pxy_config_free(&cfg);
+	a.argc = argc;
+	a.argv = argv;
+	if (pxy_config_parse(cfg, argc, argv, err, sizeof(err)) < 0) {
+		pxy_config_free(cfg);
 		return usage_error(err);
 	}
-	if (cfg.help) {
+	if (cfg->help) {
 		pxy_config_usage(stdout);
-		pxy_config_free(&cfg);
+		pxy_config_free(cfg);
 		return 0;
 	}
-	if (cfg.version) {
+	if (cfg->version) {
 		printf("proxyssl %s (engines: %s)\n", PXY_VERSION, pxy_engine_names());
-		pxy_config_free(&cfg);
+		pxy_config_free(cfg);
 		return 0;
 	}
 
 	/* everything a user can get wrong is checked before listening: exit 2 */
 	memset(&lc, 0, sizeof(lc));
-	if (resolve(&cfg, "listen", cfg.listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve(&cfg, "backend", cfg.backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
-	    (cfg.metrics &&
-	     resolve(&cfg, "metrics", cfg.metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
+	if (resolve(cfg, "listen", cfg->listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
+	    resolve(cfg, "backend", cfg->backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
+	    (cfg->metrics &&
+	     resolve(cfg, "metrics", cfg->metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
 		status = usage_error(err);
 		goto out;
 	}
-	nids = load_identities(cfg.cert, cfg.key, ids, why, sizeof(why));
-	if (nids < 0) {
-		char w[600];
-
-		nids = 0;
-		snprintf(err, sizeof(err), "%s%s", pxy_config_where(&cfg, "cert", w, sizeof(w)), why);
+	if (!(a.current = idset_load(&a, cfg, err, sizeof(err)))) {
 		status = usage_error(err);
 		goto out;
 	}
-	if (cfg.check) {
+	if (cfg->check) {
 		/* what a start would open, without creating anything */
-		if ((cfg.keylog && check_out_file(&cfg, "keylog", cfg.keylog, err, sizeof(err)) < 0) ||
-		    (cfg.conn_log && check_out_file(&cfg, "conn-log", cfg.conn_log, err, sizeof(err)) < 0) ||
-		    (cfg.log && check_out_file(&cfg, "log", cfg.log, err, sizeof(err)) < 0)) {
+		if ((cfg->keylog && check_out_file(cfg, "keylog", cfg->keylog, err, sizeof(err)) < 0) ||
+		    (cfg->conn_log && check_out_file(cfg, "conn-log", cfg->conn_log, err, sizeof(err)) < 0) ||
+		    (cfg->log && check_out_file(cfg, "log", cfg->log, err, sizeof(err)) < 0)) {
 			status = usage_error(err);
 			goto out;
 		}
-		if (cfg.plaintext_dir && access(cfg.plaintext_dir, W_OK | X_OK) < 0 &&
-		    check_out_file(&cfg, "plaintext-dir", cfg.plaintext_dir, err, sizeof(err)) < 0) {
+		if (cfg->plaintext_dir && access(cfg->plaintext_dir, W_OK | X_OK) < 0 &&
+		    check_out_file(cfg, "plaintext-dir", cfg->plaintext_dir, err, sizeof(err)) < 0) {
 			status = usage_error(err);
 			goto out;
 		}
-		pxy_config_print(stdout, &cfg);
+		pxy_config_print(stdout, cfg);
 		status = 0;
 		goto out;
 	}
-	if (cfg.plaintext_dir) {
-		struct stat st;
-
-		if (stat(cfg.plaintext_dir, &st) < 0 && errno == ENOENT)
-			mkdir(cfg.plaintext_dir, 0700);
-		if (stat(cfg.plaintext_dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(cfg.plaintext_dir, W_OK | X_OK)) {
-			snprintf(err, sizeof(err), "--plaintext-dir %s: not a writable directory", cfg.plaintext_dir);
-			status = usage_error(err);
-			goto out;
-		}
-	}
-	if (cfg.keylog) {
-		keylog_fd = open(cfg.keylog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (keylog_fd < 0) {
-			snprintf(err, sizeof(err), "--keylog %s: %s", cfg.keylog, strerror(errno));
-			status = usage_error(err);
-			goto out;
-		}
-	}
-	if (cfg.conn_log) {
-		connlog_fd = open(cfg.conn_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (connlog_fd < 0) {
-			snprintf(err, sizeof(err), "--conn-log %s: %s", cfg.conn_log, strerror(errno));
-			status = usage_error(err);
-			goto out;
-		}
-	}
-	if ((r = pxy_log_open(cfg.log)) < 0) {
-		snprintf(err, sizeof(err), "--log %s: %s", cfg.log, strerror(-r));
+	if (open_outputs(cfg, &keylog_fd, &connlog_fd, err, sizeof(err)) < 0) {
 		status = usage_error(err);
 		goto out;
 	}
-	if (cfg.log_level)
-		pxy_log_set_level(!strcmp(cfg.log_level, "error")  ? PXY_LOG_ERROR
-				  : !strcmp(cfg.log_level, "warn") ? PXY_LOG_WARN
-				  : !strcmp(cfg.log_level, "info") ? PXY_LOG_INFO
-								   : PXY_LOG_DEBUG);
+	if ((r = pxy_log_open(cfg->log)) < 0) {
+		snprintf(err, sizeof(err), "--log %s: %s", cfg->log, strerror(-r));
+		status = usage_error(err);
+		goto out;
+	}
+	apply_log_level(cfg);
 
 	/* signals arrive through the loop's signalfd; block them before threads start */
 	signal(SIGPIPE, SIG_IGN);
@@ -217,121 +460,113 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	/* two descriptors per connection, two more with per-connection plaintext
 	 * files: take what the hard limit allows */
 	{
 		struct rlimit rl;
-		uint64_t per = cfg.plaintext_dir ? 4 : 2;
+		uint64_t per = cfg->plaintext_dir ? 4 : 2;
 
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_NOFILE, &rl);
 			getrlimit(RLIMIT_NOFILE, &rl);
-			if (rl.rlim_cur != RLIM_INFINITY && cfg.max_conns * per + 64 > rl.rlim_cur) {
+			if (rl.rlim_cur != RLIM_INFINITY && cfg->max_conns * per + 64 > rl.rlim_cur) {
 				uint64_t fit = rl.rlim_cur > 64 + 32 * per ? (rl.rlim_cur - 64) / per : 32;
 
 				pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu: using %llu",
-					 (unsigned long long)cfg.max_conns, (unsigned long long)(cfg.max_conns * per + 64),
+					 (unsigned long long)cfg->max_conns, (unsigned long long)(cfg->max_conns * per + 64),
 					 (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-				cfg.max_conns = fit;
+				cfg->max_conns = fit;
 			}
 		}
 	}
 
 	memset(&ep, 0, sizeof(ep));
-	ep.threads = (unsigned)cfg.engine_threads;
+	ep.threads = (unsigned)cfg->engine_threads;
 	ep.max_jobs = 65536;
-	ep.batch = (unsigned)cfg.engine_batch;
-	ep.run_timeout_ms = (unsigned)cfg.engine_timeout_ms;
-	ep.device = (unsigned)cfg.device;
-	ep.xclbin = cfg.xclbin;
+	ep.batch = (unsigned)cfg->engine_batch;
+	ep.run_timeout_ms = (unsigned)cfg->engine_timeout_ms;
+	ep.device = (unsigned)cfg->device;
+	ep.xclbin = cfg->xclbin;
 	ep.why = why;
 	ep.why_len = sizeof(why);
 	why[0] = '\0';
-	r = pxy_engine_open(cfg.engine ? cfg.engine : "auto", &ep, &engine);
+	r = pxy_engine_open(cfg->engine ? cfg->engine : "auto", &ep, &a.engine);
 	if (r < 0) {
-		pxy_err_log("cannot start engine %s: %s%s%s", cfg.engine ? cfg.engine : "auto", pxy_err_str(r),
+		pxy_err_log("cannot start engine %s: %s%s%s", cfg->engine ? cfg->engine : "auto", pxy_err_str(r),
 			    why[0] ? ": " : "", why);
 		goto out;
 	}
 	if (why[0])
 		pxy_info("engine auto chose %s", why);
-	for (int i = 0; i < nids; i++) {
-		r = pxy_identity_rsa_priv(&ids[i], &priv);
-		if (r == PXY_OK) {
-			r = engine->ops->key_load(engine, &priv, &ids[i].key_id);
-			pxy_rsa_priv_free(&priv);
-		}
-		if (r < 0) {
-			pxy_err_log("engine %s cannot load the RSA key of %s: %s", engine->ops->name, ids[i].info.subject,
-				    pxy_err_str(r));
-			goto out;
-		}
+	if (idset_keys(&a, a.current, err, sizeof(err)) < 0) {
+		pxy_err_log("%s", err);
+		goto out;
 	}
 
-	lc.buffers = (unsigned)cfg.buffers;
-	lc.buffer_size = (unsigned)cfg.buffer_size;
-	lc.max_queue = cfg.max_queue;
-	lc.connect_timeout_ms = (unsigned)cfg.connect_timeout_ms;
-	lc.drain_timeout_ms = (unsigned)cfg.drain_timeout_ms;
-	lc.max_conns = (unsigned)cfg.max_conns;
-	lc.session_cache = (unsigned)cfg.session_cache;
-	lc.session_lifetime_s = (unsigned)cfg.session_lifetime_s;
-	lc.tap.identity = &ids[0];
-	lc.tap.identities = ids;
-	lc.tap.n_identities = (size_t)nids;
-	lc.tap.engine = engine;
-	lc.tap.max_hs_msg = cfg.max_handshake;
-	lc.tap.max_pending = cfg.max_pending;
-	lc.tap.max_pending_total = cfg.max_pending_total;
-	if (cfg.passthrough)
-		pxy_passthrough_parse(cfg.passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
-	lc.plaintext_dir = cfg.plaintext_dir;
+	lc.buffers = (unsigned)cfg->buffers;
+	lc.buffer_size = (unsigned)cfg->buffer_size;
+	lc.max_queue = cfg->max_queue;
+	lc.connect_timeout_ms = (unsigned)cfg->connect_timeout_ms;
+	lc.drain_timeout_ms = (unsigned)cfg->drain_timeout_ms;
+	lc.max_conns = (unsigned)cfg->max_conns;
+	lc.session_cache = (unsigned)cfg->session_cache;
+	lc.session_lifetime_s = (unsigned)cfg->session_lifetime_s;
+	lc.idset = a.current;
+	lc.tap.identity = &a.current->ids[0];
+	lc.tap.identities = a.current->ids;
+	lc.tap.n_identities = a.current->n;
+	lc.tap.engine = a.engine;
+	lc.tap.max_hs_msg = cfg->max_handshake;
+	lc.tap.max_pending = cfg->max_pending;
+	lc.tap.max_pending_total = cfg->max_pending_total;
+	if (cfg->passthrough)
+		pxy_passthrough_parse(cfg->passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
+	lc.plaintext_dir = cfg->plaintext_dir;
 	lc.keylog_fd = keylog_fd;
 	lc.connlog_fd = connlog_fd;
-	lc.engine_name = engine->ops->name;
-	lc.expected = &ids[0].info;
+	lc.engine_name = a.engine->ops->name;
+	lc.expected = &a.current->ids[0].info;
+	lc.reload = on_reload;
+	lc.reload_ctx = &a;
 	if (pxy_loop_new(&lc, &loop) < 0)
 		goto out;
 
 	{
 		struct sockaddr_storage bound;
 		socklen_t blen;
-		char laddr[64];
+		char laddr[64], sizes[MAX_IDENTITIES * 11];
 
 		pxy_loop_listen_addr(loop, &bound, &blen);
 		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
 		pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
-		char sizes[MAX_IDENTITIES * 11] = "";
-		size_t o = 0;
-
-		for (int i = 0; i < nids && o < sizeof(sizes); i++)
-			o += (size_t)snprintf(sizes + o, sizeof(sizes) - o, "%sRSA-%u", i ? "," : "", ids[i].bits);
+		key_sizes(a.current, sizes, sizeof(sizes));
 		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), %s key%s", PXY_VERSION, laddr,
-			 addr, engine->ops->name, ep.threads, sizes, nids > 1 ? "s" : "");
+			 addr, a.engine->ops->name, ep.threads, sizes, a.current->n > 1 ? "s" : "");
 		if (pxy_loop_metrics_addr(loop, &bound, &blen)) {
 			pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
 			pxy_info("metrics on http://%s/metrics", laddr);
 		}
 	}
-	for (int i = 0; i < nids; i++) {
-		pxy_cert_fp_str(&ids[i].info, fp);
-		pxy_info("expecting server certificate subject=%s serial=%s sha256=%s", ids[i].info.subject,
-			 ids[i].info.serial, fp);
-	}
+	log_identities(a.current);
 	status = pxy_loop_run(loop) < 0 ? 1 : 0;
 out:
-	pxy_loop_free(loop);
-	pxy_engine_close(engine);
-	for (int i = 0; i < nids; i++)
-		pxy_identity_free(&ids[i]);
+	pxy_loop_free(loop); /* its references to the sets go */
+	if (a.current) {
+		if (a.current->release)
+			pxy_idset_put(a.current);
+		else
+			idset_discard(&a, a.current);
+	}
+	pxy_engine_close(a.engine);
 	if (keylog_fd >= 0)
 		close(keylog_fd);
 	if (connlog_fd >= 0)
 		close(connlog_fd);
-	pxy_config_free(&cfg);
+	pxy_config_free(cfg);
 	pxy_log_close();
 	return status;
 }

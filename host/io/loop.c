@@ -105,6 +105,7 @@ struct conn {
 	struct conn *st_prev, *st_next; /* starved list */
 	uint8_t on_starved;
 	uint64_t t_end; /* sockets closed; the tap may still be finishing */
+	struct pxy_idset *idset; /* the identities it started under */
 };
 
 /* One /metrics client: its request, then the response being sent. */
@@ -120,7 +121,10 @@ struct mconn {
 
 struct pxy_loop {
 	struct io_uring ring;
-	const struct pxy_loop_cfg *cfg;
+	const struct pxy_loop_cfg *cfg; /* = &cur */
+	struct pxy_loop_cfg cur;        /* what runs now (a reload changes it) */
+	char *plaintext_dir;            /* owned copy of cur.plaintext_dir */
+	uint64_t reloads, reloads_refused;
 	int listen_fd, signal_fd;
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
@@ -332,12 +336,12 @@ static void hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n
 	struct conn *c = ctx;
 	struct pxy_loop *l = c->l;
 
-	if (!l->cfg->plaintext_dir)
+	if (!l->plaintext_dir)
 		return;
 	if (!c->pf[d]) {
 		char path[512];
 
-		if (pxy_plaintext_path(path, sizeof(path), l->cfg->plaintext_dir, c->id, d) < 0)
+		if (pxy_plaintext_path(path, sizeof(path), l->plaintext_dir, c->id, d) < 0)
 			return;
 		c->pf[d] = wfile_open(path, 0);
 		if (!c->pf[d]) {
@@ -501,6 +505,7 @@ static void hook_done(void *ctx)
 	conn_log(l, c);
 	wfile_put(c->pf[0]);
 	wfile_put(c->pf[1]);
+	pxy_idset_put(c->idset);
 	l->finishing--;
 	free(c);
 }
@@ -756,6 +761,8 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = hook_plaintext, .keylog = hook_keylog,
 					       .done = hook_done };
 		c->tap = pxy_tap_new(&l->tap_cfg, &hooks);
+		if (c->tap)
+			c->idset = pxy_idset_get(l->cur.idset);
 	}
 	sfd = socket(l->cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!c->tap || sfd < 0) {
@@ -1008,6 +1015,83 @@ static void begin_stop(struct pxy_loop *l)
 	}
 }
 
+/* A wfile for a descriptor handed over by a reload (NULL: out of memory; the descriptor is closed). */
+static struct wfile *wfile_take(int fd, const char *name)
+{
+	struct wfile *f = wfile_adopt(fd, name);
+
+	close(fd);
+	return f;
+}
+
+/*
+ * SIGHUP: ask for the new configuration and put it in place for new
+ * connections; those open keep what they started with (their identities stay
+ * referenced until they end). Refused as a whole, nothing changes.
+ */
+static void reload(struct pxy_loop *l)
+{
+	struct pxy_loop_cfg next = l->cur;
+	struct wfile *kl = NULL, *cl = NULL;
+	char *pd = NULL;
+
+	if (!l->cur.reload) {
+		pxy_warn("SIGHUP: nothing to reload (no configuration source)");
+		return;
+	}
+	next.keylog_fd = next.connlog_fd = -1;
+	if (l->cur.reload(l->cur.reload_ctx, &next) < 0) {
+		l->reloads_refused++;
+		return;
+	}
+	if (next.keylog_fd >= 0)
+		kl = wfile_take(next.keylog_fd, "key log");
+	if (next.connlog_fd >= 0)
+		cl = wfile_take(next.connlog_fd, "connection log");
+	if (next.plaintext_dir)
+		pd = strdup(next.plaintext_dir);
+	if ((next.keylog_fd >= 0 && !kl) || (next.connlog_fd >= 0 && !cl) || (next.plaintext_dir && !pd)) {
+		wfile_put(kl);
+		wfile_put(cl);
+		free(pd);
+		pxy_idset_put(next.idset);
+		l->reloads_refused++;
+		pxy_err_log("reload refused: out of memory; keeping the running configuration");
+		return;
+	}
+	/* what only a restart changes stays as it is (the callee warned) */
+	next.listen_addr = l->cur.listen_addr;
+	next.listen_len = l->cur.listen_len;
+	next.metrics_addr = l->cur.metrics_addr;
+	next.metrics_len = l->cur.metrics_len;
+	next.buffers = l->cur.buffers;
+	next.buffer_size = l->cur.buffer_size;
+	next.max_conns = l->cur.max_conns;
+	next.max_queue = l->cur.max_queue;
+	next.session_cache = l->cur.session_cache;
+	next.session_lifetime_s = l->cur.session_lifetime_s;
+	next.tap.engine = l->cur.tap.engine;
+	next.tap.max_pending_total = l->cur.tap.max_pending_total;
+	next.engine_name = l->cur.engine_name;
+
+	pxy_idset_put(l->cur.idset); /* goes when the last connection under it ends */
+	wfile_put(l->keylog);
+	wfile_put(l->connlog);
+	free(l->plaintext_dir);
+	l->keylog = kl;
+	l->connlog = cl;
+	l->plaintext_dir = pd;
+	l->cur = next;
+	l->cur.plaintext_dir = pd;
+	l->tap_cfg.identity = next.tap.identity;
+	l->tap_cfg.identities = next.tap.identities;
+	l->tap_cfg.n_identities = next.tap.n_identities;
+	l->tap_cfg.passthrough = next.tap.passthrough;
+	l->tap_cfg.max_hs_msg = next.tap.max_hs_msg;
+	l->tap_cfg.max_pending = next.tap.max_pending;
+	l->reloads++;
+}
+
 static void on_signal(struct pxy_loop *l)
 {
 	struct signalfd_siginfo si;
@@ -1015,6 +1099,8 @@ static void on_signal(struct pxy_loop *l)
 	while (read(l->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGUSR1)
 			dump_stats(l);
+		else if (si.ssi_signo == SIGHUP)
+			reload(l);
 		else if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
 			begin_stop(l);
 	}
@@ -1179,6 +1265,9 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	LVAL("proxyssl_errors_total", "class", "device-fault", ES(faults));
 	LVAL("proxyssl_errors_total", "class", "sink-write", l->st.sink_write_errors);
 	LVAL("proxyssl_errors_total", "class", "enobufs", l->st.enobufs);
+	FAM("proxyssl_reloads_total", "counter", "SIGHUP reloads, by result");
+	LVAL("proxyssl_reloads_total", "result", "applied", l->reloads);
+	LVAL("proxyssl_reloads_total", "result", "refused", l->reloads_refused);
 	FAM("proxyssl_metrics_scrapes_total", "counter", "requests served on /metrics");
 	VAL("proxyssl_metrics_scrapes_total", l->scrapes);
 #undef ES
@@ -1457,7 +1546,13 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	*out = NULL;
 	if (!l)
 		return PXY_E_NOMEM;
-	l->cfg = cfg;
+	l->cur = *cfg;
+	l->cfg = &l->cur;
+	pxy_idset_get(l->cur.idset);
+	if (cfg->plaintext_dir && !(l->plaintext_dir = strdup(cfg->plaintext_dir))) {
+		free(l);
+		return PXY_E_NOMEM;
+	}
 	l->listen_fd = l->signal_fd = l->metrics_fd = -1;
 	for (unsigned i = 0; i < METRICS_SLOTS; i++)
 		l->mc[i].fd = -1;
@@ -1467,6 +1562,8 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	if (cfg->session_cache) {
 		l->tap_cfg.sessions = pxy_sessions_new(cfg->session_cache, cfg->session_lifetime_s);
 		if (!l->tap_cfg.sessions) {
+			pxy_idset_put(l->cur.idset);
+			free(l->plaintext_dir);
 			free(l);
 			return PXY_E_NOMEM;
 		}
@@ -1482,6 +1579,8 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	if (r < 0) {
 		pxy_err_log("io_uring_queue_init: %s (is io_uring allowed on this system?)", strerror(-r));
 		pxy_sessions_free(l->tap_cfg.sessions);
+		pxy_idset_put(l->cur.idset);
+		free(l->plaintext_dir);
 		free(l);
 		return PXY_E_IO;
 	}
@@ -1524,6 +1623,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	l->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (l->signal_fd < 0) {
 		pxy_err_log("signalfd: %s", strerror(errno));
@@ -1596,6 +1696,7 @@ void pxy_loop_free(struct pxy_loop *l)
 			wfile_put(c->pf[d]);
 		}
 		pxy_tap_close(c->tap);
+		pxy_idset_put(c->idset);
 		free(c);
 	}
 	if (l->ring.ring_fd > 0)
@@ -1621,5 +1722,7 @@ void pxy_loop_free(struct pxy_loop *l)
 	free(l->conns);
 	free(l->free_slots);
 	pxy_sessions_free(l->tap_cfg.sessions);
+	pxy_idset_put(l->cur.idset);
+	free(l->plaintext_dir);
 	free(l);
 }

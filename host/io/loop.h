@@ -41,11 +41,23 @@ struct pxy_loop_cfg {
 	unsigned session_cache;       /* cached sessions (0: none) */
 	unsigned session_lifetime_s;
 	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
+	struct pxy_idset *idset;    /* where tap.identities point; the loop takes a reference (NULL: none kept) */
 	const char *plaintext_dir;  /* NULL: no plaintext sink */
 	int keylog_fd;              /* -1: no key log; opened O_APPEND */
 	int connlog_fd;             /* -1: no JSON connection log; opened O_APPEND */
 	const char *engine_name;    /* for the JSON connection log */
 	const struct pxy_cert_info *expected; /* for reject lines */
+	/*
+	 * SIGHUP: fill *next, a copy of the configuration running now, with the
+	 * new one. 0: the loop applies it: new connections get the new idset
+	 * (whose reference passes to the loop), tap limits, policy, backend,
+	 * timeouts and plaintext directory; keylog_fd/connlog_fd >= 0 are new
+	 * files handed over to the loop; next->idset is a reference handed over
+	 * too (the same set again needs its own pxy_idset_get). <0: refused (the
+	 * callee logs why), nothing changes. NULL: SIGHUP is only logged.
+	 */
+	int (*reload)(void *ctx, struct pxy_loop_cfg *next);
+	void *reload_ctx;
 };
 
 struct pxy_loop_stats {

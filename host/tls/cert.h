@@ -29,6 +29,35 @@ struct pxy_identity {
 	uint32_t key_id; /* engine key-table slot */
 };
 
+#define PXY_MAX_IDENTITIES 64
+
+/*
+ * The identities in force: the io loop holds a reference, and so does every
+ * connection accepted under them, until its log line. A reload puts a new set
+ * in place; the old one goes (release: its keys leave the engine) when the
+ * last connection that started under it has ended. One thread only.
+ */
+struct pxy_idset {
+	unsigned refs;
+	size_t n;
+	void (*release)(struct pxy_idset *s); /* frees it */
+	void *owner;
+	struct pxy_identity ids[PXY_MAX_IDENTITIES];
+};
+
+static inline struct pxy_idset *pxy_idset_get(struct pxy_idset *s)
+{
+	if (s)
+		s->refs++;
+	return s;
+}
+
+static inline void pxy_idset_put(struct pxy_idset *s)
+{
+	if (s && --s->refs == 0 && s->release)
+		s->release(s);
+}
+
 /**
  * Load a PEM certificate and PEM private key and check that the key is the
  * certificate's RSA key. On failure writes one line to err and returns
