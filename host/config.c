@@ -48,6 +48,8 @@ static int check_backend(const char *raw, uint64_t num, char *why, size_t n)
 	uint16_t port;
 
 	(void)num;
+	if (!strcmp(raw, "original"))
+		return 0;
 	return pxy_addr_split(raw, 1, host, sizeof(host), &port, why, n);
 }
 
@@ -97,7 +99,10 @@ static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
 /* One table drives the command line, the config file and --help. */
 static const struct opt_def opts[] = {
 	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
-	{ "backend", STR(backend), "ADDR:PORT", "TLS server to forward to (required)", check_backend },
+	{ "backend", STR(backend), "ADDR:PORT",
+	  "TLS server to forward to, or 'original': each client's original destination (transparent mode, behind "
+	  "an iptables/nft REDIRECT or TPROXY rule) (required)",
+	  check_backend },
 	{ "cert", STR(cert), "FILE[,FILE...]",
 	  "the server's certificate, PEM: the one the server must present; several, comma-separated, for a "
 	  "server with several (required)" },

@@ -90,6 +90,26 @@ static int resolve(const struct pxy_config *cfg, const char *what, const char *s
 	return 0;
 }
 
+/* --backend ADDR:PORT, or "original" (transparent mode: no address). */
+static int resolve_backend(const struct pxy_config *cfg, struct pxy_loop_cfg *lc, char *err, size_t n)
+{
+	lc->backend_original = !strcmp(cfg->backend, "original");
+	if (lc->backend_original) {
+		memset(&lc->backend_addr, 0, sizeof(lc->backend_addr));
+		lc->backend_len = 0;
+		return 0;
+	}
+	return resolve(cfg, "backend", cfg->backend, 1, &lc->backend_addr, &lc->backend_len, err, n);
+}
+
+static void backend_str(const struct pxy_loop_cfg *lc, char *out, size_t n)
+{
+	if (lc->backend_original)
+		snprintf(out, n, "original destination");
+	else
+		pxy_addr_str((const struct sockaddr *)&lc->backend_addr, out, n);
+}
+
 /* A file the proxy will append to: its directory must exist and be writable. */
 static int check_out_file(const struct pxy_config *cfg, const char *what, const char *path, char *err, size_t n)
 {
@@ -327,7 +347,7 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 
 	if (pxy_config_parse(&ncfg, a->argc, a->argv, err, sizeof(err)) < 0)
 		goto refuse;
-	if (resolve(&ncfg, "backend", ncfg.backend, 1, &next->backend_addr, &next->backend_len, err, sizeof(err)) < 0)
+	if (resolve_backend(&ncfg, next, err, sizeof(err)) < 0)
 		goto refuse;
 	if (!(set = idset_load(a, &ncfg, err, sizeof(err))))
 		goto refuse;
@@ -365,7 +385,7 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 	pxy_config_free(&a->cfg);
 	a->cfg = ncfg;
 
-	pxy_addr_str((struct sockaddr *)&next->backend_addr, addr, sizeof(addr));
+	backend_str(next, addr, sizeof(addr));
 	key_sizes(set, sizes, sizeof(sizes));
 	pxy_info("reloaded%s%s: backend %s, %s key%s, passthrough %s", a->cfg.config_file ? " " : "",
 		 a->cfg.config_file ? a->cfg.config_file : "", addr, sizes, set->n > 1 ? "s" : "",
@@ -416,7 +436,7 @@ int main(int argc, char **argv)
 	/* everything a user can get wrong is checked before listening: exit 2 */
 	memset(&lc, 0, sizeof(lc));
 	if (resolve(cfg, "listen", cfg->listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve(cfg, "backend", cfg->backend, 1, &lc.backend_addr, &lc.backend_len, err, sizeof(err)) < 0 ||
+	    resolve_backend(cfg, &lc, err, sizeof(err)) < 0 ||
 	    (cfg->metrics &&
 	     resolve(cfg, "metrics", cfg->metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
 		status = usage_error(err);
@@ -542,7 +562,7 @@ int main(int argc, char **argv)
 
 		pxy_loop_listen_addr(loop, &bound, &blen);
 		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
-		pxy_addr_str((struct sockaddr *)&lc.backend_addr, addr, sizeof(addr));
+		backend_str(&lc, addr, sizeof(addr));
 		key_sizes(a.current, sizes, sizeof(sizes));
 		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), %s key%s", PXY_VERSION, laddr,
 			 addr, a.engine->ops->name, ep.threads, sizes, a.current->n > 1 ? "s" : "");

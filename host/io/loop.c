@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sink/metrics.h"
+#include "util/addr.h"
 #include "sink/sinks.h"
 #include "tls/record.h"
 #include "util/ct.h"
@@ -23,6 +24,14 @@
 #include "util/util.h"
 
 /* ---- user_data: {op, dir, connection slot} or a pointer for file writes ---- */
+
+/* linux/netfilter_ipv4.h and linux/netfilter_ipv6/ip6_tables.h: the same value for both */
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
 
 enum op {
 	OP_ACCEPT = 1,
@@ -99,6 +108,8 @@ struct conn {
 	const char *close_kind;
 	uint64_t t_start;
 	uint64_t t_start_unix_us; /* wall clock at accept, for the JSON log */
+	struct sockaddr_storage backend; /* where this connection goes (--backend, or its original destination) */
+	socklen_t backend_len;
 	struct sockaddr_storage peer;
 	struct __kernel_timespec cto;
 	struct wfile *pf[2];
@@ -125,6 +136,7 @@ struct pxy_loop {
 	struct pxy_loop_cfg cur;        /* what runs now (a reload changes it) */
 	char *plaintext_dir;            /* owned copy of cur.plaintext_dir */
 	uint64_t reloads, reloads_refused;
+	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
@@ -467,7 +479,7 @@ static void conn_log(struct pxy_loop *l, struct conn *c)
 	struct pxy_conn_summary s;
 
 	pxy_addr_str((const struct sockaddr *)&c->peer, client, sizeof(client));
-	pxy_addr_str((const struct sockaddr *)&l->cfg->backend_addr, server, sizeof(server));
+	pxy_addr_str((const struct sockaddr *)&c->backend, server, sizeof(server));
 	memset(&s, 0, sizeof(s));
 	s.id = c->id;
 	s.client = client;
@@ -704,6 +716,40 @@ static void pause_accept(struct pxy_loop *l)
 	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT_RETRY, 0, LOOP_SLOT));
 }
 
+/*
+ * --backend original: where the client meant to go. After an iptables/nft
+ * REDIRECT (or DNAT) the kernel keeps it for SO_ORIGINAL_DST; under TPROXY the
+ * accepted socket's own address is it. A destination that is the proxy's own
+ * listener (a client connecting to the proxy directly) would loop: refused.
+ */
+static int original_dst(struct pxy_loop *l, int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_storage self;
+	socklen_t slen = sizeof(self);
+	int family;
+
+	if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
+		return -1;
+	family = self.ss_family;
+	*len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (getsockopt(fd, family == AF_INET6 ? SOL_IPV6 : SOL_IP, family == AF_INET6 ? IP6T_SO_ORIGINAL_DST : SO_ORIGINAL_DST,
+		       ss, len) == 0 &&
+	    ss->ss_family == family) {
+		/* a REDIRECT to the listener itself */
+		if (!pxy_addr_equal((struct sockaddr *)ss, (struct sockaddr *)&self))
+			return 0;
+	}
+	/* TPROXY: the socket is bound to the original destination */
+	if (!pxy_addr_equal((struct sockaddr *)&self, (struct sockaddr *)&l->listen_bound) &&
+	    pxy_addr_port((struct sockaddr *)&self) != pxy_addr_port((struct sockaddr *)&l->listen_bound)) {
+		*ss = self;
+		*len = slen;
+		return 0;
+	}
+	return -1;
+}
+
 static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 {
 	struct conn *c;
@@ -764,7 +810,29 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 		if (c->tap)
 			c->idset = pxy_idset_get(l->cur.idset);
 	}
-	sfd = socket(l->cfg->backend_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sfd = -1;
+	if (l->cfg->backend_original) {
+		if (original_dst(l, res, &c->backend, &c->backend_len) < 0) {
+			char where[64];
+
+			pxy_addr_str((const struct sockaddr *)&c->peer, where, sizeof(where));
+			pxy_warn("id=%s client %s: no original destination (it connected to the proxy itself, or "
+				 "no REDIRECT/TPROXY rule sent it here); resetting it", c->id, where);
+			l->st.no_original_dst++;
+			if (c->tap) {
+				pxy_tap_set_reason(c->tap, PXY_R_BACKEND_UNREACHABLE);
+				c->state = CS_RESETTING;
+				c->close_kind = "reset";
+				conn_step(l, c);
+				return;
+			}
+		}
+	} else {
+		c->backend = l->cfg->backend_addr;
+		c->backend_len = l->cfg->backend_len;
+	}
+	if (c->tap)
+		sfd = socket(c->backend.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!c->tap || sfd < 0) {
 		pxy_err_log("id=%s cannot create backend socket: %s", c->id, strerror(errno));
 		if (!c->tap) {
@@ -789,7 +857,7 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	c->state = CS_CONNECTING;
 	/* connect to the backend at once, before reading a byte from the client */
 	sqe = get_sqe(l);
-	io_uring_prep_connect(sqe, sfd, (struct sockaddr *)&l->cfg->backend_addr, l->cfg->backend_len);
+	io_uring_prep_connect(sqe, sfd, (struct sockaddr *)&c->backend, c->backend_len);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, 0, c->slot));
 	sqe->flags |= IOSQE_IO_LINK;
 	c->cto.tv_sec = l->cfg->connect_timeout_ms / 1000;
@@ -819,7 +887,7 @@ static void on_connect(struct pxy_loop *l, struct conn *c, int res)
 		l->st.connect_timeout++;
 	}
 	l->st.connect_failed++;
-	pxy_addr_str((const struct sockaddr *)&l->cfg->backend_addr, server, sizeof(server));
+	pxy_addr_str((const struct sockaddr *)&c->backend, server, sizeof(server));
 	pxy_warn("id=%s backend %s unreachable: %s; resetting the client", c->id, server, strerror(-res));
 	pxy_tap_set_reason(c->tap, PXY_R_BACKEND_UNREACHABLE);
 	c->state = CS_RESETTING;
@@ -913,9 +981,9 @@ static void dump_stats(struct pxy_loop *l)
 
 	pxy_info("stats connections accepted=%" PRIu64 " active=%" PRIu64 " rejected=%" PRIu64 " closed_fin=%" PRIu64
 		 " closed_reset=%" PRIu64 " refused_max_conns=%" PRIu64 " connect_failed=%" PRIu64
-		 " connect_timeout=%" PRIu64,
+		 " connect_timeout=%" PRIu64 " no_original_dst=%" PRIu64,
 		 l->st.accepted, l->st.active, l->st.rejected, l->st.closed_fin, l->st.closed_reset,
-		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout);
+		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout, l->st.no_original_dst);
 	pxy_info("stats bytes c2s=%" PRIu64 " s2c=%" PRIu64 " plaintext=%" PRIu64 " sink_bytes=%" PRIu64
 		 " sink_write_errors=%" PRIu64 " enobufs=%" PRIu64 " recv_paused=%" PRIu64 " buffers_held=%u/%u",
 		 l->st.bytes[0], l->st.bytes[1], l->tc.plaintext_bytes, l->st.sink_bytes, l->st.sink_write_errors,
@@ -1259,6 +1327,7 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	LVAL("proxyssl_errors_total", "class", "record-auth", l->tc.record_auth_fail);
 	LVAL("proxyssl_errors_total", "class", "backend-connect", l->st.connect_failed);
 	LVAL("proxyssl_errors_total", "class", "backend-connect-timeout", l->st.connect_timeout);
+	LVAL("proxyssl_errors_total", "class", "no-original-destination", l->st.no_original_dst);
 	LVAL("proxyssl_errors_total", "class", "engine", ES(errors));
 	LVAL("proxyssl_errors_total", "class", "engine-busy", ES(busy_rejects));
 	LVAL("proxyssl_errors_total", "class", "device-failure", ES(device_failures));
@@ -1517,7 +1586,7 @@ int pxy_loop_run(struct pxy_loop *l)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static int open_listener(const struct sockaddr_storage *addr, socklen_t len)
+static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int transparent)
 {
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -1525,6 +1594,13 @@ static int open_listener(const struct sockaddr_storage *addr, socklen_t len)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* TPROXY hands over connections to any address: the listener must accept them (needs
+	 * CAP_NET_ADMIN; without it REDIRECT still works) */
+	if (transparent &&
+	    setsockopt(fd, addr->ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+		       addr->ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one, sizeof(one)) < 0)
+		pxy_info("--backend original: no IP_TRANSPARENT on the listener (%s): REDIRECT/DNAT works, TPROXY "
+			 "does not", strerror(errno));
 	if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, 4096) < 0) {
 		int e = -errno;
 		close(fd);
@@ -1632,15 +1708,19 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	if ((cfg->keylog_fd >= 0 && !(l->keylog = wfile_adopt(cfg->keylog_fd, "key log"))) ||
 	    (cfg->connlog_fd >= 0 && !(l->connlog = wfile_adopt(cfg->connlog_fd, "connection log"))))
 		goto nomem;
-	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len);
+	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len, cfg->backend_original);
 	if (l->listen_fd < 0) {
 		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
 		pxy_err_log("cannot listen on %s: %s", addr, strerror(-l->listen_fd));
 		l->listen_fd = -1;
 		goto fail;
 	}
+	{
+		socklen_t bl = sizeof(l->listen_bound);
+		getsockname(l->listen_fd, (struct sockaddr *)&l->listen_bound, &bl);
+	}
 	if (cfg->metrics_len) {
-		l->metrics_fd = open_listener(&cfg->metrics_addr, cfg->metrics_len);
+		l->metrics_fd = open_listener(&cfg->metrics_addr, cfg->metrics_len, 0);
 		if (l->metrics_fd < 0) {
 			pxy_addr_str((const struct sockaddr *)&cfg->metrics_addr, addr, sizeof(addr));
 			pxy_err_log("cannot listen for --metrics on %s: %s", addr, strerror(-l->metrics_fd));

@@ -30,6 +30,7 @@ struct pxy_loop_cfg {
 	socklen_t listen_len;
 	struct sockaddr_storage backend_addr;
 	socklen_t backend_len;
+	int backend_original;       /* --backend original: each client's original destination (REDIRECT, TPROXY) */
 	struct sockaddr_storage metrics_addr; /* /metrics over HTTP; metrics_len 0: none */
 	socklen_t metrics_len;
 	unsigned buffers;           /* provided buffers in the ring (power of two) */
@@ -63,6 +64,7 @@ struct pxy_loop_cfg {
 struct pxy_loop_stats {
 	uint64_t accepted, active, refused_max_conns, closed_fin, closed_reset, rejected;
 	uint64_t connect_failed, connect_timeout;
+	uint64_t no_original_dst;   /* --backend original: clients with no original destination */
 	uint64_t bytes[2];
 	uint64_t enobufs, recv_paused;
 	uint64_t sink_write_errors, sink_bytes;

@@ -17,4 +17,9 @@ int pxy_addr_split(const char *s, unsigned min_port, char *host, size_t host_len
 int pxy_addr_resolve(const char *s, unsigned min_port, struct sockaddr_storage *ss, socklen_t *len, char *err,
 		     size_t err_len);
 
+/** Same family, address and port (IPv4 or IPv6). */
+int pxy_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+/** The port, host order; 0 for other families. */
+uint16_t pxy_addr_port(const struct sockaddr *a);
+
 #endif
