@@ -78,9 +78,9 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # ---- dependencies (Debian packages) ---------------------------------------
 # clang: the kernels' emulation library and kernel-lint; python3: kernel-lint and
 # the firmware checks; libxml2-dev: the device layer reads xclbin metadata;
-# libjson-c-dev: the tests.
+# libjson-c-dev: the JSON connection log; libhiredis-dev: the shared session cache (Redis).
 packages=(build-essential cmake pkg-config libssl-dev liburing-dev libinih-dev libcmocka-dev openssl curl
-	clang python3 libxml2-dev libjson-c-dev)
+	clang python3 libxml2-dev libjson-c-dev libhiredis-dev)
 if [ "$deps" = 1 ]; then
 	missing=()
 	for p in "${packages[@]}"; do

@@ -53,6 +53,20 @@ static int check_backend(const char *raw, uint64_t num, char *why, size_t n)
 	return pxy_addr_split(raw, 1, host, sizeof(host), &port, why, n);
 }
 
+static int check_session_cache(const char *raw, uint64_t num, char *why, size_t n)
+{
+	uint64_t v;
+
+	(void)num;
+	if (!strncmp(raw, "redis://", 8))
+		return raw[8] ? 0 : (snprintf(why, n, "'%s': no host", raw), -1);
+	if (pxy_parse_u64(raw, 0, 1u << 24, &v)) {
+		snprintf(why, n, "'%s' is neither a number between 0 and %u nor redis://HOST[:PORT][/DB]", raw, 1u << 24);
+		return -1;
+	}
+	return 0;
+}
+
 static int check_engine(const char *raw, uint64_t num, char *why, size_t n)
 {
 	(void)num;
@@ -148,8 +162,12 @@ static const struct opt_def opts[] = {
 	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 16M)" },
 	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40),
 	  "BYTES", "the same over all connections together (default 256M)" },
-	{ "session-cache", U64(session_cache, 0, 1u << 24), "N",
-	  "sessions (IDs and tickets) kept to decrypt resumed handshakes; 0 turns it off (default 20000)" },
+	{ "session-cache", STR(session_cache_arg), "N|redis://HOST[:PORT][/DB]",
+	  "sessions (IDs and tickets) kept to decrypt resumed handshakes, 0 turns it off (default 20000); or a Redis "
+	  "shared by several proxies (with a local cache of 20000 in front; needs --session-key)",
+	  check_session_cache },
+	{ "session-key", STR(session_key), "FILE",
+	  "the 256-bit key (64 hex digits) that seals sessions in Redis; the same on every node" },
 	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), "SEC",
 	  "how long a cached session is kept (default 7200)" },
 };
@@ -372,6 +390,21 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 			c->config_file ? c->config_file : "", c->config_file ? ": " : "");
 		return PXY_E_USAGE;
 	}
+	/* --session-cache: a size, or Redis (with the default local size in front) */
+	free(c->session_redis);
+	c->session_redis = NULL;
+	if (c->session_cache_arg && !strncmp(c->session_cache_arg, "redis://", 8)) {
+		c->session_redis = strdup(c->session_cache_arg);
+		if (!c->session_redis)
+			return PXY_E_NOMEM;
+		if (!c->session_key) {
+			set_err(err, n, "%s%s--session-cache %s needs --session-key (the key sealing the sessions in Redis)",
+				c->config_file ? c->config_file : "", c->config_file ? ": " : "", c->session_cache_arg);
+			return PXY_E_USAGE;
+		}
+	} else if (c->session_cache_arg) {
+		pxy_parse_u64(c->session_cache_arg, 0, 1u << 24, &c->session_cache); /* checked */
+	}
 	/* the one check that spans two settings */
 	if (c->max_queue < c->buffer_size) {
 		set_err(err, n, "%s%s--max-queue (%llu) must be at least --buffer-size (%llu)",
@@ -388,6 +421,7 @@ void pxy_config_free(struct pxy_config *c)
 		if (opts[i].kind == K_STR)
 			free(*(char **)((char *)c + opts[i].off));
 	free(c->config_file);
+	free(c->session_redis);
 	memset(c, 0, sizeof(*c));
 }
 

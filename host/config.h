@@ -21,6 +21,9 @@ struct pxy_config {
 	char *keylog;
 	char *conn_log;
 	char *metrics;
+	char *session_cache_arg; /* --session-cache as given: N or redis://... */
+	char *session_redis;     /* derived: the redis URL, or NULL */
+	char *session_key;
 	char *plaintext_dir;
 	char *passthrough;
 	char *log;

@@ -11,11 +11,13 @@
 
 #include "config.h"
 #include "io/loop.h"
+#include "io/redis.h"
 #include "proxyssl/engine.h"
 #include "sink/sinks.h"
 #include "tls/cert.h"
 #include "util/addr.h"
 #include "util/log.h"
+#include "util/ct.h"
 #include "util/util.h"
 #include "proxyssl/kernel_abi.h"
 
@@ -136,6 +138,7 @@ struct app {
 	struct pxy_config cfg;        /* in force */
 	struct pxy_engine *engine;
 	struct pxy_idset *current;    /* the app's reference to the set in force */
+	struct pxy_redis *redis;      /* the shared session store, if any */
 	unsigned key_refs[PXY_K_MAX_KEYS]; /* live sets holding each engine key slot */
 };
 
@@ -309,7 +312,8 @@ static void warn_restart_only(const struct pxy_config *old, const struct pxy_con
 		F_U("device", device), F_U("engine-batch", engine_batch), F_U("engine-timeout", engine_timeout_ms),
 		F_U("engine-threads", engine_threads), F_U("buffers", buffers), F_U("buffer-size", buffer_size),
 		F_U("max-conns", max_conns), F_U("max-queue", max_queue), F_U("max-pending-total", max_pending_total),
-		F_U("session-cache", session_cache), F_U("session-lifetime", session_lifetime_s),
+		F_S("session-cache", session_cache_arg), F_S("session-key", session_key),
+		F_U("session-lifetime", session_lifetime_s),
 #undef F_S
 #undef F_U
 	};
@@ -446,6 +450,25 @@ int main(int argc, char **argv)
 		status = usage_error(err);
 		goto out;
 	}
+	if (cfg->session_redis) {
+		uint8_t k[PXY_REDIS_KEY_LEN];
+		char w[600], why2[600];
+
+		if (pxy_redis_key_load(cfg->session_key, k, why2, sizeof(why2)) < 0) {
+			snprintf(err, sizeof(err), "%s%s", pxy_config_where(cfg, "session-key", w, sizeof(w)), why2);
+			status = usage_error(err);
+			goto out;
+		}
+		/* the thread connects on the first request: Redis may come up later */
+		r = pxy_redis_new(cfg->session_redis, k, &a.redis, why2, sizeof(why2));
+		pxy_wipe(k, sizeof(k));
+		if (r < 0) {
+			snprintf(err, sizeof(err), "%s--session-cache %s", pxy_config_where(cfg, "session-cache", w, sizeof(w)),
+				 why2);
+			status = usage_error(err);
+			goto out;
+		}
+	}
 	if (cfg->check) {
 		/* what a start would open, without creating anything */
 		if ((cfg->keylog && check_out_file(cfg, "keylog", cfg->keylog, err, sizeof(err)) < 0) ||
@@ -535,6 +558,7 @@ int main(int argc, char **argv)
 	lc.max_conns = (unsigned)cfg->max_conns;
 	lc.session_cache = (unsigned)cfg->session_cache;
 	lc.session_lifetime_s = (unsigned)cfg->session_lifetime_s;
+	lc.redis = a.redis;
 	lc.idset = a.current;
 	lc.tap.identity = &a.current->ids[0];
 	lc.tap.identities = a.current->ids;
@@ -570,6 +594,9 @@ int main(int argc, char **argv)
 			pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
 			pxy_info("metrics on http://%s/metrics", laddr);
 		}
+		if (a.redis)
+			pxy_info("session cache: %llu local, shared through %s", (unsigned long long)cfg->session_cache,
+				 cfg->session_redis);
 	}
 	log_identities(a.current);
 	status = pxy_loop_run(loop) < 0 ? 1 : 0;
@@ -582,6 +609,7 @@ out:
 			idset_discard(&a, a.current);
 	}
 	pxy_engine_close(a.engine);
+	pxy_redis_free(a.redis);
 	if (keylog_fd >= 0)
 		close(keylog_fd);
 	if (connlog_fd >= 0)

@@ -46,6 +46,7 @@ enum op {
 	OP_MACCEPT, /* /metrics: accept, recv, send; slot = scrape slot */
 	OP_MRECV,
 	OP_MSEND,
+	OP_REDIS, /* the session store's answers */
 };
 
 #define UD_PTR_BIT (1ull << 63)
@@ -117,6 +118,8 @@ struct conn {
 	uint8_t on_starved;
 	uint64_t t_end; /* sockets closed; the tap may still be finishing */
 	struct pxy_idset *idset; /* the identities it started under */
+	struct conn *aw_prev, *aw_next; /* closed, its tap waiting for the shared session store */
+	uint8_t awaiting;
 };
 
 /* One /metrics client: its request, then the response being sent. */
@@ -136,6 +139,7 @@ struct pxy_loop {
 	struct pxy_loop_cfg cur;        /* what runs now (a reload changes it) */
 	char *plaintext_dir;            /* owned copy of cur.plaintext_dir */
 	uint64_t reloads, reloads_refused;
+	struct conn *awaiting; /* closed connections whose resumption waits for the shared store */
 	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
 	struct io_uring_buf_ring *br;
@@ -515,6 +519,14 @@ static void hook_done(void *ctx)
 	struct pxy_loop *l = c->l;
 
 	conn_log(l, c);
+	if (c->awaiting) {
+		if (c->aw_prev)
+			c->aw_prev->aw_next = c->aw_next;
+		else
+			l->awaiting = c->aw_next;
+		if (c->aw_next)
+			c->aw_next->aw_prev = c->aw_prev;
+	}
 	wfile_put(c->pf[0]);
 	wfile_put(c->pf[1]);
 	pxy_idset_put(c->idset);
@@ -547,7 +559,14 @@ static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 	l->st.active--;
 	l->finishing++;
 	c->t_end = pxy_now_ns();
-	pxy_tap_finish(c->tap); /* may call hook_done, which frees c */
+	if (pxy_tap_finish(c->tap)) { /* else it may have called hook_done, which frees c */
+		c->awaiting = 1;
+		c->aw_prev = NULL;
+		c->aw_next = l->awaiting;
+		if (l->awaiting)
+			l->awaiting->aw_prev = c;
+		l->awaiting = c;
+	}
 }
 
 static void start_reset(struct conn *c, const char *why)
@@ -1004,6 +1023,14 @@ static void dump_stats(struct pxy_loop *l)
 	} else {
 		pxy_info("stats sessions off resumed_unknown=%" PRIu64, l->tc.resumed_unknown);
 	}
+	if (l->cfg->redis) {
+		struct pxy_redis_stats rs;
+
+		pxy_redis_get_stats(l->cfg->redis, &rs);
+		pxy_info("stats redis up=%" PRIu64 " gets=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64 " sets=%" PRIu64
+			 " errors=%" PRIu64 " dropped=%" PRIu64,
+			 rs.up, rs.gets, rs.hits, rs.misses, rs.sets, rs.errors, rs.dropped);
+	}
 #define ES(f) __atomic_load_n(&es->f, __ATOMIC_RELAXED)
 	pxy_info("stats engine name=%s rsa_ops=%" PRIu64 " rec_open=%" PRIu64 " rec_bad=%" PRIu64
 		 " busy_rejects=%" PRIu64 " errors=%" PRIu64 " launches=%" PRIu64 " batched_jobs=%" PRIu64
@@ -1321,6 +1348,19 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 		LVAL("proxyssl_session_cache_removed_total", "why", "evicted", ss->evicted);
 	}
 
+	if (l->cfg->redis) {
+		struct pxy_redis_stats rs;
+
+		pxy_redis_get_stats(l->cfg->redis, &rs);
+		FAM("proxyssl_session_store_up", "gauge", "1 while the shared session store (Redis) is connected");
+		VAL("proxyssl_session_store_up", rs.up);
+		FAM("proxyssl_session_store_requests_total", "counter", "shared session store requests, by result");
+		LVAL("proxyssl_session_store_requests_total", "result", "get-hit", rs.hits);
+		LVAL("proxyssl_session_store_requests_total", "result", "get-miss", rs.misses);
+		LVAL("proxyssl_session_store_requests_total", "result", "set", rs.sets);
+		LVAL("proxyssl_session_store_requests_total", "result", "error", rs.errors);
+		LVAL("proxyssl_session_store_requests_total", "result", "dropped", rs.dropped);
+	}
 	FAM("proxyssl_errors_total", "counter", "errors by class");
 	LVAL("proxyssl_errors_total", "class", "protocol", l->tc.protocol_errors);
 	LVAL("proxyssl_errors_total", "class", "finished-mismatch", l->tc.finished_mismatch);
@@ -1444,6 +1484,51 @@ static void on_metrics(struct pxy_loop *l, unsigned op, uint32_t slot, int res)
 		metrics_close(l, slot);
 }
 
+/* ---- the shared session store ----------------------------------------------- */
+
+static void redis_stored(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s, uint32_t ttl_s)
+{
+	struct pxy_loop *l = ctx;
+
+	pxy_redis_set(l->cfg->redis, key, s, ttl_s);
+}
+
+static void redis_missed(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN])
+{
+	struct pxy_loop *l = ctx;
+
+	pxy_redis_get(l->cfg->redis, key);
+}
+
+static void redis_found(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s, uint32_t ttl_s)
+{
+	struct pxy_loop *l = ctx;
+
+	pxy_sessions_put_shared(l->tap_cfg.sessions, key, s, ttl_s, pxy_now_ns());
+}
+
+/* Closed connections waiting for the store look again (and give up after 1 s); each may go. */
+static void poke_awaiting(struct pxy_loop *l)
+{
+	struct conn *c = l->awaiting, *next;
+
+	for (; c; c = next) {
+		next = c->aw_next;
+		pxy_tap_poke(c->tap); /* may free c */
+	}
+}
+
+/* Sessions came from the store: resumptions waiting for them look again. */
+static void on_redis(struct pxy_loop *l)
+{
+	if (!pxy_redis_poll(l->cfg->redis, redis_found, l))
+		return;
+	for (unsigned i = 0; i < l->max_conns; i++)
+		if (l->conns[i] && l->conns[i]->tap)
+			pxy_tap_poke(l->conns[i]->tap);
+	poke_awaiting(l);
+}
+
 static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -1466,6 +1551,11 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 		on_signal(l);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(l, l->signal_fd, OP_SIGNAL);
+		return;
+	case OP_REDIS:
+		on_redis(l);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(l, pxy_redis_event_fd(l->cfg->redis), OP_REDIS);
 		return;
 	case OP_ACCEPT_RETRY:
 		l->accept_paused = 0; /* the loop re-arms the accept */
@@ -1534,6 +1624,8 @@ int pxy_loop_run(struct pxy_loop *l)
 		metrics_arm_accept(l);
 	arm_poll(l, l->cfg->tap.engine->event_fd, OP_ENGINE);
 	arm_poll(l, l->signal_fd, OP_SIGNAL);
+	if (l->cfg->redis && l->tap_cfg.sessions)
+		arm_poll(l, pxy_redis_event_fd(l->cfg->redis), OP_REDIS);
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
@@ -1555,7 +1647,7 @@ int pxy_loop_run(struct pxy_loop *l)
 		if (l->stopping) {
 			struct __kernel_timespec ts = { 0, 50000000 };
 			r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
-		} else if (__atomic_load_n(&l->cfg->tap.engine->stats.inflight, __ATOMIC_RELAXED)) {
+		} else if (__atomic_load_n(&l->cfg->tap.engine->stats.inflight, __ATOMIC_RELAXED) || l->awaiting) {
 			/* jobs out: wake at least every 100 ms so the engine's flush can notice a hung card */
 			struct __kernel_timespec ts = { 0, 100000000 };
 			r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
@@ -1578,6 +1670,8 @@ int pxy_loop_run(struct pxy_loop *l)
 			rearm_starved(l);
 		if (!l->accept_armed && !l->accept_paused && !l->stopping && l->listen_fd >= 0)
 			arm_accept(l);
+		if (l->awaiting)
+			poke_awaiting(l);
 		pxy_engine_flush(l->cfg->tap.engine);
 	}
 	dump_stats(l);
@@ -1642,6 +1736,11 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 			free(l->plaintext_dir);
 			free(l);
 			return PXY_E_NOMEM;
+		}
+		if (cfg->redis) {
+			struct pxy_sessions_remote rm = { .ctx = l, .stored = redis_stored, .missed = redis_missed };
+			pxy_sessions_set_remote(l->tap_cfg.sessions, &rm);
+			l->tap_cfg.shared_sessions = 1;
 		}
 	}
 	l->max_conns = cfg->max_conns;
@@ -1763,6 +1862,17 @@ void pxy_loop_free(struct pxy_loop *l)
 
 		poll(&pfd, 1, 10);
 		drain_engine(l, 1);
+	}
+	/* closed connections still waiting for the shared store: no answer will come now */
+	while (l->awaiting) {
+		struct conn *c = l->awaiting;
+
+		l->awaiting = c->aw_next;
+		pxy_tap_close(c->tap);
+		wfile_put(c->pf[0]);
+		wfile_put(c->pf[1]);
+		pxy_idset_put(c->idset);
+		free(c);
 	}
 	/* anything still open is reset; no completion can arrive after queue_exit */
 	for (unsigned i = 0; l->conns && i < l->max_conns; i++) {

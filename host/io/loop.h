@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "proxyssl/engine.h"
+#include "io/redis.h"
 #include "tls/tap.h"
 
 struct pxy_loop_cfg {
@@ -41,6 +42,7 @@ struct pxy_loop_cfg {
 	unsigned max_conns;
 	unsigned session_cache;       /* cached sessions (0: none) */
 	unsigned session_lifetime_s;
+	struct pxy_redis *redis;      /* the shared tier of the session cache (NULL: none) */
 	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
 	struct pxy_idset *idset;    /* where tap.identities point; the loop takes a reference (NULL: none kept) */
 	const char *plaintext_dir;  /* NULL: no plaintext sink */

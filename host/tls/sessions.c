@@ -24,6 +24,7 @@ struct pxy_sessions {
 	uint32_t head, tail, free;
 	uint64_t lifetime_ns;
 	struct pxy_sessions_stats st;
+	struct pxy_sessions_remote remote;
 };
 
 struct pxy_sessions *pxy_sessions_new(size_t max, uint32_t lifetime_s)
@@ -138,14 +139,16 @@ static void drop(struct pxy_sessions *c, uint32_t i)
 	c->st.entries--;
 }
 
-void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s,
-		      uint32_t hint_s, uint64_t now_ns)
+static void put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s,
+		uint32_t hint_s, uint64_t now_ns, int tell)
 {
 	uint64_t life = c->lifetime_ns;
 	uint32_t i, *link;
 
 	if (hint_s && (uint64_t)hint_s * 1000000000u < life)
 		life = (uint64_t)hint_s * 1000000000u;
+	if (tell && c->remote.stored)
+		c->remote.stored(c->remote.ctx, key, s, (uint32_t)(life / 1000000000u));
 	i = find(c, key, &link);
 	if (i != NIL) {
 		lru_unlink(c, i);
@@ -169,6 +172,23 @@ void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_
 	c->st.stored++;
 }
 
+void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s,
+		      uint32_t hint_s, uint64_t now_ns)
+{
+	put(c, key, s, hint_s, now_ns, 1);
+}
+
+void pxy_sessions_put_shared(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN],
+			     const struct pxy_session *s, uint32_t ttl_s, uint64_t now_ns)
+{
+	put(c, key, s, ttl_s ? ttl_s : 1, now_ns, 0);
+}
+
+void pxy_sessions_set_remote(struct pxy_sessions *c, const struct pxy_sessions_remote *r)
+{
+	c->remote = *r;
+}
+
 int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
 		     uint64_t now_ns)
 {
@@ -176,12 +196,16 @@ int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_L
 
 	if (i == NIL) {
 		c->st.misses++;
+		if (c->remote.missed)
+			c->remote.missed(c->remote.ctx, key);
 		return 0;
 	}
 	if (now_ns >= c->e[i].expires_ns) {
 		drop(c, i);
 		c->st.expired++;
 		c->st.misses++;
+		if (c->remote.missed)
+			c->remote.missed(c->remote.ctx, key);
 		return 0;
 	}
 	*out = c->e[i].s;

@@ -56,4 +56,19 @@ int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_L
 
 const struct pxy_sessions_stats *pxy_sessions_stats(const struct pxy_sessions *c);
 
+/*
+ * A second tier shared with other proxies (Redis): told of every session
+ * stored here and of every miss. What it finds comes back through
+ * pxy_sessions_put_shared, which does not tell it again.
+ */
+struct pxy_sessions_remote {
+	void *ctx;
+	void (*stored)(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s, uint32_t ttl_s);
+	void (*missed)(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN]);
+};
+void pxy_sessions_set_remote(struct pxy_sessions *c, const struct pxy_sessions_remote *r);
+/** Store a session the shared tier found, for ttl_s seconds (at most the cache's lifetime). */
+void pxy_sessions_put_shared(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN],
+			     const struct pxy_session *s, uint32_t ttl_s, uint64_t now_ns);
+
 #endif

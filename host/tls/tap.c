@@ -1551,7 +1551,7 @@ static void tap_free(struct pxy_tap *t)
 /* After pxy_tap_finish: once nothing is in flight, report and go. */
 static void maybe_finish(struct pxy_tap *t)
 {
-	if (!t->finishing || t->inflight)
+	if (!t->finishing || t->inflight || t->resume_pending)
 		return;
 	/* records that waited for keys that will never come */
 	free_waiting(t, &t->dir[0]);
@@ -1586,11 +1586,23 @@ void pxy_tap_job_done(struct pxy_job *job)
 		maybe_finish(t);
 }
 
-void pxy_tap_finish(struct pxy_tap *t)
+void pxy_tap_poke(struct pxy_tap *t)
 {
-	retry_resume(t, 1);
-	t->finishing = 1;
+	if (!t || t->closed)
+		return;
+	retry_resume(t, 0);
 	maybe_finish(t);
+}
+
+int pxy_tap_finish(struct pxy_tap *t)
+{
+	/* a shared tier may still answer: wait for it as a live connection would */
+	retry_resume(t, !t->cfg.shared_sessions);
+	t->finishing = 1;
+	if (t->resume_pending)
+		return 1;
+	maybe_finish(t);
+	return 0;
 }
 
 void pxy_tap_close(struct pxy_tap *t)

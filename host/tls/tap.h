@@ -82,6 +82,8 @@ struct pxy_tap_cfg {
 	size_t max_pending;  /* ciphertext bytes per direction waiting for keys or in the engine */
 	size_t max_pending_total; /* the same over every tap sharing `counters` (0: no cap) */
 	struct pxy_sessions *sessions; /* session cache for abbreviated handshakes; NULL: none */
+	uint8_t shared_sessions;       /* the cache has a shared tier that answers later: a resumption
+					* not yet known is waited for (up to 1 s) even after the connection ends */
 	uint32_t passthrough; /* policy reasons (1u << PXY_R_*) that forward undecrypted instead of rejecting */
 };
 
@@ -151,6 +153,13 @@ uint16_t pxy_tap_alert_version(const struct pxy_tap *t, enum pxy_dir d);
 const struct pxy_tap_info *pxy_tap_info(const struct pxy_tap *t);
 enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reason);
 
+/**
+ * The session cache may have learnt something (the shared tier answered), or
+ * time passed: a resumption waiting for its session looks again, and gives up
+ * after 1 s. A finished tap that was waiting may call hooks.done and go.
+ */
+void pxy_tap_poke(struct pxy_tap *t);
+
 /** Jobs of this tap still inside the engine. */
 unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t);
 
@@ -161,8 +170,10 @@ void pxy_tap_job_done(struct pxy_job *job);
  * No more bytes will come (the connection closed): finish the jobs in
  * flight — the last records are still decrypted and the keys still verified
  * — then call hooks.done and free the tap. May call done before returning.
+ * Returns 1 when it waits for the shared session tier instead (then done
+ * has not been called; the caller pokes it until it goes), else 0.
  */
-void pxy_tap_finish(struct pxy_tap *t);
+int pxy_tap_finish(struct pxy_tap *t);
 
 /** Abandon the tap: results still in the engine are discarded; freed when the last returns. */
 void pxy_tap_close(struct pxy_tap *t);
