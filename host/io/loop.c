@@ -380,6 +380,29 @@ static void hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
 
 /* ---- connections ------------------------------------------------------------ */
 
+/* Closed connections whose taps wait for the shared session store (a doubly linked list). */
+static void awaiting_add(struct pxy_loop *l, struct conn *c)
+{
+	c->awaiting = 1;
+	c->aw_prev = NULL;
+	c->aw_next = l->awaiting;
+	if (l->awaiting)
+		l->awaiting->aw_prev = c;
+	l->awaiting = c;
+}
+
+static void awaiting_remove(struct pxy_loop *l, struct conn *c)
+{
+	if (c->aw_prev)
+		c->aw_prev->aw_next = c->aw_next;
+	else
+		l->awaiting = c->aw_next;
+	if (c->aw_next)
+		c->aw_next->aw_prev = c->aw_prev;
+	c->aw_prev = c->aw_next = NULL;
+	c->awaiting = 0;
+}
+
 static void starved_remove(struct pxy_loop *l, struct conn *c)
 {
 	if (!c->on_starved)
@@ -519,14 +542,8 @@ static void hook_done(void *ctx)
 	struct pxy_loop *l = c->l;
 
 	conn_log(l, c);
-	if (c->awaiting) {
-		if (c->aw_prev)
-			c->aw_prev->aw_next = c->aw_next;
-		else
-			l->awaiting = c->aw_next;
-		if (c->aw_next)
-			c->aw_next->aw_prev = c->aw_prev;
-	}
+	if (c->awaiting)
+		awaiting_remove(l, c);
 	wfile_put(c->pf[0]);
 	wfile_put(c->pf[1]);
 	pxy_idset_put(c->idset);
@@ -559,14 +576,8 @@ static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 	l->st.active--;
 	l->finishing++;
 	c->t_end = pxy_now_ns();
-	if (pxy_tap_finish(c->tap)) { /* else it may have called hook_done, which frees c */
-		c->awaiting = 1;
-		c->aw_prev = NULL;
-		c->aw_next = l->awaiting;
-		if (l->awaiting)
-			l->awaiting->aw_prev = c;
-		l->awaiting = c;
-	}
+	if (pxy_tap_finish(c->tap)) /* else it may have called hook_done, which frees c */
+		awaiting_add(l, c);
 }
 
 static void start_reset(struct conn *c, const char *why)

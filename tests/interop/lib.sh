@@ -268,6 +268,16 @@ expect_fields() {
 	for kv in "$@"; do expect_field "$line" "${kv%%=*}" "${kv#*=}"; done
 }
 
+# expect_client_cert LINE AUTH: with AUTH=auth the conn line names the matrix's client
+# certificate ($T/cli.crt, CN cli.test), else it says client_cert=no
+expect_client_cert() {
+	if [ "$2" = auth ]; then
+		expect_fields "$1" client_cert=yes client_subject=/CN=cli.test "client_serial=$(cert_serial "$T/cli.crt")"
+	else
+		expect_fields "$1" client_cert=no
+	fi
+}
+
 # check_sink DIR ID DIRECTION EXPECTED_FILE: the plaintext file holds exactly EXPECTED_FILE
 # (an empty EXPECTED_FILE means: no sink file or an empty one)
 check_sink() {
@@ -374,10 +384,11 @@ PY=$(python3 -c 'import sys; print(sys.executable)') || skip "python3 does not r
 export PY
 
 # ---- nginx ----------------------------------------------------------------------
-# start_nginx NAME ROOT CERT KEY CIPHERS: nginx on 127.0.0.1 serving ROOT over TLS 1.2
-# with only CIPHERS, WebDAV PUT allowed. Sets NG_PID, NG_PORT.
+# start_nginx NAME ROOT CERT KEY CIPHERS [PROTOCOLS [DIRECTIVES]]: nginx on 127.0.0.1
+# serving ROOT over PROTOCOLS (default TLSv1.2) with only CIPHERS, WebDAV PUT allowed,
+# DIRECTIVES (e.g. "ssl_session_tickets off;") added to the server. Sets NG_PID, NG_PORT.
 start_nginx() {
-	local name=$1 root=$2 crt=$3 key=$4 ciphers=$5 d="$T/$1" _try user=""
+	local name=$1 root=$2 crt=$3 key=$4 ciphers=$5 protocols=${6:-TLSv1.2} extra=${7:-} d="$T/$1" _try user=""
 	mkdir -p "$d/tmp"
 	[ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
 	for _try in 1 2 3 4 5; do
@@ -403,9 +414,10 @@ start_nginx() {
 					listen 127.0.0.1:$NG_PORT ssl;
 					ssl_certificate $crt;
 					ssl_certificate_key $key;
-					ssl_protocols TLSv1.2;
+					ssl_protocols $protocols;
 					ssl_ciphers $ciphers;
 					ssl_prefer_server_ciphers off;
+					$extra
 					root $root;
 					location / {
 						dav_methods PUT DELETE;

@@ -52,6 +52,29 @@ static void test_paths_and_addrs(void **state)
 	assert_string_equal(p, "[::1]:8443");
 }
 
+/* A decrypted TLS 1.2 connection (www.example.com, 100/200 bytes forwarded, 10/20 decrypted). */
+static void sample_conn(struct pxy_tap_info *t, struct pxy_conn_summary *s, uint16_t suite)
+{
+	memset(t, 0, sizeof(*t));
+	strcpy(t->sni, "www.example.com");
+	t->version = 0x0303;
+	t->suite = suite;
+	t->has_suite = 1;
+	t->ems = 1;
+	t->decrypted[0] = 10;
+	t->decrypted[1] = 20;
+	memset(s, 0, sizeof(*s));
+	s->id = "7-1";
+	s->client = "127.0.0.1:5";
+	s->server = "127.0.0.1:6";
+	s->tap = t;
+	s->outcome = PXY_O_DECRYPTED;
+	s->reason = PXY_R_NONE;
+	s->bytes[0] = 100;
+	s->bytes[1] = 200;
+	s->close = "fin";
+}
+
 static void test_conn_line(void **state)
 {
 	struct pxy_tap_info t;
@@ -60,26 +83,8 @@ static void test_conn_line(void **state)
 	char line[1024];
 
 	(void)state;
-	memset(&t, 0, sizeof(t));
-	strcpy(t.sni, "www.example.com");
-	t.version = 0x0303;
-	t.suite = 0x003c;
-	t.has_suite = 1;
-	t.ems = 1;
-	t.etm = 0;
-	t.decrypted[0] = 10;
-	t.decrypted[1] = 20;
-	memset(&s, 0, sizeof(s));
-	s.id = "7-1";
-	s.client = "127.0.0.1:5";
-	s.server = "127.0.0.1:6";
-	s.tap = &t;
-	s.outcome = PXY_O_DECRYPTED;
-	s.reason = PXY_R_NONE;
-	s.bytes[0] = 100;
-	s.bytes[1] = 200;
+	sample_conn(&t, &s, 0x003c);
 	s.duration_us = 1234567;
-	s.close = "fin";
 	pxy_connlog_format(line, sizeof(line), &s);
 	assert_string_equal(line, "conn id=7-1 client=127.0.0.1:5 server=127.0.0.1:6 sni=www.example.com version=TLS1.2 "
 				  "suite=TLS_RSA_WITH_AES_128_CBC_SHA256 ems=yes etm=no resumed=no verdict=decrypted reason=- "
@@ -131,12 +136,7 @@ static void test_connlog_json(void **state)
 	size_t n;
 
 	(void)state;
-	memset(&t, 0, sizeof(t));
-	strcpy(t.sni, "www.example.com");
-	t.version = 0x0303;
-	t.suite = 0x002f; /* TLS_RSA_WITH_AES_128_CBC_SHA */
-	t.has_suite = 1;
-	t.ems = 1;
+	sample_conn(&t, &s, 0x002f); /* TLS_RSA_WITH_AES_128_CBC_SHA */
 	t.etm = 1;
 	t.resumed = 1;
 	t.resumed_ticket = 1;
@@ -144,21 +144,10 @@ static void test_connlog_json(void **state)
 	strcpy(t.client.subject, "/CN=a \"quoted\" \\ name");
 	strcpy(t.client.serial, "1A2B");
 	t.client.sha256[0] = 0xC7;
-	t.decrypted[0] = 10;
-	t.decrypted[1] = 20;
 	t.dropped[1] = 2;
-	memset(&s, 0, sizeof(s));
-	s.id = "7-1";
 	s.client = "[::1]:5";
-	s.server = "127.0.0.1:6";
-	s.tap = &t;
-	s.outcome = PXY_O_DECRYPTED;
-	s.reason = PXY_R_NONE;
-	s.bytes[0] = 100;
-	s.bytes[1] = 200;
 	s.start_unix_us = 1795046400000000ull + 123456; /* 2026-11-19T00:00:00.123456Z */
 	s.duration_us = 1500000;
-	s.close = "fin";
 	s.engine = "emu";
 	n = pxy_connlog_json(line, sizeof(line), &s);
 	assert_true(n > 0);

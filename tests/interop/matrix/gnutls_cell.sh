@@ -110,11 +110,7 @@ case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes ||
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
 	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
 	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/back.txt")"
-if [ "$auth" = auth ]; then
-	expect_fields "$CONN" client_cert=yes client_subject=/CN=cli.test "client_serial=$(cert_serial "$T/cli.crt")"
-else
-	expect_fields "$CONN" client_cert=no
-fi
+expect_client_cert "$CONN" "$auth"
 check_sink "$PT" "$CONN_ID" c2s "$T/in.txt"
 check_sink "$PT" "$CONN_ID" s2c "$T/back.txt"
 if [ "$resume" = rehandshake ]; then

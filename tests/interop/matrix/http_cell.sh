@@ -74,59 +74,15 @@ if [ ${#opts[@]} -gt 0 ]; then
 	)/" "$OSSL_CNF"
 fi
 
-# start_nginx_cell: nginx on 127.0.0.1 serving $T/www with this cell's TLS settings and
-# WebDAV PUT. Sets NG_PID, NG_PORT. (start_nginx in lib.sh is TLS 1.2 with defaults only.)
+# nginx with this cell's TLS settings (lib.sh's start_nginx, WebDAV PUT on)
 start_nginx_cell() {
-	local d="$T/nginx" _try user="" tls=""
-	mkdir -p "$d/tmp"
-	[ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
+	local tls=""
 	[ "$ems" = off ] && tls+="ssl_conf_command Options -ExtendedMasterSecret; "
 	[ "$etm" = off ] && tls+="ssl_conf_command Options -EncryptThenMac; "
 	# id: a server-side cache and no tickets; ticket: tickets (the default) and no cache
 	[ "$resume" = id ] && tls+="ssl_session_tickets off; ssl_session_cache shared:S:1m; "
 	[ "$auth" = auth ] && tls+="ssl_verify_client on; ssl_client_certificate $T/cli.crt; "
-	for _try in 1 2 3 4 5; do
-		NG_PORT=$(free_port)
-		cat >"$d/nginx.conf" <<-NGINX
-			$user
-			worker_processes 1;
-			daemon off;
-			pid $d/nginx.pid;
-			error_log $d/error.log info;
-			events { worker_connections 256; }
-			http {
-				access_log $d/access.log;
-				client_body_temp_path $d/tmp/body;
-				proxy_temp_path $d/tmp/proxy;
-				fastcgi_temp_path $d/tmp/fastcgi;
-				uwsgi_temp_path $d/tmp/uwsgi;
-				scgi_temp_path $d/tmp/scgi;
-				client_max_body_size 16m;
-				default_type application/octet-stream;
-				server {
-					listen 127.0.0.1:$NG_PORT ssl;
-					ssl_certificate $T/srv.crt;
-					ssl_certificate_key $T/srv.key;
-					ssl_protocols $ng_ver;
-					ssl_ciphers $ossl_cipher$sec;
-					$tls
-					root $T/www;
-					location / {
-						dav_methods PUT;
-						dav_access user:rw;
-					}
-				}
-			}
-		NGINX
-		bg nginx nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
-		NG_PID=$BG_PID
-		if [ "$(listen_port_of "$NG_PID" 10 2>/dev/null)" = "$NG_PORT" ]; then
-			return 0
-		fi
-		stop_group "$NG_PID"
-		grep -q 'Address already in use' "$d/error.log" "$T/nginx.err" 2>/dev/null || break
-	done
-	fail "nginx did not start: $(tail -n 3 "$d/error.log" "$T/nginx.err" 2>/dev/null)"
+	start_nginx nginx "$T/www" "$T/srv.crt" "$T/srv.key" "$ossl_cipher$sec" "$ng_ver" "$tls"
 }
 
 case $server in
@@ -322,11 +278,7 @@ for k in $(seq "$NCONN"); do
 	[ "$k" = 1 ] || resumed=yes
 	expect_fields "$CONN" verdict=decrypted reason=- sni="$HOST" version="TLS$ver" resumed="$resumed" \
 		ems="$want_ems" etm="$want_etm" decrypted_c2s="$(fsize "$T/conn$k.c2s")" decrypted_s2c="$(fsize "$T/conn$k.s2c")"
-	if [ "$auth" = auth ]; then
-		expect_fields "$CONN" client_cert=yes client_subject=/CN=cli.test "client_serial=$(cert_serial "$T/cli.crt")"
-	else
-		expect_fields "$CONN" client_cert=no
-	fi
+	expect_client_cert "$CONN" "$auth"
 	check_sink "$PT" "$CONN_ID" c2s "$T/conn$k.c2s"
 	check_sink "$PT" "$CONN_ID" s2c "$T/conn$k.s2c"
 done

@@ -107,12 +107,7 @@ CONN=$(conn_lines "$PX_LOG" | tail -n1)
 CONN_ID=$(field "$CONN" id)
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed=no \
 	decrypted_c2s="$(fsize "$T/c2s.txt")" decrypted_s2c="$(fsize "$T/s2c.txt")"
-if [ "$auth" = auth ]; then
-	# the certificate the client sent in the renegotiation
-	expect_fields "$CONN" client_cert=yes client_subject=/CN=cli.test "client_serial=$(cert_serial "$T/cli.crt")"
-else
-	expect_fields "$CONN" client_cert=no
-fi
+expect_client_cert "$CONN" "$auth" # with auth: the certificate sent in the renegotiation
 check_sink "$PT" "$CONN_ID" c2s "$T/c2s.txt"
 check_sink "$PT" "$CONN_ID" s2c "$T/s2c.txt"
 grep -q "SSL_do_handshake -> 1" "$T/srv.out" || fail "s_server did not report its renegotiation"
