@@ -24,6 +24,10 @@ struct pxy_config {
 	char *session_cache_arg; /* --session-cache as given: N or redis://... */
 	char *session_redis;     /* derived: the redis URL, or NULL */
 	char *session_key;
+	char *pcap;
+	char *pcap_tls;
+	char *pcap_feed;
+	uint64_t pcap_rotate;
 	char *plaintext_dir;
 	char *passthrough;
 	char *log;

@@ -284,6 +284,23 @@ static int open_outputs(const struct pxy_config *cfg, int *keylog_fd, int *connl
 			return -1;
 		}
 	}
+	for (int i = 0; i < 2; i++) {
+		const char *path = i ? cfg->pcap_tls : cfg->pcap, *what = i ? "pcap-tls" : "pcap";
+
+		if (path && check_out_file(cfg, what, path, err, n) < 0)
+			return -1;
+	}
+	if (cfg->pcap_feed) {
+		struct stat st;
+
+		if (stat(cfg->pcap_feed, &st) < 0 && errno == ENOENT)
+			mkfifo(cfg->pcap_feed, 0600);
+		if (stat(cfg->pcap_feed, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+			snprintf(err, n, "%s--pcap-feed %s: not a FIFO (and cannot be made one)",
+				 pxy_config_where(cfg, "pcap-feed", w, sizeof(w)), cfg->pcap_feed);
+			return -1;
+		}
+	}
 	if (cfg->conn_log) {
 		*connlog_fd = open(cfg->conn_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (*connlog_fd < 0) {
@@ -313,7 +330,8 @@ static void warn_restart_only(const struct pxy_config *old, const struct pxy_con
 		F_U("engine-threads", engine_threads), F_U("buffers", buffers), F_U("buffer-size", buffer_size),
 		F_U("max-conns", max_conns), F_U("max-queue", max_queue), F_U("max-pending-total", max_pending_total),
 		F_S("session-cache", session_cache_arg), F_S("session-key", session_key),
-		F_U("session-lifetime", session_lifetime_s),
+		F_U("session-lifetime", session_lifetime_s), F_S("pcap", pcap), F_S("pcap-tls", pcap_tls),
+		F_S("pcap-feed", pcap_feed), F_U("pcap-rotate", pcap_rotate),
 #undef F_S
 #undef F_U
 	};
@@ -570,6 +588,10 @@ int main(int argc, char **argv)
 	if (cfg->passthrough)
 		pxy_passthrough_parse(cfg->passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
 	lc.plaintext_dir = cfg->plaintext_dir;
+	lc.pcap = cfg->pcap;
+	lc.pcap_tls = cfg->pcap_tls;
+	lc.pcap_rotate = cfg->pcap_rotate;
+	lc.pcap_feed = cfg->pcap_feed;
 	lc.keylog_fd = keylog_fd;
 	lc.connlog_fd = connlog_fd;
 	lc.engine_name = a.engine->ops->name;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sink/metrics.h"
+#include "sink/pcap.h"
 #include "util/addr.h"
 #include "sink/sinks.h"
 #include "tls/record.h"
@@ -120,6 +121,12 @@ struct conn {
 	struct pxy_idset *idset; /* the identities it started under */
 	struct conn *aw_prev, *aw_next; /* closed, its tap waiting for the shared session store */
 	uint8_t awaiting;
+	/* captures: the plaintext flow and the TLS flow; TLS packets held until the
+	 * session's secret is known, so that its Decryption Secrets Block comes first */
+	struct pxy_pcap_flow fl_pt, fl_ct;
+	uint8_t *ct_hold;
+	size_t ct_hold_len;
+	uint8_t ct_through; /* write TLS packets at once (secret written, or given up) */
 };
 
 /* One /metrics client: its request, then the response being sent. */
@@ -140,6 +147,9 @@ struct pxy_loop {
 	char *plaintext_dir;            /* owned copy of cur.plaintext_dir */
 	uint64_t reloads, reloads_refused;
 	struct conn *awaiting; /* closed connections whose resumption waits for the shared store */
+	struct capture *cap_pt, *cap_ct; /* --pcap, --pcap-tls */
+	int feed_fd;                     /* --pcap-feed, while a reader has it open; -1 otherwise */
+	uint64_t feed_last_try;
 	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
 	struct io_uring_buf_ring *br;
@@ -346,12 +356,221 @@ static void on_write(struct pxy_loop *l, struct wreq *w, int res)
 	free(w);
 }
 
+/* ---- captures (pcapng) ------------------------------------------------------ */
+
+/* A capture file: FILE, rotated to FILE.1, FILE.2, ... past --pcap-rotate bytes. */
+struct capture {
+	char *path;
+	uint64_t rotate, written;
+	unsigned rotations;
+	struct wfile *f;
+	uint64_t *packets, *rotated; /* the loop's counters */
+};
+
+static struct capture *capture_new(const char *path, uint64_t rotate, uint64_t *packets, uint64_t *rotated)
+{
+	struct capture *cp = calloc(1, sizeof(*cp));
+
+	if (!cp || !(cp->path = strdup(path))) {
+		free(cp);
+		return NULL;
+	}
+	cp->rotate = rotate;
+	cp->packets = packets;
+	cp->rotated = rotated;
+	return cp;
+}
+
+static void capture_free(struct capture *cp)
+{
+	if (!cp)
+		return;
+	wfile_put(cp->f);
+	free(cp->path);
+	free(cp);
+}
+
+/* Append whole blocks; a new file (rotated, or the first) starts with its headers. */
+static void capture_write(struct pxy_loop *l, struct capture *cp, const uint8_t *p, size_t n)
+{
+	uint8_t head[64];
+	size_t hn;
+
+	if (!cp || !n)
+		return;
+	if (cp->f && cp->rotate && cp->written + n > cp->rotate && cp->written > 64) {
+		char to[600];
+
+		snprintf(to, sizeof(to), "%s.%u", cp->path, ++cp->rotations);
+		if (rename(cp->path, to) < 0)
+			pxy_warn("capture %s: cannot rotate to %s: %s", cp->path, to, strerror(errno));
+		wfile_put(cp->f); /* writes in flight finish into the renamed file */
+		cp->f = NULL;
+		(*cp->rotated)++;
+	}
+	if (!cp->f) {
+		cp->f = wfile_open(cp->path, 0);
+		if (!cp->f) {
+			l->st.sink_write_errors++;
+			return;
+		}
+		hn = pxy_pcap_header(head, sizeof(head));
+		wfile_write(l, cp->f, head, hn);
+		cp->written = hn;
+	}
+	wfile_write(l, cp->f, p, n);
+	cp->written += n;
+	for (size_t o = 0; o + 8 <= n;) {
+		uint32_t len;
+
+		memcpy(&len, p + o + 4, 4);
+		if (len < 12 || o + len > n)
+			break;
+		if (*(const uint32_t *)(const void *)(p + o) == 6)
+			(*cp->packets)++;
+		o += len;
+	}
+}
+
+/*
+ * The live feed: whole packet blocks written to a FIFO without ever waiting.
+ * A block is under PIPE_BUF, so each write is all or nothing: when the reader
+ * lags, the pipe is full and the packet is dropped (counted). Without a
+ * reader, the FIFO is tried again once a second; a reader that leaves
+ * (EPIPE) is let go.
+ */
+static void feed_write(struct pxy_loop *l, const uint8_t *p, size_t n)
+{
+	if (!l->cfg->pcap_feed || !n)
+		return;
+	if (l->feed_fd < 0) {
+		uint64_t now = pxy_now_ns();
+		uint8_t head[64];
+		size_t hn = pxy_pcap_header(head, sizeof(head));
+
+		if (now - l->feed_last_try < 1000000000ull)
+			goto drop;
+		l->feed_last_try = now;
+		l->feed_fd = open(l->cfg->pcap_feed, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (l->feed_fd < 0)
+			goto drop; /* ENXIO: no reader yet */
+		if (write(l->feed_fd, head, hn) != (ssize_t)hn) {
+			close(l->feed_fd);
+			l->feed_fd = -1;
+			goto drop;
+		}
+		l->st.feed_opens++;
+	}
+	for (size_t o = 0; o + 8 <= n;) {
+		uint32_t len;
+		ssize_t w;
+
+		memcpy(&len, p + o + 4, 4);
+		if (len < 12 || o + len > n)
+			break;
+		w = write(l->feed_fd, p + o, len);
+		if (w == (ssize_t)len) {
+			l->st.feed_packets++;
+		} else if (w < 0 && errno == EPIPE) {
+			close(l->feed_fd);
+			l->feed_fd = -1;
+			goto drop;
+		} else {
+			l->st.feed_dropped++;
+		}
+		o += len;
+	}
+	return;
+drop:
+	for (size_t o = 0; o + 8 <= n;) {
+		uint32_t len;
+
+		memcpy(&len, p + o + 4, 4);
+		if (len < 12 || o + len > n)
+			break;
+		l->st.feed_dropped++;
+		o += len;
+	}
+}
+
+/* n bytes of a connection as packets of its flow, to a capture (and the feed) */
+static void capture_data(struct pxy_loop *l, struct conn *c, int tls, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct pxy_pcap_flow *f = tls ? &c->fl_ct : &c->fl_pt;
+	size_t cap = pxy_pcap_data_bound(n), m;
+	uint8_t *buf;
+
+	if (!f->family)
+		return; /* addresses of different families (or unknown): no flow */
+	buf = malloc(cap);
+	if (!buf) {
+		l->st.sink_write_errors++;
+		return;
+	}
+	m = pxy_pcap_data(f, d, p, n, pxy_unix_us(), buf, cap);
+	if (!tls) {
+		capture_write(l, l->cap_pt, buf, m);
+		feed_write(l, buf, m);
+	} else if (c->ct_through) {
+		capture_write(l, l->cap_ct, buf, m);
+	} else if (c->ct_hold_len + m <= (1u << 20)) {
+		uint8_t *nb = realloc(c->ct_hold, c->ct_hold_len + m);
+
+		if (nb) {
+			memcpy(nb + c->ct_hold_len, buf, m);
+			c->ct_hold = nb;
+			c->ct_hold_len += m;
+		} else {
+			l->st.sink_write_errors++;
+		}
+	} else {
+		/* no secret after 1 MiB: what is held goes out without it */
+		capture_write(l, l->cap_ct, c->ct_hold, c->ct_hold_len);
+		capture_write(l, l->cap_ct, buf, m);
+		free(c->ct_hold);
+		c->ct_hold = NULL;
+		c->ct_hold_len = 0;
+		c->ct_through = 1;
+	}
+	free(buf);
+}
+
+/* The TLS packets held so far go out (after the secret, when there is one). */
+static void capture_release(struct pxy_loop *l, struct conn *c)
+{
+	capture_write(l, l->cap_ct, c->ct_hold, c->ct_hold_len);
+	free(c->ct_hold);
+	c->ct_hold = NULL;
+	c->ct_hold_len = 0;
+	c->ct_through = 1;
+}
+
+/* The connection is over: both flows close with FINs. */
+static void capture_end(struct pxy_loop *l, struct conn *c)
+{
+	uint8_t buf[3 * 128];
+	size_t m;
+
+	if (l->cap_ct) {
+		capture_release(l, c);
+		m = pxy_pcap_fin(&c->fl_ct, pxy_unix_us(), buf, sizeof(buf));
+		capture_write(l, l->cap_ct, buf, m);
+	}
+	if (l->cap_pt || l->cfg->pcap_feed) {
+		m = pxy_pcap_fin(&c->fl_pt, pxy_unix_us(), buf, sizeof(buf));
+		capture_write(l, l->cap_pt, buf, m);
+		feed_write(l, buf, m);
+	}
+}
+
 /* tap hooks */
 static void hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
 {
 	struct conn *c = ctx;
 	struct pxy_loop *l = c->l;
 
+	if (l->cap_pt || l->cfg->pcap_feed)
+		capture_data(l, c, 0, d, p, n);
 	if (!l->plaintext_dir)
 		return;
 	if (!c->pf[d]) {
@@ -375,6 +594,15 @@ static void hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
 	size_t n = pxy_keylog_line(line, sizeof(line), cr, ms);
 
 	wfile_write(c->l, c->l->keylog, line, n);
+	if (c->l->cap_ct && n) {
+		/* the secret first, then the session's packets held until now */
+		uint8_t dsb[300];
+		size_t m = pxy_pcap_dsb(dsb, sizeof(dsb), line, n);
+
+		capture_write(c->l, c->l->cap_ct, dsb, m);
+		pxy_wipe(dsb, sizeof(dsb));
+		capture_release(c->l, c);
+	}
 	pxy_wipe(line, sizeof(line));
 }
 
@@ -542,6 +770,7 @@ static void hook_done(void *ctx)
 	struct pxy_loop *l = c->l;
 
 	conn_log(l, c);
+	capture_end(l, c);
 	if (c->awaiting)
 		awaiting_remove(l, c);
 	wfile_put(c->pf[0]);
@@ -861,6 +1090,10 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 		c->backend = l->cfg->backend_addr;
 		c->backend_len = l->cfg->backend_len;
 	}
+	if (l->cap_pt || l->cfg->pcap_feed)
+		pxy_pcap_flow_init(&c->fl_pt, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->backend);
+	if (l->cap_ct)
+		pxy_pcap_flow_init(&c->fl_ct, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->backend);
 	if (c->tap)
 		sfd = socket(c->backend.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (!c->tap || sfd < 0) {
@@ -936,6 +1169,8 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 		if (c->state == CS_OPEN) {
 			/* the tap sees the bytes before they are forwarded; it copies what it keeps */
 			pxy_tap_feed(c->tap, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
+			if (l->cap_ct)
+				capture_data(l, c, 1, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
 			h->bytes += (uint64_t)res;
 			l->st.bytes[d] += (uint64_t)res;
 			if (!q_append_small(l, h, bid, (uint32_t)res))
@@ -1034,6 +1269,11 @@ static void dump_stats(struct pxy_loop *l)
 	} else {
 		pxy_info("stats sessions off resumed_unknown=%" PRIu64, l->tc.resumed_unknown);
 	}
+	if (l->cap_pt || l->cap_ct || l->cfg->pcap_feed)
+		pxy_info("stats capture pcap_packets=%" PRIu64 " pcap_rotations=%" PRIu64 " tls_packets=%" PRIu64
+			 " tls_rotations=%" PRIu64 " feed_packets=%" PRIu64 " feed_dropped=%" PRIu64 " feed_opens=%" PRIu64,
+			 l->st.pcap_packets, l->st.pcap_rotations, l->st.tls_packets, l->st.tls_rotations,
+			 l->st.feed_packets, l->st.feed_dropped, l->st.feed_opens);
 	if (l->cfg->redis) {
 		struct pxy_redis_stats rs;
 
@@ -1385,6 +1625,14 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	LVAL("proxyssl_errors_total", "class", "device-fault", ES(faults));
 	LVAL("proxyssl_errors_total", "class", "sink-write", l->st.sink_write_errors);
 	LVAL("proxyssl_errors_total", "class", "enobufs", l->st.enobufs);
+	if (l->cap_pt || l->cap_ct || l->cfg->pcap_feed) {
+		FAM("proxyssl_capture_packets_total", "counter", "packets written to the captures, by capture");
+		LVAL("proxyssl_capture_packets_total", "capture", "decrypted", l->st.pcap_packets);
+		LVAL("proxyssl_capture_packets_total", "capture", "tls", l->st.tls_packets);
+		LVAL("proxyssl_capture_packets_total", "capture", "feed", l->st.feed_packets);
+		FAM("proxyssl_capture_feed_dropped_total", "counter", "live feed packets dropped: no reader, or it lagged");
+		VAL("proxyssl_capture_feed_dropped_total", l->st.feed_dropped);
+	}
 	FAM("proxyssl_reloads_total", "counter", "SIGHUP reloads, by result");
 	LVAL("proxyssl_reloads_total", "result", "applied", l->reloads);
 	LVAL("proxyssl_reloads_total", "result", "refused", l->reloads_refused);
@@ -1734,7 +1982,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 		free(l);
 		return PXY_E_NOMEM;
 	}
-	l->listen_fd = l->signal_fd = l->metrics_fd = -1;
+	l->listen_fd = l->signal_fd = l->metrics_fd = l->feed_fd = -1;
 	for (unsigned i = 0; i < METRICS_SLOTS; i++)
 		l->mc[i].fd = -1;
 	l->pid = (unsigned)getpid();
@@ -1816,7 +2064,11 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 		goto fail;
 	}
 	if ((cfg->keylog_fd >= 0 && !(l->keylog = wfile_adopt(cfg->keylog_fd, "key log"))) ||
-	    (cfg->connlog_fd >= 0 && !(l->connlog = wfile_adopt(cfg->connlog_fd, "connection log"))))
+	    (cfg->connlog_fd >= 0 && !(l->connlog = wfile_adopt(cfg->connlog_fd, "connection log"))) ||
+	    (cfg->pcap && !(l->cap_pt = capture_new(cfg->pcap, cfg->pcap_rotate, &l->st.pcap_packets,
+						    &l->st.pcap_rotations))) ||
+	    (cfg->pcap_tls && !(l->cap_ct = capture_new(cfg->pcap_tls, cfg->pcap_rotate, &l->st.tls_packets,
+							&l->st.tls_rotations))))
 		goto nomem;
 	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len, cfg->backend_original);
 	if (l->listen_fd < 0) {
@@ -1879,6 +2131,7 @@ void pxy_loop_free(struct pxy_loop *l)
 		struct conn *c = l->awaiting;
 
 		l->awaiting = c->aw_next;
+		free(c->ct_hold);
 		pxy_tap_close(c->tap);
 		wfile_put(c->pf[0]);
 		wfile_put(c->pf[1]);
@@ -1898,6 +2151,7 @@ void pxy_loop_free(struct pxy_loop *l)
 		}
 		pxy_tap_close(c->tap);
 		pxy_idset_put(c->idset);
+		free(c->ct_hold);
 		free(c);
 	}
 	if (l->ring.ring_fd > 0)
@@ -1915,6 +2169,10 @@ void pxy_loop_free(struct pxy_loop *l)
 		close(l->signal_fd);
 	wfile_put(l->keylog);
 	wfile_put(l->connlog);
+	capture_free(l->cap_pt);
+	capture_free(l->cap_ct);
+	if (l->feed_fd >= 0)
+		close(l->feed_fd);
 	free(l->br);
 	free(l->bufs);
 	free(l->q_next);

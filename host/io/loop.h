@@ -46,6 +46,10 @@ struct pxy_loop_cfg {
 	struct pxy_tap_cfg tap;     /* identity, engine, limits (counters filled by the loop) */
 	struct pxy_idset *idset;    /* where tap.identities point; the loop takes a reference (NULL: none kept) */
 	const char *plaintext_dir;  /* NULL: no plaintext sink */
+	const char *pcap;           /* decrypted capture (pcapng; NULL: none) */
+	const char *pcap_tls;       /* the TLS bytes with their secrets (pcapng; NULL: none) */
+	uint64_t pcap_rotate;       /* bytes per capture file before it is rotated (0: never) */
+	const char *pcap_feed;      /* a FIFO fed the decrypted capture live (NULL: none) */
 	int keylog_fd;              /* -1: no key log; opened O_APPEND */
 	int connlog_fd;             /* -1: no JSON connection log; opened O_APPEND */
 	const char *engine_name;    /* for the JSON connection log */
@@ -70,6 +74,7 @@ struct pxy_loop_stats {
 	uint64_t bytes[2];
 	uint64_t enobufs, recv_paused;
 	uint64_t sink_write_errors, sink_bytes;
+	uint64_t pcap_packets, pcap_rotations, tls_packets, tls_rotations, feed_packets, feed_dropped, feed_opens;
 };
 
 struct pxy_loop;
