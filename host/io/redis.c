@@ -71,7 +71,7 @@ struct pxy_redis {
 
 /* ---- the sealed value -------------------------------------------------- */
 
-static size_t put_session(const struct pxy_session *s, uint8_t *p, size_t cap)
+size_t pxy_redis_session_put(const struct pxy_session *s, uint8_t *p, size_t cap)
 {
 	size_t serial = strnlen(s->client.serial, sizeof(s->client.serial) - 1);
 	size_t subject = strnlen(s->client.subject, sizeof(s->client.subject) - 1);
@@ -95,7 +95,7 @@ static size_t put_session(const struct pxy_session *s, uint8_t *p, size_t cap)
 	return n;
 }
 
-static int get_session(const uint8_t *p, size_t n, struct pxy_session *s)
+int pxy_redis_session_parse(const uint8_t *p, size_t n, struct pxy_session *s)
 {
 	size_t serial, subject;
 
@@ -123,7 +123,7 @@ size_t pxy_redis_seal(const uint8_t k[PXY_REDIS_KEY_LEN], const uint8_t key[PXY_
 		      const struct pxy_session *s, uint8_t *out, size_t cap)
 {
 	uint8_t pt[PXY_REDIS_VALUE_MAX];
-	size_t n = put_session(s, pt, sizeof(pt)), ret = 0;
+	size_t n = pxy_redis_session_put(s, pt, sizeof(pt)), ret = 0;
 	EVP_CIPHER_CTX *c = NULL;
 	int len;
 
@@ -161,7 +161,7 @@ int pxy_redis_open(const uint8_t k[PXY_REDIS_KEY_LEN], const uint8_t key[PXY_SES
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)(v + 4 + NONCE_LEN + n)) != 1 ||
 	    EVP_DecryptFinal_ex(c, pt + n, &l) != 1)
 		goto out;
-	r = get_session(pt, n, s);
+	r = pxy_redis_session_parse(pt, n, s);
 out:
 	EVP_CIPHER_CTX_free(c);
 	pxy_wipe(pt, sizeof(pt));

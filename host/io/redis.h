@@ -65,6 +65,10 @@ size_t pxy_redis_seal(const uint8_t k[PXY_REDIS_KEY_LEN], const uint8_t key[PXY_
 int pxy_redis_open(const uint8_t k[PXY_REDIS_KEY_LEN], const uint8_t key[PXY_SESSION_KEY_LEN], const uint8_t *v,
 		   size_t len, struct pxy_session *s);
 
+/** The session inside a sealed value (its plaintext): write (bytes, 0 if cap is too small) and parse (0, or -1). */
+size_t pxy_redis_session_put(const struct pxy_session *s, uint8_t *p, size_t cap);
+int pxy_redis_session_parse(const uint8_t *p, size_t n, struct pxy_session *s);
+
 /** Read a 32-byte key written as 64 hex digits (whitespace ignored) from a file. */
 int pxy_redis_key_load(const char *path, uint8_t k[PXY_REDIS_KEY_LEN], char *err, size_t n);
 
