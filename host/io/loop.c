@@ -149,6 +149,7 @@ struct pxy_loop {
 	struct conn *awaiting; /* closed connections whose resumption waits for the shared store */
 	struct capture *cap_pt, *cap_ct; /* --pcap, --pcap-tls */
 	int feed_fd;                     /* --pcap-feed, while a reader has it open; -1 otherwise */
+	char *feed_path;                 /* owned copy of cur.pcap_feed */
 	uint64_t feed_last_try;
 	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
@@ -1419,6 +1420,11 @@ static void reload(struct pxy_loop *l)
 	next.tap.engine = l->cur.tap.engine;
 	next.tap.max_pending_total = l->cur.tap.max_pending_total;
 	next.engine_name = l->cur.engine_name;
+	next.pcap = l->cur.pcap;
+	next.pcap_tls = l->cur.pcap_tls;
+	next.pcap_feed = l->cur.pcap_feed;
+	next.pcap_rotate = l->cur.pcap_rotate;
+	next.redis = l->cur.redis;
 
 	pxy_idset_put(l->cur.idset); /* goes when the last connection under it ends */
 	wfile_put(l->keylog);
@@ -2070,6 +2076,12 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	    (cfg->pcap_tls && !(l->cap_ct = capture_new(cfg->pcap_tls, cfg->pcap_rotate, &l->st.tls_packets,
 							&l->st.tls_rotations))))
 		goto nomem;
+	if (cfg->pcap_feed && !(l->feed_path = strdup(cfg->pcap_feed)))
+		goto nomem;
+	/* the paths the loop keeps are its own copies: the caller's may go at a reload */
+	l->cur.pcap = l->cap_pt ? l->cap_pt->path : NULL;
+	l->cur.pcap_tls = l->cap_ct ? l->cap_ct->path : NULL;
+	l->cur.pcap_feed = l->feed_path;
 	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len, cfg->backend_original);
 	if (l->listen_fd < 0) {
 		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
@@ -2173,6 +2185,7 @@ void pxy_loop_free(struct pxy_loop *l)
 	capture_free(l->cap_ct);
 	if (l->feed_fd >= 0)
 		close(l->feed_fd);
+	free(l->feed_path);
 	free(l->br);
 	free(l->bufs);
 	free(l->q_next);

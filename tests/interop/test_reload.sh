@@ -29,6 +29,7 @@ backend = 127.0.0.1:$port
 cert = $T/a.crt
 key = $T/a.key
 plaintext-dir = $PT
+pcap-feed = $T/feed
 EOF
 start_proxy px --config "$INI"
 LOG=$PX_LOG
@@ -58,6 +59,7 @@ plaintext-dir = $PT
 passthrough = cert-mismatch
 keylog = $T/keys.txt
 conn-log = $T/conns.jsonl
+pcap-feed = $T/feed
 EOF
 hup_and_wait "INFO reloaded $INI: backend 127.0.0.1:$port, RSA-3072 key, passthrough cert-mismatch"
 grep -q "expecting server certificate subject=/CN=b.test" "$LOG" || fail "no 'expecting' line for b after the reload"
