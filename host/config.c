@@ -157,6 +157,11 @@ static const struct opt_def opts[] = {
 	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
 	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },
 	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
+	{ "handshake-timeout", U64(handshake_timeout_ms, 0, 3600000), "MS",
+	  "reset a connection whose TLS handshake has not finished this long after accept (slowloris); 0: "
+	  "none (default 10000)" },
+	{ "idle-timeout", U64(idle_timeout_ms, 0, 86400000), "MS",
+	  "reset a connection that moved no byte either way for this long; 0: none (default 300000)" },
 	{ "drain-timeout", U64(drain_timeout_ms, 0, 3600000), "MS",
 	  "on SIGTERM/SIGINT, how long open connections may go on before they are reset; 0 resets at once "
 	  "(default 20000)" },
@@ -325,6 +330,8 @@ static void defaults(struct pxy_config *c)
 	c->engine_timeout_ms = 10000;
 	c->connect_timeout_ms = 5000;
 	c->drain_timeout_ms = 20000;
+	c->handshake_timeout_ms = 10000;
+	c->idle_timeout_ms = 300000;
 	c->max_conns = 16384;
 	c->buffers = 256;
 	c->buffer_size = 16384;

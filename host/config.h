@@ -39,6 +39,8 @@ struct pxy_config {
 	uint64_t device;
 	uint64_t connect_timeout_ms;
 	uint64_t drain_timeout_ms;
+	uint64_t handshake_timeout_ms;
+	uint64_t idle_timeout_ms;
 	uint64_t max_conns;
 	uint64_t buffers;
 	uint64_t buffer_size;

@@ -388,6 +388,8 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 	apply_log_level(&ncfg);
 	next->connect_timeout_ms = (unsigned)ncfg.connect_timeout_ms;
 	next->drain_timeout_ms = (unsigned)ncfg.drain_timeout_ms;
+	next->handshake_timeout_ms = (unsigned)ncfg.handshake_timeout_ms;
+	next->idle_timeout_ms = (unsigned)ncfg.idle_timeout_ms;
 	next->tap.identity = &set->ids[0];
 	next->tap.identities = set->ids;
 	next->tap.n_identities = set->n;
@@ -573,6 +575,8 @@ int main(int argc, char **argv)
 	lc.max_queue = cfg->max_queue;
 	lc.connect_timeout_ms = (unsigned)cfg->connect_timeout_ms;
 	lc.drain_timeout_ms = (unsigned)cfg->drain_timeout_ms;
+	lc.handshake_timeout_ms = (unsigned)cfg->handshake_timeout_ms;
+	lc.idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
 	lc.max_conns = (unsigned)cfg->max_conns;
 	lc.session_cache = (unsigned)cfg->session_cache;
 	lc.session_lifetime_s = (unsigned)cfg->session_lifetime_s;

@@ -48,6 +48,7 @@ enum op {
 	OP_MRECV,
 	OP_MSEND,
 	OP_REDIS, /* the session store's answers */
+	OP_TICK,  /* the timeout sweep */
 };
 
 #define UD_PTR_BIT (1ull << 63)
@@ -110,6 +111,7 @@ struct conn {
 	const char *close_kind;
 	uint64_t t_start;
 	uint64_t t_start_unix_us; /* wall clock at accept, for the JSON log */
+	uint64_t last_active;     /* the last byte received either way (for --idle-timeout) */
 	struct sockaddr_storage backend; /* where this connection goes (--backend, or its original destination) */
 	socklen_t backend_len;
 	struct sockaddr_storage peer;
@@ -1056,6 +1058,7 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	c->fd[PXY_C2S] = res;
 	c->fd[PXY_S2C] = -1;
 	c->t_start = pxy_now_ns();
+	c->last_active = c->t_start;
 	c->t_start_unix_us = pxy_unix_us();
 	snprintf(c->id, sizeof(c->id), "%u-%" PRIu64, l->pid, ++l->next_id);
 	for (int d = 0; d < 2; d++) {
@@ -1167,6 +1170,7 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 		uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
 
 		l->bufs_held++;
+		c->last_active = pxy_now_ns();
 		if (c->state == CS_OPEN) {
 			/* the tap sees the bytes before they are forwarded; it copies what it keeps */
 			pxy_tap_feed(c->tap, (enum pxy_dir)d, buf_addr(l, bid), (size_t)res);
@@ -1247,9 +1251,11 @@ static void dump_stats(struct pxy_loop *l)
 
 	pxy_info("stats connections accepted=%" PRIu64 " active=%" PRIu64 " rejected=%" PRIu64 " closed_fin=%" PRIu64
 		 " closed_reset=%" PRIu64 " refused_max_conns=%" PRIu64 " connect_failed=%" PRIu64
-		 " connect_timeout=%" PRIu64 " no_original_dst=%" PRIu64,
+		 " connect_timeout=%" PRIu64 " no_original_dst=%" PRIu64 " handshake_timeouts=%" PRIu64
+		 " idle_timeouts=%" PRIu64,
 		 l->st.accepted, l->st.active, l->st.rejected, l->st.closed_fin, l->st.closed_reset,
-		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout, l->st.no_original_dst);
+		 l->st.refused_max_conns, l->st.connect_failed, l->st.connect_timeout, l->st.no_original_dst,
+		 l->st.handshake_timeouts, l->st.idle_timeouts);
 	pxy_info("stats bytes c2s=%" PRIu64 " s2c=%" PRIu64 " plaintext=%" PRIu64 " sink_bytes=%" PRIu64
 		 " sink_write_errors=%" PRIu64 " enobufs=%" PRIu64 " recv_paused=%" PRIu64 " buffers_held=%u/%u",
 		 l->st.bytes[0], l->st.bytes[1], l->tc.plaintext_bytes, l->st.sink_bytes, l->st.sink_write_errors,
@@ -1625,6 +1631,8 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	LVAL("proxyssl_errors_total", "class", "backend-connect", l->st.connect_failed);
 	LVAL("proxyssl_errors_total", "class", "backend-connect-timeout", l->st.connect_timeout);
 	LVAL("proxyssl_errors_total", "class", "no-original-destination", l->st.no_original_dst);
+	LVAL("proxyssl_errors_total", "class", "handshake-timeout", l->st.handshake_timeouts);
+	LVAL("proxyssl_errors_total", "class", "idle-timeout", l->st.idle_timeouts);
 	LVAL("proxyssl_errors_total", "class", "engine", ES(errors));
 	LVAL("proxyssl_errors_total", "class", "engine-busy", ES(busy_rejects));
 	LVAL("proxyssl_errors_total", "class", "device-failure", ES(device_failures));
@@ -1749,6 +1757,55 @@ static void on_metrics(struct pxy_loop *l, unsigned op, uint32_t slot, int res)
 		metrics_close(l, slot);
 }
 
+/* ---- timeouts -------------------------------------------------------------------- */
+
+#define TICK_MS 250
+static struct __kernel_timespec tick_ts = { 0, TICK_MS * 1000000ll };
+
+static void arm_tick(struct pxy_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	io_uring_prep_timeout(sqe, &tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_TICK, 0, LOOP_SLOT));
+}
+
+/*
+ * Every TICK_MS: a connection whose handshake has not finished within
+ * --handshake-timeout (a slowloris client dribbling its ClientHello, a server
+ * that never answers), or that moved no byte for --idle-timeout, is reset
+ * on both sides; only that connection, logged with its reason.
+ */
+static void on_tick(struct pxy_loop *l)
+{
+	uint64_t now = pxy_now_ns(), hs = (uint64_t)l->cfg->handshake_timeout_ms * 1000000ull,
+		 idle = (uint64_t)l->cfg->idle_timeout_ms * 1000000ull;
+
+	for (unsigned i = 0; (hs || idle) && i < l->max_conns; i++) {
+		struct conn *c = l->conns[i];
+		enum pxy_reason r;
+
+		if (!c || c->state != CS_OPEN || !c->tap)
+			continue;
+		if (hs && now - c->t_start > hs && !pxy_tap_handshake_done(c->tap)) {
+			r = PXY_R_HANDSHAKE_TIMEOUT;
+			l->st.handshake_timeouts++;
+			pxy_warn("id=%s handshake not finished after %u ms (a slow or stalled peer): resetting both sides",
+				 c->id, l->cfg->handshake_timeout_ms);
+		} else if (idle && now - c->last_active > idle) {
+			r = PXY_R_IDLE_TIMEOUT;
+			l->st.idle_timeouts++;
+			pxy_info("id=%s idle for %u ms: resetting both sides", c->id, l->cfg->idle_timeout_ms);
+		} else {
+			continue;
+		}
+		pxy_tap_set_reason(c->tap, r);
+		c->state = CS_RESETTING;
+		c->close_kind = "reset";
+		conn_step(l, c);
+	}
+}
+
 /* ---- the shared session store ----------------------------------------------- */
 
 static void redis_stored(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s, uint32_t ttl_s)
@@ -1816,6 +1873,11 @@ static void handle_cqe(struct pxy_loop *l, struct io_uring_cqe *cqe)
 		on_signal(l);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_poll(l, l->signal_fd, OP_SIGNAL);
+		return;
+	case OP_TICK:
+		on_tick(l);
+		if (!l->stopping || !l->reset_done)
+			arm_tick(l);
 		return;
 	case OP_REDIS:
 		on_redis(l);
@@ -1891,6 +1953,7 @@ int pxy_loop_run(struct pxy_loop *l)
 	arm_poll(l, l->signal_fd, OP_SIGNAL);
 	if (l->cfg->redis && l->tap_cfg.sessions)
 		arm_poll(l, pxy_redis_event_fd(l->cfg->redis), OP_REDIS);
+	arm_tick(l); /* always: a reload may turn the timeouts on */
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;

@@ -39,6 +39,8 @@ struct pxy_loop_cfg {
 	uint64_t max_queue;         /* bytes queued per direction before reading stops */
 	unsigned connect_timeout_ms;
 	unsigned drain_timeout_ms;  /* SIGTERM: how long open connections may go on (0: reset at once) */
+	unsigned handshake_timeout_ms; /* accept to both Finished; 0: none */
+	unsigned idle_timeout_ms;   /* no byte either way; 0: none */
 	unsigned max_conns;
 	unsigned session_cache;       /* cached sessions (0: none) */
 	unsigned session_lifetime_s;
@@ -71,6 +73,7 @@ struct pxy_loop_stats {
 	uint64_t accepted, active, refused_max_conns, closed_fin, closed_reset, rejected;
 	uint64_t connect_failed, connect_timeout;
 	uint64_t no_original_dst;   /* --backend original: clients with no original destination */
+	uint64_t handshake_timeouts, idle_timeouts;
 	uint64_t bytes[2];
 	uint64_t enobufs, recv_paused;
 	uint64_t sink_write_errors, sink_bytes;

@@ -54,6 +54,8 @@ static const char *const reason_names[PXY_R__COUNT] = {
 	[PXY_R_INCOMPLETE] = "incomplete-handshake",
 	[PXY_R_BACKEND_UNREACHABLE] = "backend-unreachable",
 	[PXY_R_INTERNAL] = "internal-error",
+	[PXY_R_HANDSHAKE_TIMEOUT] = "handshake-timeout",
+	[PXY_R_IDLE_TIMEOUT] = "idle-timeout",
 };
 
 const char *pxy_reason_name(enum pxy_reason r)
@@ -1584,6 +1586,11 @@ void pxy_tap_job_done(struct pxy_job *job)
 		tap_free(t);
 	else
 		maybe_finish(t);
+}
+
+int pxy_tap_handshake_done(const struct pxy_tap *t)
+{
+	return !t->inspect || (t->dir[PXY_C2S].fin_seen && t->dir[PXY_S2C].fin_seen);
 }
 
 void pxy_tap_poke(struct pxy_tap *t)

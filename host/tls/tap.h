@@ -63,6 +63,8 @@ enum pxy_reason {
 	PXY_R_INCOMPLETE,           /* connection ended before the handshake finished */
 	PXY_R_BACKEND_UNREACHABLE,  /* TCP connect to the backend failed or timed out */
 	PXY_R_INTERNAL,             /* out of memory or a resource limit inside the proxy */
+	PXY_R_HANDSHAKE_TIMEOUT,    /* the handshake did not finish within --handshake-timeout */
+	PXY_R_IDLE_TIMEOUT,         /* no byte either way for --idle-timeout */
 	PXY_R__COUNT
 };
 
@@ -159,6 +161,9 @@ enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reaso
  * after 1 s. A finished tap that was waiting may call hooks.done and go.
  */
 void pxy_tap_poke(struct pxy_tap *t);
+
+/** The handshake is over as far as timeouts go: both Finished seen, or the tap stopped looking. */
+int pxy_tap_handshake_done(const struct pxy_tap *t);
 
 /** Jobs of this tap still inside the engine. */
 unsigned pxy_tap_jobs_inflight(const struct pxy_tap *t);
