@@ -268,6 +268,17 @@ expect_fields() {
 	for kv in "$@"; do expect_field "$line" "${kv%%=*}" "${kv#*=}"; done
 }
 
+# fifo_client NAME: an s_client (TLS 1.2, AES128-GCM-SHA256) to the proxy's $PX_PORT, SNI
+# NAME.test, its stdin the FIFO $T/NAME.in (the caller opens it for writing; closing it
+# ends the session), its output in $T/NAME.out. Sets CLI_PID.
+fifo_client() {
+	mkfifo "$T/$1.in"
+	bg "$1" bash -c 'in=$1; shift; exec "$@" <"$in"' _ "$T/$1.in" \
+		openssl s_client -connect "127.0.0.1:$PX_PORT" -servername "$1.test" -quiet -no_ign_eof -nocommands \
+		-tls1_2 -cipher AES128-GCM-SHA256
+	CLI_PID=$BG_PID
+}
+
 # expect_client_cert LINE AUTH: with AUTH=auth the conn line names the matrix's client
 # certificate ($T/cli.crt, CN cli.test), else it says client_cert=no
 expect_client_cert() {

@@ -14,13 +14,9 @@ bg echo gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/sr
 	--priority "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA"
 port=$(listen_port_of "$BG_PID") || fail "gnutls-serv did not listen"
 
-# open_client NAME: an s_client through the proxy, its stdin the FIFO on fd 8
+# open_client NAME: fifo_client, its stdin on fd 8
 open_client() {
-	mkfifo "$T/$1.in"
-	bg "$1" bash -c 'in=$1; shift; exec "$@" <"$in"' _ "$T/$1.in" \
-		openssl s_client -connect "127.0.0.1:$PX_PORT" -servername "$1.test" -quiet -no_ign_eof -nocommands \
-		-tls1_2 -cipher AES128-GCM-SHA256
-	CLI_PID=$BG_PID
+	fifo_client "$1"
 	exec 8>"$T/$1.in"
 }
 # echo_ok NAME LINE: LINE goes out and comes back

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Timeouts, each closing only its own connection:
+# Timeouts, each closing only its own connection (backend: a concurrent TLS echo server):
 #  - --handshake-timeout: a slowloris client dribbling a ClientHello one byte
 #    every 200 ms is reset after the timeout (logged, counted), while a
 #    normal session through the same proxy goes on and is decrypted;
@@ -7,23 +7,36 @@
 #    conn line: decrypted, reason=idle-timeout, close=reset), while one that
 #    keeps talking is not.
 . "$(dirname "$0")/lib.sh"
-need_tool gnutls-serv
 
 gen_cert srv srv.test
-bg echo gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
-	--priority "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA"
-port=$(listen_port_of "$BG_PID") || fail "gnutls-serv did not listen"
+# the backend: a TLS echo server that serves its connections concurrently (a serial one
+# would itself stall behind the slowloris connection and blur what is tested)
+cat >"$T/echo.py" <<'PYEOF'
+import asyncio, os, ssl, sys
+async def echo(r, w):
+    try:
+        while (d := await r.read(65536)):
+            w.write(d)
+            await w.drain()
+    except Exception:
+        pass
+    w.close()
+async def main():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES128-GCM-SHA256")
+    srv = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=ctx)
+    open(sys.argv[3] + ".tmp", "w").write(str(srv.sockets[0].getsockname()[1]))
+    os.rename(sys.argv[3] + ".tmp", sys.argv[3])
+    await asyncio.Event().wait()
+asyncio.run(main())
+PYEOF
+bg echo "$PY" "$T/echo.py" "$T/srv.crt" "$T/srv.key" "$T/echo.port"
+wait_for 10 test -s "$T/echo.port" || fail "the echo server did not start"
+port=$(cat "$T/echo.port")
 start_proxy px --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" \
 	--handshake-timeout 1500 --idle-timeout 2000
-
-# open_client NAME: an s_client through the proxy, its stdin the FIFO on fd 8
-open_client() {
-	mkfifo "$T/$1.in"
-	bg "$1" bash -c 'in=$1; shift; exec "$@" <"$in"' _ "$T/$1.in" \
-		openssl s_client -connect "127.0.0.1:$PX_PORT" -servername "$1.test" -quiet -no_ign_eof -nocommands \
-		-tls1_2 -cipher AES128-GCM-SHA256
-	CLI_PID=$BG_PID
-}
 
 # the slowloris client: a ClientHello, one byte every 200 ms; says when and how the proxy ended it
 "$PY" - "$PX_PORT" >"$T/slow.out" 2>&1 <<'PYEOF' &
@@ -44,9 +57,9 @@ PYEOF
 SLOW=$!
 
 # meanwhile a normal session, and one that will go quiet
-open_client busy
+fifo_client busy
 exec 8>"$T/busy.in"
-open_client quiet
+fifo_client quiet
 exec 9>"$T/quiet.in"
 echo "hello" >&9
 wait_for 10 grep -qx hello "$T/quiet.out" || fail "quiet: no echo"
