@@ -8,7 +8,9 @@
 # anyone outside can see of the proxy must be the same: it forwards
 # everything (no alert or reset of its own: the client gets the server's
 # answer, record for record the same shape), its conn line says the same
-# (not-decrypted finished-mismatch, close=fin), and its counters move the
+# (not-decrypted, close=fin; the reason is finished-mismatch, or server-alert
+# when the server's own alert about the bad Finished wins the race against the
+# proxy's check: timing, the same for every kind), and its counters move the
 # same way (one RSA job and one finished_mismatch each; no protocol error, no
 # engine error). The length kinds are public (the server itself answers them
 # at once): the proxy adds nothing of its own there either. GCM and CBC.
@@ -123,18 +125,21 @@ for i, kind in enumerate(kinds):
     recs, o = [], 0
     while o + 5 <= len(got):
         l = int.from_bytes(got[o + 3:o + 5], "big"); recs.append((got[o], l if got[o] != 22 else "hs")); o += 5 + l
+    # the server fails the Finished too and alerts: whether its alert or the proxy's own
+    # Finished check comes first is a race on a loaded machine, the same for every kind
+    assert seen["reason"] in ("finished-mismatch", "server-alert"), (kind, seen)
+    seen["reason"] = "finished-mismatch|server-alert"
     if kind in same_length:
-        assert seen["verdict"] == "not-decrypted" and seen["reason"] == "finished-mismatch" and seen["close"] == "fin", (kind, seen)
+        assert seen["verdict"] == "not-decrypted" and seen["close"] == "fin", (kind, seen)
         shape.setdefault(tuple(sorted(seen.items())), []).append(kind)
         shape.setdefault(("records", tuple(recs)), []).append(kind)
     else:
-        assert seen["verdict"] == "not-decrypted" and seen["reason"] in ("finished-mismatch", "server-alert"), (kind, seen)
-        assert seen["close"] == "fin", (kind, seen)
+        assert seen["verdict"] == "not-decrypted" and seen["close"] == "fin", (kind, seen)
 assert len(shape) == 2, "the kinds are told apart: %r" % shape
 stats = [l for l in open(log) if " stats tls " in l][-1]
 kv = dict(f.split("=", 1) for f in stats.split(" stats tls ", 1)[1].split())
 assert kv["rsa_jobs"] == str(len(kinds)), kv
-assert int(kv["finished_mismatch"]) >= len(same_length), kv
+assert int(kv["finished_mismatch"]) + sum(1 for l in open(log) if " reason=server-alert " in l) >= len(kinds), kv
 assert kv["protocol_errors"] == "0" and kv["keys_verified"] == "0", kv
 eng = [l for l in open(log) if " stats engine " in l][-1]
 assert " errors=0 " in eng, eng
