@@ -108,10 +108,13 @@ int pxy_redis_session_parse(const uint8_t *p, size_t n, struct pxy_session *s)
 	subject = (size_t)p[87 + serial] << 8 | p[88 + serial];
 	if (subject >= sizeof(s->client.subject) || n != 89 + serial + subject)
 		return -1;
+	/* flags are 0 or 1, and the names are strings: anything else was not written by us */
+	if (p[4] > 1 || p[5] > 1 || memchr(p + 87, 0, serial) || memchr(p + 89 + serial, 0, subject))
+		return -1;
 	s->version = (uint16_t)(p[0] << 8 | p[1]);
 	s->suite = (uint16_t)(p[2] << 8 | p[3]);
-	s->ems = p[4] ? 1 : 0;
-	s->has_client = p[5] ? 1 : 0;
+	s->ems = p[4];
+	s->has_client = p[5];
 	memcpy(s->ms, p + 6, 48);
 	memcpy(s->client.sha256, p + 54, 32);
 	memcpy(s->client.serial, p + 87, serial);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void put(struct pxy_prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(struct pxy_prom *p, const char *fmt, ...)
 {
 	va_list ap;
