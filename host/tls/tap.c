@@ -1049,6 +1049,11 @@ static void on_alert(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body)
 		/* the server decided for itself: its alert goes on to the client */
 		set_verdict(t, PXY_V_ALLOW);
 		stop_inspect(t, PXY_R_SERVER_ALERT);
+	} else if (desc == PXY_ALERT_CLOSE_NOTIFY && t->dir[d].fin_seen) {
+		/* the orderly end of a session whose Finished may still be under
+		 * verification (keys that came late, e.g. from the shared session
+		 * store): not a failed handshake; the other direction goes on */
+		return;
 	} else if (!t->epochs_ready || !(t->info.fin_ok[0] | t->info.fin_ok[1])) {
 		stop_inspect(t, d == PXY_S2C ? PXY_R_SERVER_ALERT : PXY_R_CLIENT_ALERT);
 	}
