@@ -24,7 +24,8 @@
 #define QUEUE_MAX 4096
 #define TIMEOUT_MS 500
 #define RETRY_NS 1000000000ull
-#define RECENT 256 /* GETs remembered, so that retries do not ask again within a second */
+#define RECENT 256 /* GETs remembered, so that a resumption's retries ask again at most every ASK_NS */
+#define ASK_NS 200000000ull /* a miss may be a SET from another node still on its way: ask again after this */
 
 static const uint8_t MAGIC[4] = { 'P', 'X', 'S', '1' };
 #define NONCE_LEN 12
@@ -335,17 +336,22 @@ static void *thread_main(void *arg)
 			struct req *q = batch;
 
 			batch = q->next;
-			if (!c) {
-				ADD(r, dropped, 1);
-			} else if (run(r, c, q) < 0) {
-				ADD(r, errors, 1);
-				pxy_warn("redis %s:%d: %s; the local session cache works alone (retrying once a second)",
-					 r->host, r->port, c->errstr[0] ? c->errstr : "connection lost");
+			if (c && run(r, c, q) < 0) {
+				/* the connection broke (Redis restarted?): one new connection at once,
+				 * then at most one attempt a second while it fails */
+				pxy_warn("redis %s:%d: %s; reconnecting", r->host, r->port,
+					 c->errstr[0] ? c->errstr : "connection lost");
 				__atomic_store_n(&r->st.up, 0, __ATOMIC_RELAXED);
-				was_up = 0;
 				redisFree(c);
 				c = NULL;
-				last_try = pxy_now_ns();
+				if (pxy_now_ns() - last_try >= RETRY_NS) {
+					last_try = pxy_now_ns();
+					c = connect_redis(r, &was_up);
+				}
+				if (!c || run(r, c, q) < 0)
+					ADD(r, errors, 1);
+			} else if (!c) {
+				ADD(r, dropped, 1);
 			}
 			pxy_wipe(q, sizeof(*q));
 			free(q);
@@ -383,7 +389,7 @@ void pxy_redis_get(struct pxy_redis *r, const uint8_t key[PXY_SESSION_KEY_LEN])
 	struct req *q;
 
 	for (unsigned i = 0; i < RECENT; i++)
-		if (r->recent_at[i] && now - r->recent_at[i] < RETRY_NS && !memcmp(r->recent_key[i], key, PXY_SESSION_KEY_LEN))
+		if (r->recent_at[i] && now - r->recent_at[i] < ASK_NS && !memcmp(r->recent_key[i], key, PXY_SESSION_KEY_LEN))
 			return;
 	memcpy(r->recent_key[r->recent_next], key, PXY_SESSION_KEY_LEN);
 	r->recent_at[r->recent_next] = now;

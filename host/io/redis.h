@@ -43,7 +43,7 @@ void pxy_redis_free(struct pxy_redis *r);
 /** Readable (an eventfd) when answers are waiting for pxy_redis_poll. */
 int pxy_redis_event_fd(const struct pxy_redis *r);
 
-/** Ask for the session under key (asked at most once a second per key). */
+/** Ask for the session under key (at most every 200 ms per key: a waiting resumption asks again). */
 void pxy_redis_get(struct pxy_redis *r, const uint8_t key[PXY_SESSION_KEY_LEN]);
 /** Store a session for ttl_s seconds. */
 void pxy_redis_set(struct pxy_redis *r, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s,

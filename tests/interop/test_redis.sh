@@ -61,12 +61,12 @@ fetch() {
 for kind in ticket id; do
 	opt=()
 	[ $kind = id ] && opt=(-no_ticket)
+	before=$(redis-cli -p "$RPORT" dbsize)
 	fetch "$PORT_n1" "full-$kind.test" -sess_out "$T/$kind.sess" "${opt[@]}"
 	get_conn "$LOG_n1" "full-$kind.test"
 	expect_fields "$CONN" verdict=decrypted resumed=no
-	# the node's SET reaches Redis through its thread: wait for it
-	wait_for 10 test "$(redis-cli -p "$RPORT" dbsize)" -ge 1 || fail "nothing stored in Redis"
-	sleep 0.2
+	# the node's SET reaches Redis through its thread: wait for this session's entry
+	wait_for 10 test "$(redis-cli -p "$RPORT" dbsize)" -gt "$before" || fail "$kind: nothing new stored in Redis"
 	fetch "$PORT_n2" "resume-$kind.test" -sess_in "$T/$kind.sess" "${opt[@]}"
 	get_conn "$LOG_n2" "resume-$kind.test"
 	expect_fields "$CONN" verdict=decrypted resumed=yes reason=-
