@@ -98,6 +98,14 @@ struct half {
 	struct msghdr msg;
 };
 
+struct conn;
+
+/* a connection's place in one of the loop's lists */
+struct clink {
+	struct conn *prev, *next;
+	uint8_t on;
+};
+
 struct conn {
 	struct pxy_loop *l;
 	uint32_t slot;
@@ -117,12 +125,10 @@ struct conn {
 	struct sockaddr_storage peer;
 	struct __kernel_timespec cto;
 	struct wfile *pf[2];
-	struct conn *st_prev, *st_next; /* starved list */
-	uint8_t on_starved;
+	struct clink starved; /* waiting for ring buffers */
 	uint64_t t_end; /* sockets closed; the tap may still be finishing */
 	struct pxy_idset *idset; /* the identities it started under */
-	struct conn *aw_prev, *aw_next; /* closed, its tap waiting for the shared session store */
-	uint8_t awaiting;
+	struct clink awaiting; /* closed, its tap waiting for the shared session store */
 	/* captures: the plaintext flow and the TLS flow; TLS packets held until the
 	 * session's secret is known, so that its Decryption Secrets Block comes first */
 	struct pxy_pcap_flow fl_pt, fl_ct;
@@ -393,11 +399,24 @@ static void capture_free(struct capture *cp)
 	free(cp);
 }
 
+/* The pcapng block at p + o (its length, 0 past the last whole one); its type in *type. */
+static uint32_t pcap_block(const uint8_t *p, size_t n, size_t o, uint32_t *type)
+{
+	uint32_t len;
+
+	if (o + 8 > n)
+		return 0;
+	memcpy(type, p + o, 4);
+	memcpy(&len, p + o + 4, 4);
+	return len >= 12 && len <= n - o ? len : 0;
+}
+
 /* Append whole blocks; a new file (rotated, or the first) starts with its headers. */
 static void capture_write(struct pxy_loop *l, struct capture *cp, const uint8_t *p, size_t n)
 {
 	uint8_t head[64];
 	size_t hn;
+	uint32_t type;
 
 	if (!cp || !n)
 		return;
@@ -423,16 +442,9 @@ static void capture_write(struct pxy_loop *l, struct capture *cp, const uint8_t 
 	}
 	wfile_write(l, cp->f, p, n);
 	cp->written += n;
-	for (size_t o = 0; o + 8 <= n;) {
-		uint32_t len;
-
-		memcpy(&len, p + o + 4, 4);
-		if (len < 12 || o + len > n)
-			break;
-		if (*(const uint32_t *)(const void *)(p + o) == 6)
+	for (size_t o = 0, len; (len = pcap_block(p, n, o, &type)); o += len)
+		if (type == 6) /* an Enhanced Packet Block */
 			(*cp->packets)++;
-		o += len;
-	}
 }
 
 /*
@@ -444,6 +456,9 @@ static void capture_write(struct pxy_loop *l, struct capture *cp, const uint8_t 
  */
 static void feed_write(struct pxy_loop *l, const uint8_t *p, size_t n)
 {
+	size_t o = 0, len;
+	uint32_t type;
+
 	if (!l->cfg->pcap_feed || !n)
 		return;
 	if (l->feed_fd < 0) {
@@ -464,14 +479,9 @@ static void feed_write(struct pxy_loop *l, const uint8_t *p, size_t n)
 		}
 		l->st.feed_opens++;
 	}
-	for (size_t o = 0; o + 8 <= n;) {
-		uint32_t len;
-		ssize_t w;
+	for (; (len = pcap_block(p, n, o, &type)); o += len) {
+		ssize_t w = write(l->feed_fd, p + o, len);
 
-		memcpy(&len, p + o + 4, 4);
-		if (len < 12 || o + len > n)
-			break;
-		w = write(l->feed_fd, p + o, len);
 		if (w == (ssize_t)len) {
 			l->st.feed_packets++;
 		} else if (w < 0 && errno == EPIPE) {
@@ -481,19 +491,12 @@ static void feed_write(struct pxy_loop *l, const uint8_t *p, size_t n)
 		} else {
 			l->st.feed_dropped++;
 		}
-		o += len;
 	}
 	return;
 drop:
-	for (size_t o = 0; o + 8 <= n;) {
-		uint32_t len;
-
-		memcpy(&len, p + o + 4, 4);
-		if (len < 12 || o + len > n)
-			break;
+	/* this block and the rest */
+	for (; (len = pcap_block(p, n, o, &type)); o += len)
 		l->st.feed_dropped++;
-		o += len;
-	}
 }
 
 /* n bytes of a connection as packets of its flow, to a capture (and the feed) */
@@ -611,54 +614,44 @@ static void hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
 
 /* ---- connections ------------------------------------------------------------ */
 
-/* Closed connections whose taps wait for the shared session store (a doubly linked list). */
-static void awaiting_add(struct pxy_loop *l, struct conn *c)
-{
-	c->awaiting = 1;
-	c->aw_prev = NULL;
-	c->aw_next = l->awaiting;
-	if (l->awaiting)
-		l->awaiting->aw_prev = c;
-	l->awaiting = c;
-}
+/*
+ * Intrusive lists of connections (the starved, the awaiting): a link in the
+ * connection, the list's head in the loop, the link's offset naming which.
+ */
+#define CLINK(c, off) ((struct clink *)(void *)((char *)(c) + (off)))
 
-static void awaiting_remove(struct pxy_loop *l, struct conn *c)
+static void clist_add(struct conn **head, struct conn *c, size_t off)
 {
-	if (c->aw_prev)
-		c->aw_prev->aw_next = c->aw_next;
-	else
-		l->awaiting = c->aw_next;
-	if (c->aw_next)
-		c->aw_next->aw_prev = c->aw_prev;
-	c->aw_prev = c->aw_next = NULL;
-	c->awaiting = 0;
-}
+	struct clink *k = CLINK(c, off);
 
-static void starved_remove(struct pxy_loop *l, struct conn *c)
-{
-	if (!c->on_starved)
+	if (k->on)
 		return;
-	if (c->st_prev)
-		c->st_prev->st_next = c->st_next;
-	else
-		l->starved = c->st_next;
-	if (c->st_next)
-		c->st_next->st_prev = c->st_prev;
-	c->st_prev = c->st_next = NULL;
-	c->on_starved = 0;
+	k->prev = NULL;
+	k->next = *head;
+	if (*head)
+		CLINK(*head, off)->prev = c;
+	*head = c;
+	k->on = 1;
 }
 
-static void starved_add(struct pxy_loop *l, struct conn *c)
+static void clist_remove(struct conn **head, struct conn *c, size_t off)
 {
-	if (c->on_starved)
+	struct clink *k = CLINK(c, off);
+
+	if (!k->on)
 		return;
-	c->st_prev = NULL;
-	c->st_next = l->starved;
-	if (l->starved)
-		l->starved->st_prev = c;
-	l->starved = c;
-	c->on_starved = 1;
+	if (k->prev)
+		CLINK(k->prev, off)->next = k->next;
+	else
+		*head = k->next;
+	if (k->next)
+		CLINK(k->next, off)->prev = k->prev;
+	k->prev = k->next = NULL;
+	k->on = 0;
 }
+
+#define STARVED offsetof(struct conn, starved)
+#define AWAITING offsetof(struct conn, awaiting)
 
 /*
  * One receive at a time per direction, re-armed only while the queue has
@@ -774,8 +767,7 @@ static void hook_done(void *ctx)
 
 	conn_log(l, c);
 	capture_end(l, c);
-	if (c->awaiting)
-		awaiting_remove(l, c);
+	clist_remove(&l->awaiting, c, AWAITING);
 	wfile_put(c->pf[0]);
 	wfile_put(c->pf[1]);
 	pxy_idset_put(c->idset);
@@ -802,14 +794,14 @@ static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 		l->st.closed_reset++;
 	else
 		l->st.closed_fin++;
-	starved_remove(l, c);
+	clist_remove(&l->starved, c, STARVED);
 	l->conns[c->slot] = NULL;
 	l->free_slots[l->nfree++] = c->slot;
 	l->st.active--;
 	l->finishing++;
 	c->t_end = pxy_now_ns();
 	if (pxy_tap_finish(c->tap)) /* else it may have called hook_done, which frees c */
-		awaiting_add(l, c);
+		clist_add(&l->awaiting, c, AWAITING);
 }
 
 static void start_reset(struct conn *c, const char *why)
@@ -1195,7 +1187,7 @@ static void on_recv(struct pxy_loop *l, struct conn *c, unsigned d, int res, uns
 			/* the ring ran dry: re-arm once buffers come back */
 			l->st.enobufs++;
 			h->starved = 1;
-			starved_add(l, c);
+			clist_add(&l->starved, c, STARVED);
 		} else if (res < 0 && res != -ECANCELED) {
 			/* a reset (or error) on one side resets the other */
 			h->eof = 1;
@@ -1835,7 +1827,7 @@ static void poke_awaiting(struct pxy_loop *l)
 	struct conn *c = l->awaiting, *next;
 
 	for (; c; c = next) {
-		next = c->aw_next;
+		next = c->awaiting.next;
 		pxy_tap_poke(c->tap); /* may free c */
 	}
 }
@@ -1933,9 +1925,9 @@ static void rearm_starved(struct pxy_loop *l)
 
 	l->recycled = 0;
 	while (c) {
-		struct conn *next = c->st_next;
+		struct conn *next = c->starved.next;
 
-		starved_remove(l, c);
+		clist_remove(&l->starved, c, STARVED);
 		c->h[0].starved = c->h[1].starved = 0;
 		conn_step(l, c);
 		c = next;
@@ -2205,7 +2197,7 @@ void pxy_loop_free(struct pxy_loop *l)
 	while (l->awaiting) {
 		struct conn *c = l->awaiting;
 
-		l->awaiting = c->aw_next;
+		l->awaiting = c->awaiting.next;
 		free(c->ct_hold);
 		pxy_tap_close(c->tap);
 		wfile_put(c->pf[0]);
