@@ -1487,7 +1487,9 @@ enum pxy_outcome pxy_tap_outcome(const struct pxy_tap *t, enum pxy_reason *reaso
 		return PXY_O_PASSTHROUGH;
 	}
 	if (t->info.fin_ok[0] || t->info.fin_ok[1]) {
-		*reason = r;
+		/* the keys are proven; a connection that ended before the other
+		 * Finished still did not finish its handshake */
+		*reason = r == PXY_R_NONE && !(t->info.fin_ok[0] && t->info.fin_ok[1]) ? PXY_R_INCOMPLETE : r;
 		return PXY_O_DECRYPTED;
 	}
 	*reason = r != PXY_R_NONE ? r : PXY_R_INCOMPLETE;

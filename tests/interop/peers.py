@@ -508,6 +508,13 @@ class Server:
             self.out(tag, "hs", "reset-before-serverhello\n")
             rst_close(sock)
             return
+        if scen == "rst-s-mid" and early_error is None:
+            # the flight goes out; the client's answer to it (ClientKeyExchange) gets a reset
+            outcome_of(t.flush)
+            outcome_of(t.fill)
+            self.out(tag, "hs", "reset-after-flight\n")
+            rst_close(sock)
+            return
         if early_error is None:
             hs = outcome_of(t.handshake)
         else:
@@ -659,8 +666,32 @@ def cmd_tls_client(a):
                 res["head"] = extra[:3].hex()
         print(json.dumps(res))
         return
+    if scen == "rst-c-mid":
+        # the server's flight arrives whole (the proxy released it); a reset instead of
+        # the ClientKeyExchange
+        hello_sent = False
+        while True:
+            try:
+                t.obj.do_handshake()
+                res["result"] = "handshake-completed"
+                break
+            except ssl.SSLWantReadError:
+                if hello_sent and t.outb.pending:
+                    rst_close(s)
+                    res["result"] = "reset-sent"
+                    break
+                t.flush()
+                hello_sent = True
+                if not t.fill():
+                    res["result"] = "eof"
+                    break
+        print(json.dumps(res))
+        return
     hs = outcome_of(t.handshake)
     res["handshake"] = hs
+    if scen == "rst-s-mid":
+        print(json.dumps(res))
+        return
     if hs != "ok":
         print(json.dumps(res))
         sys.exit(1)

@@ -9,8 +9,10 @@
 #    (the client reads to EOF and still answers);
 #  - a half-close from the client right after its ClientHello (before the
 #    verdict): the server sees EOF, its flight is still judged and released;
-#  - a reset on one side resets the other, after the handshake and before the
-#    verdict, in both directions;
+#  - a reset on one side resets the other, after the handshake, mid-handshake
+#    (after the verdict: the server resets on the ClientKeyExchange, the
+#    client resets instead of sending it) and before the verdict, in both
+#    directions;
 #  - a long connection is undisturbed while another is rejected and a third is
 #    reset; its bytes and its plaintext are exact;
 #  - --max-conns 1: a second connection is reset at once and counted, the
@@ -141,6 +143,25 @@ client rst-s-early.1
 get_conn "$TLS_LOG" rst-s-early.1
 expect_fields "$CONN" verdict=not-decrypted reason=incomplete-handshake close=reset
 say "server reset before the verdict: the client got a reset"
+
+# server reset mid-handshake, after the verdict (on the client's ClientKeyExchange) -> the client is reset
+client rst-s-mid.1
+[ "$(json "$T/rst-s-mid.1.json" handshake)" = reset ] ||
+	fail "rst-s-mid: the client's handshake ended '$(json "$T/rst-s-mid.1.json" handshake)' instead of a reset"
+wait_for 15 test -e "$OUT/rst-s-mid.1.server.hs" || fail "rst-s-mid: the server did not report"
+get_conn "$TLS_LOG" rst-s-mid.1
+# the client's Finished proved the keys; the server's never came
+expect_fields "$CONN" verdict=decrypted reason=incomplete-handshake close=reset suite=TLS_RSA_WITH_AES_128_GCM_SHA256
+say "server reset mid-handshake (after the verdict): the client got a reset"
+
+# client reset mid-handshake: the server's flight reached it, a reset instead of its ClientKeyExchange
+client rst-c-mid.1
+[ "$(json "$T/rst-c-mid.1.json" result)" = reset-sent ] || fail "rst-c-mid: $(cat "$T/rst-c-mid.1.json")"
+wait_for 15 test -e "$OUT/rst-c-mid.1.server.hs" || fail "rst-c-mid: the server did not report"
+grep -q '^reset' "$OUT/rst-c-mid.1.server.hs" || fail "rst-c-mid: the server's handshake ended '$(cat "$OUT/rst-c-mid.1.server.hs")', expected a reset"
+get_conn "$TLS_LOG" rst-c-mid.1
+expect_fields "$CONN" verdict=not-decrypted reason=incomplete-handshake close=reset suite=TLS_RSA_WITH_AES_128_GCM_SHA256
+say "client reset mid-handshake (after the verdict): the server got a reset"
 
 # client half-close before the verdict (FIN right after the ClientHello): the half-close
 # reaches the server, the server's flight is still judged and released, then the
