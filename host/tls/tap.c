@@ -431,8 +431,10 @@ static int lookup_session(struct pxy_tap *t, struct pxy_session *s)
 
 static void submit_waiting(struct pxy_tap *t, enum pxy_dir d);
 
-/* how long a resumption may wait for the session it resumes to be verified */
+/* how long a resumption may wait for the session it resumes to be verified,
+ * and with a shared store, for its answer (a round trip to Redis under load) */
 #define RESUME_WAIT_NS 1000000000ull
+#define RESUME_WAIT_SHARED_NS 3000000000ull
 
 /*
  * Epoch e's keys from the session an abbreviated handshake resumes: the one
@@ -491,7 +493,8 @@ static void retry_resume(struct pxy_tap *t, int last)
 	if (resume_keys(t)) {
 		submit_waiting(t, PXY_C2S);
 		submit_waiting(t, PXY_S2C);
-	} else if (last || pxy_now_ns() - t->resume_since > RESUME_WAIT_NS) {
+	} else if (last || pxy_now_ns() - t->resume_since >
+				   (t->cfg.shared_sessions ? RESUME_WAIT_SHARED_NS : RESUME_WAIT_NS)) {
 		t->resume_pending = 0;
 		t->cnt->resumed_unknown++;
 		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
