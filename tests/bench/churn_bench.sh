@@ -16,7 +16,9 @@
 #      a pause) are compared: growth per 1,000 connections. The session cache
 #      is held to 100 entries (--session-cache 100), which the warm-up fills:
 #      from then on every new session evicts one, and the cache cannot hide
-#      a leak as growth it is allowed;
+#      a leak as growth it is allowed. The churn runs in --rounds rounds
+#      (default 4) with the RSS read after each: growth that flattens is the
+#      allocator settling, growth that goes on is a leak;
 #   3. proxyssl built with ASan/UBSan (PXY_SANITIZE): N connections, then
 #      SIGTERM; LeakSanitizer runs at exit; every ASan, LSan and UBSan report
 #      is counted;
@@ -26,7 +28,7 @@
 # none active, no ring buffer held, no pending bytes. Not a pass/fail test:
 # it prints numbers and exits 0 (1 only when it could not run).
 #
-#   tests/bench/churn_bench.sh [--conns N] [--valgrind-conns V] [--procs P]
+#   tests/bench/churn_bench.sh [--conns N] [--valgrind-conns V] [--procs P] [--rounds R]
 #        [--proxy PATH] [--asan PATH] [--engine NAME] [--skip-asan] [--skip-valgrind]
 set -uo pipefail
 
@@ -35,6 +37,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 N=100000
 V=10000
 P=2
+ROUNDS=4
 WARM=2000
 PROXY=""
 ASAN=""
@@ -46,12 +49,13 @@ while [ $# -gt 0 ]; do
 	--conns) N=$2; shift 2 ;;
 	--valgrind-conns) V=$2; shift 2 ;;
 	--procs) P=$2; shift 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
 	--proxy) PROXY=$2; shift 2 ;;
 	--asan) ASAN=$2; shift 2 ;;
 	--engine) ENGINE=$2; shift 2 ;;
 	--skip-asan) SKIP_ASAN=1; shift ;;
 	--skip-valgrind) SKIP_VG=1; shift ;;
-	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,33p' "$0"; exit 0 ;;
 	*) echo "churn_bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -244,13 +248,22 @@ run_proxy normal "$PROXY"
 churn "$PX_PORT" "$WARM" >/dev/null
 sleep 1
 rss0=$(rss_kb "$PX_PID") fd0=$(nfds "$PX_PID")
-res=$(churn "$PX_PORT" "$N")
-sleep 2
+# in ROUNDS rounds: growth that flattens is caches and the allocator settling; a leak keeps growing
+rounds="" secs=0 done_n=0
+for r in $(seq "$ROUNDS"); do
+	n=$((N / ROUNDS + (r <= N % ROUNDS ? 1 : 0)))
+	res=$(churn "$PX_PORT" "$n")
+	secs=$(python3 -c "print($secs + $(kv "$res" seconds))")
+	done_n=$((done_n + n))
+	sleep 1
+	rounds="$rounds $(rss_kb "$PX_PID")"
+done
+sleep 1
 rss1=$(rss_kb "$PX_PID") fd1=$(nfds "$PX_PID")
-px_rate=$(rate "$N" "$(kv "$res" seconds)")
-echo "proxyssl   : $res  ($px_rate conn/s, $(python3 -c "print('%.2f' % ($px_rate / max($direct_rate, 1)))") of direct)"
-echo "  RSS after warm-up $rss0 KiB, after $N more connections $rss1 KiB:" \
-	"$(python3 -c "print('%+.1f KiB per 1000 connections' % (($rss1 - $rss0) * 1000 / $N))")"
+px_rate=$(rate "$N" "$secs")
+echo "proxyssl   : $res (last round)  ($px_rate conn/s over all rounds, $(python3 -c "print('%.2f' % ($px_rate / max($direct_rate, 1)))") of direct)"
+echo "  RSS after warm-up $rss0 KiB, after each of $ROUNDS rounds (KiB):$rounds;" \
+	"$(python3 -c "print('%+.1f KiB per 1000 connections overall' % (($rss1 - $rss0) * 1000 / $N))")"
 echo "  open descriptors after warm-up $fd0, after the churn $fd1"
 stats_check normal
 stop_proxy
