@@ -255,7 +255,44 @@ struct ini_ctx {
 	int failed;
 	FILE *fp;
 	int line; /* Debian's libinih does not pass line numbers: the reader counts them */
+	const char *want; /* NULL: apply [proxy] and list the vservers; else apply [vserver want] only */
 };
+
+/* settings of the whole process, not of one virtual server */
+static int process_wide(const char *name)
+{
+	return !strcmp(name, "log") || !strcmp(name, "log-level");
+}
+
+static int vserver_name_ok(const char *s)
+{
+	if (!*s || strlen(s) > 32)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_'))
+			return 0;
+	return 1;
+}
+
+static int note_vserver(struct ini_ctx *x, const char *name, int lineno)
+{
+	struct pxy_config *c = x->c;
+
+	for (int i = 0; i < c->n_vservers; i++)
+		if (!strcmp(c->vservers[i], name))
+			return 0;
+	if (c->n_vservers == PXY_MAX_VSERVERS) {
+		set_err(x->err, x->err_len, "%s:%d: more than %d [vserver] sections", x->path, lineno, PXY_MAX_VSERVERS);
+		return -1;
+	}
+	if (!(c->vservers[c->n_vservers] = strdup(name))) {
+		set_err(x->err, x->err_len, "out of memory");
+		return -1;
+	}
+	c->n_vservers++;
+	return 0;
+}
 
 static char *ini_read_line(char *str, int num, void *stream)
 {
@@ -282,10 +319,44 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 		x->failed = 1;
 		return 0;
 	}
-	if (strcmp(section, "proxy") != 0) {
-		set_err(x->err, x->err_len, "%s:%d: unknown section [%s] (expected [proxy])", x->path, lineno, section);
+	if (!strncmp(section, "vserver", 7) && (section[7] == ' ' || !section[7])) {
+		const char *vs = section + 7;
+
+		while (*vs == ' ')
+			vs++;
+		if (!vserver_name_ok(vs)) {
+			set_err(x->err, x->err_len,
+				"%s:%d: [%s]: a virtual server needs a name of letters, digits, '-' and '_' "
+				"(up to 32): [vserver NAME]",
+				x->path, lineno, section);
+			x->failed = 1;
+			return 0;
+		}
+		if (!x->want && note_vserver(x, vs, lineno) < 0) {
+			x->failed = 1;
+			return 0;
+		}
+		if (process_wide(name)) {
+			set_err(x->err, x->err_len, "%s:%d: '%s' is set for the whole process: put it in [proxy]", x->path,
+				lineno, name);
+			x->failed = 1;
+			return 0;
+		}
+		if (!x->want || strcmp(vs, x->want) != 0) {
+			/* another section's (or not yet): its name is checked now, its value when it is parsed */
+			if (!find_opt(name) || !strcmp(name, "config")) {
+				set_err(x->err, x->err_len, "%s:%d: unknown setting '%s'", x->path, lineno, name);
+				x->failed = 1;
+			}
+			return !x->failed;
+		}
+	} else if (strcmp(section, "proxy") != 0) {
+		set_err(x->err, x->err_len, "%s:%d: unknown section [%s] (expected [proxy] or [vserver NAME])", x->path,
+			lineno, section);
 		x->failed = 1;
 		return 0;
+	} else if (x->want) {
+		return 1; /* [proxy] was applied in the first pass */
 	}
 	o = find_opt(name);
 	if (!o || !strcmp(name, "config")) {
@@ -302,9 +373,9 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 	return 1;
 }
 
-static int load_file(struct pxy_config *c, const char *path, char *err, size_t n)
+static int load_file(struct pxy_config *c, const char *path, const char *want, char *err, size_t n)
 {
-	struct ini_ctx x = { c, path, err, n, 0, NULL, 0 };
+	struct ini_ctx x = { c, path, err, n, 0, NULL, 0, want };
 	int r;
 
 	x.fp = fopen(path, "re");
@@ -343,7 +414,7 @@ static void defaults(struct pxy_config *c)
 	c->session_lifetime_s = 7200;
 }
 
-int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)
+static int parse(struct pxy_config *c, int argc, char **argv, const char *vserver, char *err, size_t n)
 {
 	struct option lopts[PXY_ARRAY_LEN(opts) + 5];
 	size_t i;
@@ -368,8 +439,22 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 			c->check |= ch == 'C';
 		}
 	}
-	if (c->config_file && (r = load_file(c, c->config_file, err, n)) < 0)
+	if (c->config_file && (r = load_file(c, c->config_file, NULL, err, n)) < 0)
 		return r;
+	if (vserver) {
+		int found = 0;
+
+		for (int v = 0; v < c->n_vservers; v++)
+			found |= !strcmp(c->vservers[v], vserver);
+		if (!found) {
+			set_err(err, n, "%s: no [vserver %s] section", c->config_file ? c->config_file : "--config", vserver);
+			return PXY_E_USAGE;
+		}
+		if (!(c->vserver = strdup(vserver)))
+			return PXY_E_NOMEM;
+		if ((r = load_file(c, c->config_file, vserver, err, n)) < 0)
+			return r;
+	}
 
 	/* pass 2: everything */
 	optind = 1;
@@ -401,6 +486,8 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 	}
 	if (c->help || c->version)
 		return PXY_OK;
+	if (c->n_vservers && !vserver)
+		return PXY_OK; /* each virtual server is checked on its own */
 	if (!c->listen || !c->backend || !c->cert || !c->key) {
 		set_err(err, n, "%s%s--listen, --backend, --cert and --key are required (see --help)",
 			c->config_file ? c->config_file : "", c->config_file ? ": " : "");
@@ -431,6 +518,16 @@ int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, siz
 	return PXY_OK;
 }
 
+int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t n)
+{
+	return parse(c, argc, argv, NULL, err, n);
+}
+
+int pxy_config_parse_vserver(struct pxy_config *c, int argc, char **argv, const char *name, char *err, size_t n)
+{
+	return parse(c, argc, argv, name, err, n);
+}
+
 void pxy_config_free(struct pxy_config *c)
 {
 	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++)
@@ -438,6 +535,9 @@ void pxy_config_free(struct pxy_config *c)
 			free(*(char **)((char *)c + opts[i].off));
 	free(c->config_file);
 	free(c->session_redis);
+	free(c->vserver);
+	for (int i = 0; i < c->n_vservers; i++)
+		free(c->vservers[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -452,15 +552,36 @@ const char *pxy_config_where(const struct pxy_config *c, const char *name, char 
 	return buf;
 }
 
+static void print_opts(FILE *out, const struct pxy_config *c, int which);
+
 void pxy_config_print(FILE *out, const struct pxy_config *c)
 {
-	fprintf(out, "; proxyssl %s: the effective settings%s%s\n[proxy]\n", PXY_VERSION,
-		c->config_file ? " of " : "", c->config_file ? c->config_file : "");
+	if (c->vserver)
+		fprintf(out, "; proxyssl %s: the effective settings of virtual server %s%s%s\n[vserver %s]\n", PXY_VERSION,
+			c->vserver, c->config_file ? " in " : "", c->config_file ? c->config_file : "", c->vserver);
+	else
+		fprintf(out, "; proxyssl %s: the effective settings%s%s\n[proxy]\n", PXY_VERSION,
+			c->config_file ? " of " : "", c->config_file ? c->config_file : "");
+	print_opts(out, c, c->vserver ? 0 : -1);
+}
+
+void pxy_config_print_shared(FILE *out, const struct pxy_config *c)
+{
+	fprintf(out, "; proxyssl %s: the settings of the whole process%s%s\n[proxy]\n", PXY_VERSION,
+		c->config_file ? " in " : "", c->config_file ? c->config_file : "");
+	print_opts(out, c, 1);
+}
+
+/* every option (which < 0), only the process-wide ones (1), or all but those (0) */
+static void print_opts(FILE *out, const struct pxy_config *c, int which)
+{
 	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
 		const struct opt_def *o = &opts[i];
 		char val[32], from[600];
 		const char *v = val;
 
+		if (which >= 0 && process_wide(o->name) != which)
+			continue;
 		if (o->kind == K_STR)
 			v = *(char *const *)((const char *)c + o->off);
 		else

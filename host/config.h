@@ -1,6 +1,8 @@
 /*
  * Configuration: command line (getopt_long) and an INI file (libinih).
- * The file is read first; options on the command line override it.
+ * The file is read first; options on the command line override it. A file
+ * may hold several virtual servers: [proxy] is what they share, each
+ * [vserver NAME] section adds or overrides its own settings.
  */
 #ifndef PXY_CONFIG_H
 #define PXY_CONFIG_H
@@ -10,6 +12,7 @@
 #include <stdio.h>
 
 #define PXY_CONFIG_MAX_OPTS 64
+#define PXY_MAX_VSERVERS 16
 
 struct pxy_config {
 	char *listen;
@@ -50,6 +53,9 @@ struct pxy_config {
 	uint64_t max_pending_total;
 	uint64_t session_cache;
 	uint64_t session_lifetime_s;
+	char *vserver;             /* [vserver NAME] this configuration is for; NULL: the file has none */
+	int n_vservers;            /* the [vserver NAME] sections of the file, in order */
+	char *vservers[PXY_MAX_VSERVERS];
 	int help, version;
 	int check;                 /* --check-config: validate, print, exit */
 	int lines[PXY_CONFIG_MAX_OPTS]; /* per option: the config file line that set it; 0 default, -1 command line */
@@ -60,6 +66,15 @@ struct pxy_config {
  * err and returns a negative pxy error; the caller exits with status 2.
  */
 int pxy_config_parse(struct pxy_config *c, int argc, char **argv, char *err, size_t err_len);
+
+/**
+ * The configuration of one virtual server: [proxy], then its [vserver NAME]
+ * section over it, then the command line over both. pxy_config_parse on a
+ * file with [vserver] sections lists them in n_vservers/vservers (and does
+ * not require --listen and the rest, which the sections may hold).
+ */
+int pxy_config_parse_vserver(struct pxy_config *c, int argc, char **argv, const char *name, char *err,
+			     size_t err_len);
 void pxy_config_free(struct pxy_config *c);
 
 /**
@@ -68,8 +83,10 @@ void pxy_config_free(struct pxy_config *c);
  */
 const char *pxy_config_where(const struct pxy_config *c, const char *name, char *buf, size_t n);
 
-/** The effective settings as a config file ([proxy] section, every option, defaults included). */
+/** The effective settings as a config file ([proxy], or [vserver NAME], with every option, defaults included). */
 void pxy_config_print(FILE *out, const struct pxy_config *c);
+/** [proxy] with the settings of the whole process (--log, --log-level): printed ahead of the virtual servers. */
+void pxy_config_print_shared(FILE *out, const struct pxy_config *c);
 void pxy_config_usage(FILE *out);
 
 #endif

@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,16 +135,31 @@ static int check_out_file(const struct pxy_config *cfg, const char *what, const 
 	return -1;
 }
 
-/* What runs: the configuration, the engine, the identity sets and their keys. */
+/* What runs (one per virtual server): the configuration, the engine, the identity sets and their keys, the loop. */
 struct app {
 	int argc;
 	char **argv;
+	const char *name;             /* [vserver NAME]; NULL: the only one */
 	struct pxy_config cfg;        /* in force */
 	struct pxy_engine *engine;
 	struct pxy_idset *current;    /* the app's reference to the set in force */
 	struct pxy_redis *redis;      /* the shared session store, if any */
 	unsigned key_refs[PXY_K_MAX_KEYS]; /* live sets holding each engine key slot */
+	struct pxy_loop_cfg lc;
+	struct pxy_loop *loop;
+	int keylog_fd, connlog_fd;
+	int ctl_w;                    /* several virtual servers: the write end of the loop's control pipe */
+	int done_fd;                  /* several virtual servers: told when the loop thread ends */
+	pthread_t thread;
+	int started, status;
 };
+
+/* The configuration of a, as at start: the virtual server's own when it is one. */
+static int app_parse(const struct app *a, struct pxy_config *c, char *err, size_t n)
+{
+	return a->name ? pxy_config_parse_vserver(c, a->argc, a->argv, a->name, err, n)
+		       : pxy_config_parse(c, a->argc, a->argv, err, n);
+}
 
 /* The last connection under a set has ended (or the loop let it go): keys no set uses leave the engine. */
 static void idset_release(struct pxy_idset *s)
@@ -359,7 +378,22 @@ static void warn_restart_only(const struct pxy_config *old, const struct pxy_con
  * connections use it, open ones keep theirs. Any error: refused, logged, the
  * running configuration stays.
  */
+/* reloads of several virtual servers, one at a time: the parser (getopt) is not reentrant */
+static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next);
+
 static int on_reload(void *ctx, struct pxy_loop_cfg *next)
+{
+	int r;
+
+	pthread_mutex_lock(&reload_mu);
+	r = on_reload_locked(ctx, next);
+	pthread_mutex_unlock(&reload_mu);
+	return r;
+}
+
+static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 {
 	struct app *a = ctx;
 	struct pxy_config ncfg;
@@ -367,7 +401,7 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 	char err[1024] = "", why[512], addr[64], sizes[PXY_MAX_IDENTITIES * 11];
 	int kfd = -1, cfd = -1, r;
 
-	if (pxy_config_parse(&ncfg, a->argc, a->argv, err, sizeof(err)) < 0)
+	if (app_parse(a, &ncfg, err, sizeof(err)) < 0)
 		goto refuse;
 	if (resolve_backend(&ncfg, next, err, sizeof(err)) < 0)
 		goto refuse;
@@ -375,7 +409,8 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 		goto refuse;
 	if (open_outputs(&ncfg, &kfd, &cfd, err, sizeof(err)) < 0)
 		goto refuse;
-	if (ncfg.log && (r = pxy_log_open(ncfg.log)) < 0) {
+	/* several virtual servers: the log is the process's, reopened once before the loops are told */
+	if (!a->name && ncfg.log && (r = pxy_log_open(ncfg.log)) < 0) {
 		snprintf(err, sizeof(err), "--log %s: %s", ncfg.log, strerror(-r));
 		goto refuse;
 	}
@@ -383,7 +418,7 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 		goto refuse;
 
 	warn_restart_only(&a->cfg, &ncfg);
-	if (!ncfg.log && a->cfg.log)
+	if (!a->name && !ncfg.log && a->cfg.log)
 		pxy_warn("reload: --log removed: that takes a restart; still logging to %s", a->cfg.log);
 	apply_log_level(&ncfg);
 	next->connect_timeout_ms = (unsigned)ncfg.connect_timeout_ms;
@@ -428,125 +463,105 @@ refuse:
 	return -1;
 }
 
-int main(int argc, char **argv)
+/*
+ * Everything a user can get wrong in one virtual server's settings, checked
+ * before anything listens: addresses, certificates and keys, the shared
+ * session store. 0, or -1 with err filled (exit status 2).
+ */
+static int app_check(struct app *a, char *err, size_t n)
 {
-	static struct app a;
-	struct pxy_config *cfg = &a.cfg;
-	struct pxy_loop_cfg lc;
-	struct pxy_loop *loop = NULL;
-	struct pxy_engine_params ep;
-	sigset_t mask;
-	char err[1024] = "";
-	char addr[64], why[512];
-	int keylog_fd = -1, connlog_fd = -1, r, status = 1;
+	struct pxy_config *cfg = &a->cfg;
+	struct pxy_loop_cfg *lc = &a->lc;
 
-	a.argc = argc;
-	a.argv = argv;
-	if (pxy_config_parse(cfg, argc, argv, err, sizeof(err)) < 0) {
-		pxy_config_free(cfg);
-		return usage_error(err);
-	}
-	if (cfg->help) {
-		pxy_config_usage(stdout);
-		pxy_config_free(cfg);
-		return 0;
-	}
-	if (cfg->version) {
-		printf("proxyssl %s (engines: %s)\n", PXY_VERSION, pxy_engine_names());
-		pxy_config_free(cfg);
-		return 0;
-	}
-
-	/* everything a user can get wrong is checked before listening: exit 2 */
-	memset(&lc, 0, sizeof(lc));
-	if (resolve(cfg, "listen", cfg->listen, 0, &lc.listen_addr, &lc.listen_len, err, sizeof(err)) < 0 ||
-	    resolve_backend(cfg, &lc, err, sizeof(err)) < 0 ||
-	    (cfg->metrics &&
-	     resolve(cfg, "metrics", cfg->metrics, 0, &lc.metrics_addr, &lc.metrics_len, err, sizeof(err)) < 0)) {
-		status = usage_error(err);
-		goto out;
-	}
-	if (!(a.current = idset_load(&a, cfg, err, sizeof(err)))) {
-		status = usage_error(err);
-		goto out;
-	}
+	memset(lc, 0, sizeof(*lc));
+	lc->ctl_fd = -1;
+	if (resolve(cfg, "listen", cfg->listen, 0, &lc->listen_addr, &lc->listen_len, err, n) < 0 ||
+	    resolve_backend(cfg, lc, err, n) < 0 ||
+	    (cfg->metrics && resolve(cfg, "metrics", cfg->metrics, 0, &lc->metrics_addr, &lc->metrics_len, err, n) < 0))
+		return -1;
+	if (!(a->current = idset_load(a, cfg, err, n)))
+		return -1;
 	if (cfg->session_redis) {
 		uint8_t k[PXY_REDIS_KEY_LEN];
-		char w[600], why2[600];
+		char w[600], why[600];
+		int r;
 
-		if (pxy_redis_key_load(cfg->session_key, k, why2, sizeof(why2)) < 0) {
-			snprintf(err, sizeof(err), "%s%s", pxy_config_where(cfg, "session-key", w, sizeof(w)), why2);
-			status = usage_error(err);
-			goto out;
+		if (pxy_redis_key_load(cfg->session_key, k, why, sizeof(why)) < 0) {
+			snprintf(err, n, "%s%s", pxy_config_where(cfg, "session-key", w, sizeof(w)), why);
+			return -1;
 		}
 		/* the thread connects on the first request: Redis may come up later */
-		r = pxy_redis_new(cfg->session_redis, k, &a.redis, why2, sizeof(why2));
+		r = pxy_redis_new(cfg->session_redis, k, &a->redis, why, sizeof(why));
 		pxy_wipe(k, sizeof(k));
 		if (r < 0) {
-			snprintf(err, sizeof(err), "%s--session-cache %s", pxy_config_where(cfg, "session-cache", w, sizeof(w)),
-				 why2);
-			status = usage_error(err);
-			goto out;
+			snprintf(err, n, "%s--session-cache %s", pxy_config_where(cfg, "session-cache", w, sizeof(w)), why);
+			return -1;
 		}
 	}
-	if (cfg->check) {
-		/* what a start would open, without creating anything */
-		if ((cfg->keylog && check_out_file(cfg, "keylog", cfg->keylog, err, sizeof(err)) < 0) ||
-		    (cfg->conn_log && check_out_file(cfg, "conn-log", cfg->conn_log, err, sizeof(err)) < 0) ||
-		    (cfg->log && check_out_file(cfg, "log", cfg->log, err, sizeof(err)) < 0)) {
-			status = usage_error(err);
-			goto out;
-		}
-		if (cfg->plaintext_dir && access(cfg->plaintext_dir, W_OK | X_OK) < 0 &&
-		    check_out_file(cfg, "plaintext-dir", cfg->plaintext_dir, err, sizeof(err)) < 0) {
-			status = usage_error(err);
-			goto out;
-		}
-		pxy_config_print(stdout, cfg);
-		status = 0;
-		goto out;
-	}
-	if (open_outputs(cfg, &keylog_fd, &connlog_fd, err, sizeof(err)) < 0) {
-		status = usage_error(err);
-		goto out;
-	}
-	if ((r = pxy_log_open(cfg->log)) < 0) {
-		snprintf(err, sizeof(err), "--log %s: %s", cfg->log, strerror(-r));
-		status = usage_error(err);
-		goto out;
-	}
-	apply_log_level(cfg);
+	return 0;
+}
 
-	/* signals arrive through the loop's signalfd; block them before threads start */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+/* --check-config: what a start would open, without creating anything. */
+static int app_check_outputs(const struct app *a, char *err, size_t n)
+{
+	const struct pxy_config *cfg = &a->cfg;
 
-	/* two descriptors per connection, two more with per-connection plaintext
-	 * files: take what the hard limit allows */
-	{
-		struct rlimit rl;
-		uint64_t per = cfg->plaintext_dir ? 4 : 2;
+	if ((cfg->keylog && check_out_file(cfg, "keylog", cfg->keylog, err, n) < 0) ||
+	    (cfg->conn_log && check_out_file(cfg, "conn-log", cfg->conn_log, err, n) < 0) ||
+	    (cfg->log && check_out_file(cfg, "log", cfg->log, err, n) < 0))
+		return -1;
+	if (cfg->plaintext_dir && access(cfg->plaintext_dir, W_OK | X_OK) < 0 &&
+	    check_out_file(cfg, "plaintext-dir", cfg->plaintext_dir, err, n) < 0)
+		return -1;
+	return 0;
+}
 
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-			rl.rlim_cur = rl.rlim_max;
-			setrlimit(RLIMIT_NOFILE, &rl);
-			getrlimit(RLIMIT_NOFILE, &rl);
-			if (rl.rlim_cur != RLIM_INFINITY && cfg->max_conns * per + 64 > rl.rlim_cur) {
-				uint64_t fit = rl.rlim_cur > 64 + 32 * per ? (rl.rlim_cur - 64) / per : 32;
+/* Two virtual servers must not listen on one address or write one capture. */
+static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} own[] = {
+		{ "listen", offsetof(struct pxy_config, listen) },     { "metrics", offsetof(struct pxy_config, metrics) },
+		{ "pcap", offsetof(struct pxy_config, pcap) },         { "pcap-tls", offsetof(struct pxy_config, pcap_tls) },
+		{ "pcap-feed", offsetof(struct pxy_config, pcap_feed) },
+	};
 
-				pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu: using %llu",
-					 (unsigned long long)cfg->max_conns, (unsigned long long)(cfg->max_conns * per + 64),
-					 (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-				cfg->max_conns = fit;
+	for (int i = 0; i < napps; i++)
+		for (int j = 0; j < i; j++)
+			for (size_t k = 0; k < PXY_ARRAY_LEN(own); k++) {
+				const char *x = *(char *const *)((const char *)&apps[i].cfg + own[k].off);
+				const char *y = *(char *const *)((const char *)&apps[j].cfg + own[k].off);
+				char w[600];
+
+				size_t xl = x ? strlen(x) : 0;
+
+				/* port 0: the kernel picks a port for each */
+				if (x && y && !strcmp(x, y) &&
+				    !(k < 2 && xl >= 2 && !strcmp(x + xl - 2, ":0"))) {
+					snprintf(err, n, "%s[vserver %s]: --%s %s is also [vserver %s]'s: each virtual server needs its own",
+						 pxy_config_where(&apps[i].cfg, own[k].name, w, sizeof(w)), apps[i].name,
+						 own[k].name, x, apps[j].name);
+					return -1;
+				}
 			}
-		}
-	}
+	return 0;
+}
 
+/* The engine, the keys in it, the outputs and the loop of one virtual server (its listener bound). */
+static int app_start(struct app *a, unsigned max_conns)
+{
+	struct pxy_config *cfg = &a->cfg;
+	struct pxy_loop_cfg *lc = &a->lc;
+	struct pxy_engine_params ep;
+	char err[1024] = "", why[512] = "", addr[64];
+	int r;
+
+	if (open_outputs(cfg, &a->keylog_fd, &a->connlog_fd, err, sizeof(err)) < 0) {
+		pxy_err_log("%s", err);
+		return 2;
+	}
 	memset(&ep, 0, sizeof(ep));
 	ep.threads = (unsigned)cfg->engine_threads;
 	ep.max_jobs = 65536;
@@ -556,91 +571,381 @@ int main(int argc, char **argv)
 	ep.xclbin = cfg->xclbin;
 	ep.why = why;
 	ep.why_len = sizeof(why);
-	why[0] = '\0';
-	r = pxy_engine_open(cfg->engine ? cfg->engine : "auto", &ep, &a.engine);
+	r = pxy_engine_open(cfg->engine ? cfg->engine : "auto", &ep, &a->engine);
 	if (r < 0) {
 		pxy_err_log("cannot start engine %s: %s%s%s", cfg->engine ? cfg->engine : "auto", pxy_err_str(r),
 			    why[0] ? ": " : "", why);
-		goto out;
+		return 1;
 	}
 	if (why[0])
 		pxy_info("engine auto chose %s", why);
-	if (idset_keys(&a, a.current, err, sizeof(err)) < 0) {
+	if (idset_keys(a, a->current, err, sizeof(err)) < 0) {
 		pxy_err_log("%s", err);
-		goto out;
+		return 1;
 	}
 
-	lc.buffers = (unsigned)cfg->buffers;
-	lc.buffer_size = (unsigned)cfg->buffer_size;
-	lc.max_queue = cfg->max_queue;
-	lc.connect_timeout_ms = (unsigned)cfg->connect_timeout_ms;
-	lc.drain_timeout_ms = (unsigned)cfg->drain_timeout_ms;
-	lc.handshake_timeout_ms = (unsigned)cfg->handshake_timeout_ms;
-	lc.idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
-	lc.max_conns = (unsigned)cfg->max_conns;
-	lc.session_cache = (unsigned)cfg->session_cache;
-	lc.session_lifetime_s = (unsigned)cfg->session_lifetime_s;
-	lc.redis = a.redis;
-	lc.idset = a.current;
-	lc.tap.identity = &a.current->ids[0];
-	lc.tap.identities = a.current->ids;
-	lc.tap.n_identities = a.current->n;
-	lc.tap.engine = a.engine;
-	lc.tap.max_hs_msg = cfg->max_handshake;
-	lc.tap.max_pending = cfg->max_pending;
-	lc.tap.max_pending_total = cfg->max_pending_total;
+	lc->buffers = (unsigned)cfg->buffers;
+	lc->buffer_size = (unsigned)cfg->buffer_size;
+	lc->max_queue = cfg->max_queue;
+	lc->connect_timeout_ms = (unsigned)cfg->connect_timeout_ms;
+	lc->drain_timeout_ms = (unsigned)cfg->drain_timeout_ms;
+	lc->handshake_timeout_ms = (unsigned)cfg->handshake_timeout_ms;
+	lc->idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
+	lc->max_conns = max_conns;
+	lc->session_cache = (unsigned)cfg->session_cache;
+	lc->session_lifetime_s = (unsigned)cfg->session_lifetime_s;
+	lc->redis = a->redis;
+	lc->idset = a->current;
+	lc->tap.identity = &a->current->ids[0];
+	lc->tap.identities = a->current->ids;
+	lc->tap.n_identities = a->current->n;
+	lc->tap.engine = a->engine;
+	lc->tap.max_hs_msg = cfg->max_handshake;
+	lc->tap.max_pending = cfg->max_pending;
+	lc->tap.max_pending_total = cfg->max_pending_total;
 	if (cfg->passthrough)
-		pxy_passthrough_parse(cfg->passthrough, &lc.tap.passthrough, why, sizeof(why)); /* checked at parse */
-	lc.plaintext_dir = cfg->plaintext_dir;
-	lc.pcap = cfg->pcap;
-	lc.pcap_tls = cfg->pcap_tls;
-	lc.pcap_rotate = cfg->pcap_rotate;
-	lc.pcap_feed = cfg->pcap_feed;
-	lc.keylog_fd = keylog_fd;
-	lc.connlog_fd = connlog_fd;
-	lc.engine_name = a.engine->ops->name;
-	lc.expected = &a.current->ids[0].info;
-	lc.reload = on_reload;
-	lc.reload_ctx = &a;
-	if (pxy_loop_new(&lc, &loop) < 0)
-		goto out;
+		pxy_passthrough_parse(cfg->passthrough, &lc->tap.passthrough, why, sizeof(why)); /* checked at parse */
+	lc->plaintext_dir = cfg->plaintext_dir;
+	lc->pcap = cfg->pcap;
+	lc->pcap_tls = cfg->pcap_tls;
+	lc->pcap_rotate = cfg->pcap_rotate;
+	lc->pcap_feed = cfg->pcap_feed;
+	lc->keylog_fd = a->keylog_fd;
+	lc->connlog_fd = a->connlog_fd;
+	lc->engine_name = a->engine->ops->name;
+	lc->expected = &a->current->ids[0].info;
+	lc->reload = on_reload;
+	lc->reload_ctx = a;
+	lc->name = a->name;
+	r = pxy_loop_new(lc, &a->loop);
+	lc->ctl_fd = -1; /* the loop owns it now (or closed it) */
+	/* the loop owns the output descriptors now (or closed them) */
+	a->keylog_fd = a->connlog_fd = -1;
+	if (r < 0)
+		return 1;
 
 	{
 		struct sockaddr_storage bound;
 		socklen_t blen;
 		char laddr[64], sizes[MAX_IDENTITIES * 11];
 
-		pxy_loop_listen_addr(loop, &bound, &blen);
+		pxy_loop_listen_addr(a->loop, &bound, &blen);
 		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
-		backend_str(&lc, addr, sizeof(addr));
-		key_sizes(a.current, sizes, sizeof(sizes));
+		backend_str(lc, addr, sizeof(addr));
+		key_sizes(a->current, sizes, sizeof(sizes));
 		pxy_info("proxyssl %s listening on %s, backend %s, engine %s (%u threads), %s key%s", PXY_VERSION, laddr,
-			 addr, a.engine->ops->name, ep.threads, sizes, a.current->n > 1 ? "s" : "");
-		if (pxy_loop_metrics_addr(loop, &bound, &blen)) {
+			 addr, a->engine->ops->name, ep.threads, sizes, a->current->n > 1 ? "s" : "");
+		if (pxy_loop_metrics_addr(a->loop, &bound, &blen)) {
 			pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));
 			pxy_info("metrics on http://%s/metrics", laddr);
 		}
-		if (a.redis)
+		if (a->redis)
 			pxy_info("session cache: %llu local, shared through %s", (unsigned long long)cfg->session_cache,
 				 cfg->session_redis);
 	}
-	log_identities(a.current);
-	status = pxy_loop_run(loop) < 0 ? 1 : 0;
-out:
-	pxy_loop_free(loop); /* its references to the sets go */
-	if (a.current) {
-		if (a.current->release)
-			pxy_idset_put(a.current);
+	log_identities(a->current);
+	return 0;
+}
+
+static void app_free(struct app *a)
+{
+	pxy_loop_free(a->loop); /* its references to the sets go */
+	a->loop = NULL;
+	if (a->current) {
+		if (a->current->release)
+			pxy_idset_put(a->current);
 		else
-			idset_discard(&a, a.current);
+			idset_discard(a, a->current);
+		a->current = NULL;
 	}
-	pxy_engine_close(a.engine);
-	pxy_redis_free(a.redis);
-	if (keylog_fd >= 0)
-		close(keylog_fd);
-	if (connlog_fd >= 0)
-		close(connlog_fd);
-	pxy_config_free(cfg);
+	pxy_engine_close(a->engine);
+	pxy_redis_free(a->redis);
+	if (a->keylog_fd >= 0)
+		close(a->keylog_fd);
+	if (a->connlog_fd >= 0)
+		close(a->connlog_fd);
+	if (a->ctl_w >= 0)
+		close(a->ctl_w);
+	if (a->lc.ctl_fd > 0)
+		close(a->lc.ctl_fd);
+	pxy_config_free(&a->cfg);
+}
+
+/* A virtual server's loop, in its own thread; its log lines carry its name. */
+static void *vserver_main(void *arg)
+{
+	struct app *a = arg;
+	uint64_t one = 1;
+
+	pxy_log_set_tag(a->name);
+	a->status = pxy_loop_run(a->loop) < 0 ? 1 : 0;
+	if (write(a->done_fd, &one, sizeof(one)) < 0)
+		pxy_err_log("cannot tell the main thread that the loop ended: %s", strerror(errno));
+	return NULL;
+}
+
+static void tell_loops(struct app *apps, int napps, int signo)
+{
+	uint8_t b = (uint8_t)signo;
+
+	for (int i = 0; i < napps; i++)
+		if (apps[i].ctl_w >= 0 && write(apps[i].ctl_w, &b, 1) < 0)
+			pxy_err_log("[vserver %s]: cannot pass signal %d on: %s", apps[i].name, signo, strerror(errno));
+}
+
+/*
+ * Several virtual servers: each loop runs in its own thread; this thread
+ * takes the signals and passes them on (SIGHUP: the log is reopened here
+ * first, and a [vserver] added or removed is named: that takes a restart).
+ * Returns the exit status once every loop has ended.
+ */
+static int run_vservers(struct app *apps, int napps, int done_fd)
+{
+	sigset_t mask;
+	int sfd, ended = 0, status = 0;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		pxy_err_log("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	for (int i = 0; i < napps; i++) {
+		apps[i].done_fd = done_fd;
+		if (pthread_create(&apps[i].thread, NULL, vserver_main, &apps[i]) != 0) {
+			pxy_err_log("[vserver %s]: cannot start its thread", apps[i].name);
+			tell_loops(apps, i, SIGTERM);
+			napps = i;
+			status = 1;
+			break;
+		}
+		apps[i].started = 1;
+	}
+	while (ended < napps) {
+		struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { done_fd, POLLIN, 0 } };
+		struct signalfd_siginfo si;
+		uint64_t v;
+
+		if (poll(pf, 2, -1) < 0)
+			continue;
+		if ((pf[1].revents & POLLIN) && read(done_fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+			ended += (int)v;
+			/* a loop that ends on its own (a fatal error) takes the others with it */
+			if (ended < napps && !status)
+				for (int i = 0; i < napps; i++)
+					if (apps[i].status) {
+						pxy_err_log("[vserver %s] stopped: stopping the others", apps[i].name);
+						tell_loops(apps, napps, SIGTERM);
+						status = 1;
+						break;
+					}
+		}
+		if (!(pf[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			struct pxy_config ncfg;
+			char err[1024];
+			int r;
+
+			pthread_mutex_lock(&reload_mu);
+			r = pxy_config_parse(&ncfg, apps[0].argc, apps[0].argv, err, sizeof(err));
+			pthread_mutex_unlock(&reload_mu);
+			if (r == 0) {
+				if (ncfg.log) {
+					r = pxy_log_open(ncfg.log);
+					if (r < 0)
+						pxy_err_log("reload: --log %s: %s; still logging where it did", ncfg.log,
+							    strerror(-r));
+				}
+				for (int i = 0; i < ncfg.n_vservers; i++) {
+					int known = 0;
+
+					for (int j = 0; j < napps; j++)
+						known |= !strcmp(ncfg.vservers[i], apps[j].name);
+					if (!known)
+						pxy_warn("reload: [vserver %s] is new: adding a virtual server takes a restart",
+							 ncfg.vservers[i]);
+				}
+			}
+			pxy_config_free(&ncfg);
+		}
+		tell_loops(apps, napps, (int)si.ssi_signo);
+	}
+	for (int i = 0; i < napps; i++)
+		if (apps[i].started) {
+			pthread_join(apps[i].thread, NULL);
+			status |= apps[i].status;
+		}
+	close(sfd);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static struct app apps[PXY_MAX_VSERVERS];
+	struct pxy_config base;
+	sigset_t mask;
+	char err[1024] = "";
+	int napps, status = 1, done_fd = -1;
+	uint64_t total_conns = 0;
+
+	if (pxy_config_parse(&base, argc, argv, err, sizeof(err)) < 0) {
+		pxy_config_free(&base);
+		return usage_error(err);
+	}
+	if (base.help) {
+		pxy_config_usage(stdout);
+		pxy_config_free(&base);
+		return 0;
+	}
+	if (base.version) {
+		printf("proxyssl %s (engines: %s)\n", PXY_VERSION, pxy_engine_names());
+		pxy_config_free(&base);
+		return 0;
+	}
+
+	/* one app per [vserver NAME], or one for the whole configuration */
+	napps = base.n_vservers ? base.n_vservers : 1;
+	for (int i = 0; i < napps; i++) {
+		struct app *a = &apps[i];
+
+		a->argc = argc;
+		a->argv = argv;
+		a->keylog_fd = a->connlog_fd = a->ctl_w = a->done_fd = -1;
+		a->name = base.n_vservers ? base.vservers[i] : NULL;
+	}
+	for (int i = 0; i < napps; i++) {
+		struct app *a = &apps[i];
+
+		if (app_parse(a, &a->cfg, err, sizeof(err)) < 0 || app_check(a, err, sizeof(err)) < 0) {
+			status = usage_error(err);
+			goto out;
+		}
+		total_conns += a->cfg.max_conns;
+	}
+	if (vservers_distinct(apps, napps, err, sizeof(err)) < 0) {
+		status = usage_error(err);
+		goto out;
+	}
+	if (base.check) {
+		for (int i = 0; i < napps; i++)
+			if (app_check_outputs(&apps[i], err, sizeof(err)) < 0) {
+				status = usage_error(err);
+				goto out;
+			}
+		if (base.n_vservers) {
+			pxy_config_print_shared(stdout, &apps[0].cfg);
+			for (int i = 0; i < napps; i++) {
+				fputc('\n', stdout);
+				pxy_config_print(stdout, &apps[i].cfg);
+			}
+		} else {
+			pxy_config_print(stdout, &apps[0].cfg);
+		}
+		status = 0;
+		goto out;
+	}
+	{
+		int r = pxy_log_open(apps[0].cfg.log);
+
+		if (r < 0) {
+			snprintf(err, sizeof(err), "--log %s: %s", apps[0].cfg.log, strerror(-r));
+			status = usage_error(err);
+			goto out;
+		}
+	}
+	apply_log_level(&apps[0].cfg);
+
+	/* signals arrive through a signalfd (the loop's, or this thread's with
+	 * several virtual servers); block them before threads start */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+	/* two descriptors per connection, two more with per-connection plaintext
+	 * files: take what the hard limit allows, shared out by --max-conns */
+	{
+		struct rlimit rl;
+		uint64_t need = 64;
+
+		for (int i = 0; i < napps; i++)
+			need += apps[i].cfg.max_conns * (apps[i].cfg.plaintext_dir ? 4 : 2) + (base.n_vservers ? 16 : 0);
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+			if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+				for (int i = 0; i < napps; i++) {
+					struct pxy_config *c = &apps[i].cfg;
+					uint64_t per = c->plaintext_dir ? 4 : 2, want = c->max_conns;
+					uint64_t room = rl.rlim_cur > 64 + 16 * (uint64_t)napps ? rl.rlim_cur - 64 - 16 * (uint64_t)napps : 0;
+					uint64_t fit = room * want / total_conns / per;
+
+					if (fit < 32)
+						fit = 32;
+					pxy_log_set_tag(apps[i].name);
+					pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu%s: using %llu",
+						 (unsigned long long)want, (unsigned long long)(want * per + 64),
+						 (unsigned long long)rl.rlim_cur,
+						 napps > 1 ? " for all the virtual servers" : "", (unsigned long long)fit);
+					c->max_conns = fit;
+				}
+				pxy_log_set_tag(NULL);
+			}
+		}
+	}
+
+	if (base.n_vservers && (done_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+		pxy_err_log("eventfd: %s", strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < napps; i++) {
+		struct app *a = &apps[i];
+		int r;
+
+		if (base.n_vservers) {
+			int p[2];
+
+			if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+				pxy_err_log("pipe: %s", strerror(errno));
+				goto out;
+			}
+			a->lc.ctl_fd = p[0];
+			a->ctl_w = p[1];
+		}
+		pxy_log_set_tag(a->name);
+		r = app_start(a, (unsigned)a->cfg.max_conns);
+		pxy_log_set_tag(NULL);
+		if (r) {
+			status = r;
+			goto out;
+		}
+	}
+	if (base.n_vservers) {
+		char names[PXY_MAX_VSERVERS * 34] = "";
+		size_t o = 0;
+
+		for (int i = 0; i < napps && o < sizeof(names); i++)
+			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "", apps[i].name);
+		pxy_info("%d virtual servers: %s", napps, names);
+		status = run_vservers(apps, napps, done_fd);
+	} else {
+		status = pxy_loop_run(apps[0].loop) < 0 ? 1 : 0;
+	}
+out:
+	for (int i = 0; i < napps; i++)
+		app_free(&apps[i]);
+	if (done_fd >= 0)
+		close(done_fd);
+	pxy_config_free(&base);
 	pxy_log_close();
 	return status;
 }

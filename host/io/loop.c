@@ -124,7 +124,7 @@ struct clink {
 struct conn {
 	struct pxy_loop *l;
 	uint32_t slot;
-	char id[40];
+	char id[72];
 	int fd[2]; /* [PXY_C2S] client (source of c2s), [PXY_S2C] server */
 	enum cstate state;
 	struct half h[2];
@@ -176,6 +176,8 @@ struct pxy_loop {
 	uint64_t feed_last_try;
 	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
+	int ctl;                        /* signal_fd is the control pipe (cfg->ctl_fd), not a signalfd */
+	char name[40];                  /* the virtual server; "" when it is the only one */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
 	unsigned nbufs, buf_size, br_mask;
@@ -748,6 +750,7 @@ static void conn_log(struct pxy_loop *l, struct conn *c)
 	pxy_addr_str((const struct sockaddr *)&c->backend, server, sizeof(server));
 	memset(&s, 0, sizeof(s));
 	s.id = c->id;
+	s.vserver = l->name[0] ? l->name : NULL;
 	s.client = client;
 	s.server = server;
 	s.tap = pxy_tap_info(c->tap);
@@ -1067,7 +1070,10 @@ static void on_accept(struct pxy_loop *l, int res, unsigned flags)
 	c->t_start = pxy_now_ns();
 	c->last_active = c->t_start;
 	c->t_start_unix_us = pxy_unix_us();
-	snprintf(c->id, sizeof(c->id), "%u-%" PRIu64, l->pid, ++l->next_id);
+	if (l->name[0])
+		snprintf(c->id, sizeof(c->id), "%u-%s-%" PRIu64, l->pid, l->name, ++l->next_id);
+	else
+		snprintf(c->id, sizeof(c->id), "%u-%" PRIu64, l->pid, ++l->next_id);
 	for (int d = 0; d < 2; d++) {
 		c->h[d].q_head = c->h[d].q_tail = NO_BID;
 	}
@@ -1458,18 +1464,30 @@ static void reload(struct pxy_loop *l)
 	l->reloads++;
 }
 
+static void on_signo(struct pxy_loop *l, unsigned signo)
+{
+	if (signo == SIGUSR1)
+		dump_stats(l);
+	else if (signo == SIGHUP)
+		reload(l);
+	else if (signo == SIGINT || signo == SIGTERM)
+		begin_stop(l);
+}
+
 static void on_signal(struct pxy_loop *l)
 {
 	struct signalfd_siginfo si;
+	uint8_t b[64];
+	ssize_t n;
 
-	while (read(l->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGUSR1)
-			dump_stats(l);
-		else if (si.ssi_signo == SIGHUP)
-			reload(l);
-		else if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
-			begin_stop(l);
+	if (l->ctl) {
+		while ((n = read(l->signal_fd, b, sizeof(b))) > 0)
+			for (ssize_t i = 0; i < n; i++)
+				on_signo(l, b[i]);
+		return;
 	}
+	while (read(l->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		on_signo(l, si.ssi_signo);
 }
 
 /* ---- /metrics (Prometheus text format over HTTP/1.x) ------------------------ */
@@ -2064,6 +2082,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	for (unsigned i = 0; i < METRICS_SLOTS; i++)
 		l->mc[i].fd = -1;
 	l->pid = (unsigned)getpid();
+	snprintf(l->name, sizeof(l->name), "%s", cfg->name ? cfg->name : "");
 	l->tap_cfg = cfg->tap;
 	l->tap_cfg.counters = &l->tc;
 	if (cfg->session_cache) {
@@ -2136,7 +2155,12 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
 	sigaddset(&mask, SIGHUP);
-	l->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (cfg->ctl_fd >= 0) {
+		l->signal_fd = cfg->ctl_fd;
+		l->ctl = 1;
+	} else {
+		l->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	}
 	if (l->signal_fd < 0) {
 		pxy_err_log("signalfd: %s", strerror(errno));
 		goto fail;

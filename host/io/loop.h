@@ -67,6 +67,14 @@ struct pxy_loop_cfg {
 	 */
 	int (*reload)(void *ctx, struct pxy_loop_cfg *next);
 	void *reload_ctx;
+	const char *name;           /* the virtual server ([vserver NAME]); NULL: the only one */
+	/*
+	 * -1: the loop takes SIGINT/SIGTERM/SIGUSR1/SIGHUP through its own
+	 * signalfd. Else a pipe's read end (non-blocking, the loop owns it) on
+	 * which each byte is one of those signal numbers: a process running
+	 * several loops takes the signals once and passes them on.
+	 */
+	int ctl_fd;
 };
 
 struct pxy_loop_stats {

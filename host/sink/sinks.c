@@ -151,6 +151,8 @@ size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
 	snprintf(ms, sizeof(ms), "%" PRIu64 ".%03" PRIu64, s->duration_us / 1000, s->duration_us % 1000);
 	json_object_object_add(o, "duration_ms", json_object_new_double_s((double)s->duration_us / 1000.0, ms));
 	add_str(o, "id", s->id);
+	if (s->vserver)
+		add_str(o, "vserver", s->vserver);
 	add_str(o, "client", s->client);
 	add_str(o, "server", s->server);
 	add_str(o, "sni", t && t->sni[0] ? t->sni : NULL);

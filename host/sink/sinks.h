@@ -23,6 +23,7 @@ void pxy_addr_str(const struct sockaddr *sa, char *out, size_t cap);
 
 struct pxy_conn_summary {
 	const char *id;
+	const char *vserver; /* [vserver NAME] (JSON only: log lines carry it after the level); NULL: none */
 	const char *client, *server;
 	const struct pxy_tap_info *tap; /* NULL: no TLS seen */
 	enum pxy_outcome outcome;

@@ -1,14 +1,27 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 static FILE *log_fp;
+/* the log may be reopened (SIGHUP) while other threads write to it */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static enum pxy_log_level log_level = PXY_LOG_INFO;
 
 static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
+static __thread char log_tag[48]; /* "[NAME] " of the virtual server this thread runs, or "" */
+
+void pxy_log_set_tag(const char *name)
+{
+	if (name && *name)
+		snprintf(log_tag, sizeof(log_tag), "[%s] ", name);
+	else
+		log_tag[0] = '\0';
+}
 
 int pxy_log_open(const char *path)
 {
@@ -22,16 +35,21 @@ int pxy_log_open(const char *path)
 	if (!fp)
 		return -errno;
 	setvbuf(fp, NULL, _IOLBF, 0);
-	pxy_log_close();
+	pthread_mutex_lock(&log_mu);
+	if (log_fp)
+		fclose(log_fp);
 	log_fp = fp;
+	pthread_mutex_unlock(&log_mu);
 	return 0;
 }
 
 void pxy_log_close(void)
 {
+	pthread_mutex_lock(&log_mu);
 	if (log_fp)
 		fclose(log_fp);
 	log_fp = NULL;
+	pthread_mutex_unlock(&log_mu);
 }
 
 void pxy_log_set_level(enum pxy_log_level lvl)
@@ -46,7 +64,6 @@ int pxy_log_enabled(enum pxy_log_level lvl)
 
 void pxy_log(enum pxy_log_level lvl, const char *fmt, ...)
 {
-	FILE *fp = log_fp ? log_fp : stderr;
 	struct timespec ts;
 	struct tm tm;
 	char stamp[40];
@@ -61,6 +78,8 @@ void pxy_log(enum pxy_log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* one fprintf per line: lines from several threads never interleave */
-	fprintf(fp, "%s.%03ldZ %s %s\n", stamp, ts.tv_nsec / 1000000, level_names[lvl], line);
+	/* one fprintf per line, under the lock: lines from several threads never interleave */
+	pthread_mutex_lock(&log_mu);
+	fprintf(log_fp ? log_fp : stderr, "%s.%03ldZ %s %s%s\n", stamp, ts.tv_nsec / 1000000, level_names[lvl], log_tag, line);
+	pthread_mutex_unlock(&log_mu);
 }

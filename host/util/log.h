@@ -13,6 +13,8 @@ enum pxy_log_level { PXY_LOG_ERROR = 0, PXY_LOG_WARN = 1, PXY_LOG_INFO = 2, PXY_
 int pxy_log_open(const char *path);
 void pxy_log_close(void);
 void pxy_log_set_level(enum pxy_log_level lvl);
+/** Lines this thread writes carry "[NAME] " after the level (a virtual server's loop); NULL or "": none. */
+void pxy_log_set_tag(const char *name);
 int pxy_log_enabled(enum pxy_log_level lvl);
 
 void pxy_log(enum pxy_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

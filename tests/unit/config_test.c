@@ -172,12 +172,76 @@ static void test_config_file(void **state)
 	pxy_config_free(&c);
 }
 
+/* [proxy] is shared, each [vserver NAME] adds its own over it, the command line wins over both */
+static void test_vservers(void **state)
+{
+	struct pxy_config c;
+	char err[512], path[] = "/tmp/pxycfg.XXXXXX";
+	char *argv[] = { "proxyssl", "--config", path, "--max-queue", "1M", NULL };
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "[proxy]\ncert = shared.pem\nkey = shared.key\nbuffers = 512\nmax-queue = 512K\n"
+			 "[vserver web]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\nbuffers = 1024\n"
+			 "[vserver api]\nlisten = 127.0.0.1:3\nbackend = 127.0.0.1:4\ncert = api.pem\nkey = api.key\n"
+			 "[proxy]\nlog-level = warn\n");
+	/* the file as a whole: the sections, and no required settings in [proxy] */
+	assert_int_equal(pxy_config_parse(&c, 5, argv, err, sizeof(err)), PXY_OK);
+	assert_int_equal(c.n_vservers, 2);
+	assert_string_equal(c.vservers[0], "web");
+	assert_string_equal(c.vservers[1], "api");
+	assert_null(c.vserver);
+	pxy_config_free(&c);
+
+	assert_int_equal(pxy_config_parse_vserver(&c, 5, argv, "web", err, sizeof(err)), PXY_OK);
+	assert_string_equal(c.vserver, "web");
+	assert_string_equal(c.listen, "127.0.0.1:1");
+	assert_string_equal(c.cert, "shared.pem");    /* from [proxy] */
+	assert_int_equal(c.buffers, 1024);            /* the section over [proxy] */
+	assert_int_equal(c.max_queue, 1024 * 1024);   /* the command line over both */
+	assert_string_equal(c.log_level, "warn");     /* [proxy] after the sections still counts */
+	assert_int_equal(c.lines[0], 7);              /* listen: where it was set */
+	pxy_config_free(&c);
+	assert_int_equal(pxy_config_parse_vserver(&c, 5, argv, "api", err, sizeof(err)), PXY_OK);
+	assert_string_equal(c.cert, "api.pem");
+	assert_int_equal(c.buffers, 512);
+	pxy_config_free(&c);
+	assert_int_equal(pxy_config_parse_vserver(&c, 5, argv, "mail", err, sizeof(err)), PXY_E_USAGE);
+	assert_non_null(strstr(err, "no [vserver mail] section"));
+	pxy_config_free(&c);
+
+	/* a vserver missing a required setting is told when it is parsed */
+	write_file(path, "[vserver web]\nlisten = 127.0.0.1:1\n");
+	assert_int_equal(pxy_config_parse(&c, 3, argv, err, sizeof(err)), PXY_OK);
+	pxy_config_free(&c);
+	assert_int_equal(pxy_config_parse_vserver(&c, 3, argv, "web", err, sizeof(err)), PXY_E_USAGE);
+	assert_non_null(strstr(err, "required"));
+	pxy_config_free(&c);
+
+	write_file(path, "[vserver web]\nlog = x.log\n");
+	assert_int_equal(pxy_config_parse(&c, 3, argv, err, sizeof(err)), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2: 'log' is set for the whole process"));
+	pxy_config_free(&c);
+	write_file(path, "[vserver]\nlisten = 127.0.0.1:1\n");
+	assert_int_equal(pxy_config_parse(&c, 3, argv, err, sizeof(err)), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":2: [vserver]: a virtual server needs a name"));
+	pxy_config_free(&c);
+	write_file(path, "[vserver web]\nlisten = 127.0.0.1:1\n[vserver api]\nlisten-queue = 1\n");
+	assert_int_equal(pxy_config_parse(&c, 3, argv, err, sizeof(err)), PXY_E_CONFIG);
+	assert_non_null(strstr(err, ":4: unknown setting 'listen-queue'"));
+	pxy_config_free(&c);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_config_file),
+		cmocka_unit_test(test_vservers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
