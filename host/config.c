@@ -184,6 +184,9 @@ static const struct opt_def opts[] = {
 	  "the 256-bit key (64 hex digits) that seals sessions in Redis; the same on every node" },
 	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), "SEC",
 	  "how long a cached session is kept (default 7200)" },
+	{ "workers", U64(workers, 1, 64), "N",
+	  "io_uring loops (threads) per virtual server, each with its own listener on the same port "
+	  "(SO_REUSEPORT), ring and engine, sharing the session cache (default 1)" },
 };
 
 _Static_assert(PXY_ARRAY_LEN(opts) <= PXY_CONFIG_MAX_OPTS, "PXY_CONFIG_MAX_OPTS is too small");
@@ -412,6 +415,7 @@ static void defaults(struct pxy_config *c)
 	c->max_pending_total = 256 * 1024 * 1024;
 	c->session_cache = 20000;
 	c->session_lifetime_s = 7200;
+	c->workers = 1;
 }
 
 static int parse(struct pxy_config *c, int argc, char **argv, const char *vserver, char *err, size_t n)

@@ -53,6 +53,7 @@ struct pxy_config {
 	uint64_t max_pending_total;
 	uint64_t session_cache;
 	uint64_t session_lifetime_s;
+	uint64_t workers;
 	char *vserver;             /* [vserver NAME] this configuration is for; NULL: the file has none */
 	int n_vservers;            /* the [vserver NAME] sections of the file, in order */
 	char *vservers[PXY_MAX_VSERVERS];

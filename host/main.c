@@ -19,6 +19,7 @@
 #include "proxyssl/engine.h"
 #include "sink/sinks.h"
 #include "tls/cert.h"
+#include "tls/sessions.h"
 #include "util/addr.h"
 #include "util/log.h"
 #include "util/ct.h"
@@ -139,7 +140,13 @@ static int check_out_file(const struct pxy_config *cfg, const char *what, const 
 struct app {
 	int argc;
 	char **argv;
-	const char *name;             /* [vserver NAME]; NULL: the only one */
+	const char *vs;               /* [vserver NAME]; NULL: the file has none */
+	const char *name;             /* its loop, in log lines and ids: NAME, NAME.W for worker W, wW; NULL: the only one */
+	char name_buf[48];
+	int worker;                   /* 0 .. workers-1 within its virtual server */
+	int leader;                   /* the index of its worker 0 */
+	uint64_t conns;               /* its share of --max-conns */
+	struct pxy_sessions *own_sessions; /* worker 0: the cache its workers share */
 	struct pxy_config cfg;        /* in force */
 	struct pxy_engine *engine;
 	struct pxy_idset *current;    /* the app's reference to the set in force */
@@ -157,7 +164,7 @@ struct app {
 /* The configuration of a, as at start: the virtual server's own when it is one. */
 static int app_parse(const struct app *a, struct pxy_config *c, char *err, size_t n)
 {
-	return a->name ? pxy_config_parse_vserver(c, a->argc, a->argv, a->name, err, n)
+	return a->vs ? pxy_config_parse_vserver(c, a->argc, a->argv, a->vs, err, n)
 		       : pxy_config_parse(c, a->argc, a->argv, err, n);
 }
 
@@ -347,6 +354,7 @@ static void warn_restart_only(const struct pxy_config *old, const struct pxy_con
 		F_S("listen", listen), F_S("metrics", metrics), F_S("engine", engine), F_S("xclbin", xclbin),
 		F_U("device", device), F_U("engine-batch", engine_batch), F_U("engine-timeout", engine_timeout_ms),
 		F_U("engine-threads", engine_threads), F_U("buffers", buffers), F_U("buffer-size", buffer_size),
+		F_U("workers", workers),
 		F_U("max-conns", max_conns), F_U("max-queue", max_queue), F_U("max-pending-total", max_pending_total),
 		F_S("session-cache", session_cache_arg), F_S("session-key", session_key),
 		F_U("session-lifetime", session_lifetime_s), F_S("pcap", pcap), F_S("pcap-tls", pcap_tls),
@@ -410,7 +418,7 @@ static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 	if (open_outputs(&ncfg, &kfd, &cfd, err, sizeof(err)) < 0)
 		goto refuse;
 	/* several virtual servers: the log is the process's, reopened once before the loops are told */
-	if (!a->name && ncfg.log && (r = pxy_log_open(ncfg.log)) < 0) {
+	if (!a->name && ncfg.log && (r = pxy_log_open(ncfg.log)) < 0) { /* the only loop */
 		snprintf(err, sizeof(err), "--log %s: %s", ncfg.log, strerror(-r));
 		goto refuse;
 	}
@@ -530,7 +538,7 @@ static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
 
 	for (int i = 0; i < napps; i++)
 		for (int j = 0; j < i; j++)
-			for (size_t k = 0; k < PXY_ARRAY_LEN(own); k++) {
+			for (size_t k = 0; k < PXY_ARRAY_LEN(own) && apps[i].worker == 0 && apps[j].worker == 0; k++) {
 				const char *x = *(char *const *)((const char *)&apps[i].cfg + own[k].off);
 				const char *y = *(char *const *)((const char *)&apps[j].cfg + own[k].off);
 				char w[600];
@@ -541,8 +549,8 @@ static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
 				if (x && y && !strcmp(x, y) &&
 				    !(k < 2 && xl >= 2 && !strcmp(x + xl - 2, ":0"))) {
 					snprintf(err, n, "%s[vserver %s]: --%s %s is also [vserver %s]'s: each virtual server needs its own",
-						 pxy_config_where(&apps[i].cfg, own[k].name, w, sizeof(w)), apps[i].name,
-						 own[k].name, x, apps[j].name);
+						 pxy_config_where(&apps[i].cfg, own[k].name, w, sizeof(w)), apps[i].vs,
+						 own[k].name, x, apps[j].vs);
 					return -1;
 				}
 			}
@@ -690,7 +698,7 @@ static void tell_loops(struct app *apps, int napps, int signo)
 
 	for (int i = 0; i < napps; i++)
 		if (apps[i].ctl_w >= 0 && write(apps[i].ctl_w, &b, 1) < 0)
-			pxy_err_log("[vserver %s]: cannot pass signal %d on: %s", apps[i].name, signo, strerror(errno));
+			pxy_err_log("[%s]: cannot pass signal %d on: %s", apps[i].name, signo, strerror(errno));
 }
 
 /*
@@ -717,7 +725,7 @@ static int run_vservers(struct app *apps, int napps, int done_fd)
 	for (int i = 0; i < napps; i++) {
 		apps[i].done_fd = done_fd;
 		if (pthread_create(&apps[i].thread, NULL, vserver_main, &apps[i]) != 0) {
-			pxy_err_log("[vserver %s]: cannot start its thread", apps[i].name);
+			pxy_err_log("[%s]: cannot start its thread", apps[i].name);
 			tell_loops(apps, i, SIGTERM);
 			napps = i;
 			status = 1;
@@ -738,7 +746,7 @@ static int run_vservers(struct app *apps, int napps, int done_fd)
 			if (ended < napps && !status)
 				for (int i = 0; i < napps; i++)
 					if (apps[i].status) {
-						pxy_err_log("[vserver %s] stopped: stopping the others", apps[i].name);
+						pxy_err_log("[%s] stopped: stopping the others", apps[i].name);
 						tell_loops(apps, napps, SIGTERM);
 						status = 1;
 						break;
@@ -765,7 +773,7 @@ static int run_vservers(struct app *apps, int napps, int done_fd)
 					int known = 0;
 
 					for (int j = 0; j < napps; j++)
-						known |= !strcmp(ncfg.vservers[i], apps[j].name);
+						known |= apps[j].vs && !strcmp(ncfg.vservers[i], apps[j].vs);
 					if (!known)
 						pxy_warn("reload: [vserver %s] is new: adding a virtual server takes a restart",
 							 ncfg.vservers[i]);
@@ -784,9 +792,12 @@ static int run_vservers(struct app *apps, int napps, int done_fd)
 	return status;
 }
 
+#define MAX_LOOPS 64
+
 int main(int argc, char **argv)
 {
-	static struct app apps[PXY_MAX_VSERVERS];
+	static struct app apps[MAX_LOOPS];
+	static struct pxy_loop *loops[MAX_LOOPS];
 	struct pxy_config base;
 	sigset_t mask;
 	char err[1024] = "";
@@ -808,24 +819,64 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	/* one app per [vserver NAME], or one for the whole configuration */
-	napps = base.n_vservers ? base.n_vservers : 1;
-	for (int i = 0; i < napps; i++) {
-		struct app *a = &apps[i];
+	/* a group of apps per [vserver NAME] (or one for the whole configuration): one app per worker */
+	napps = 0;
+	for (int v = 0; v < (base.n_vservers ? base.n_vservers : 1); v++) {
+		int lead = napps, nw = 1;
 
-		a->argc = argc;
-		a->argv = argv;
-		a->keylog_fd = a->connlog_fd = a->ctl_w = a->done_fd = -1;
-		a->name = base.n_vservers ? base.vservers[i] : NULL;
+		for (int w = 0; w < nw; w++) {
+			struct app *a = &apps[napps];
+
+			if (napps == MAX_LOOPS) {
+				snprintf(err, sizeof(err), "more than %d io loops (virtual servers times --workers)", MAX_LOOPS);
+				status = usage_error(err);
+				goto out;
+			}
+			a->argc = argc;
+			a->argv = argv;
+			a->keylog_fd = a->connlog_fd = a->ctl_w = a->done_fd = -1;
+			a->vs = base.n_vservers ? base.vservers[v] : NULL;
+			a->name = a->vs;
+			a->worker = w;
+			a->leader = lead;
+			napps++;
+			if (app_parse(a, &a->cfg, err, sizeof(err)) < 0) {
+				status = usage_error(err);
+				goto out;
+			}
+			if (w == 0)
+				nw = (int)a->cfg.workers;
+		}
+		for (int w = 0; nw > 1 && w < nw; w++) {
+			struct app *a = &apps[lead + w];
+
+			if (a->vs)
+				snprintf(a->name_buf, sizeof(a->name_buf), "%s.%d", a->vs, w);
+			else
+				snprintf(a->name_buf, sizeof(a->name_buf), "w%d", w);
+			a->name = a->name_buf;
+		}
 	}
 	for (int i = 0; i < napps; i++) {
 		struct app *a = &apps[i];
+		const struct pxy_config *c = &a->cfg;
 
-		if (app_parse(a, &a->cfg, err, sizeof(err)) < 0 || app_check(a, err, sizeof(err)) < 0) {
+		if (app_check(a, err, sizeof(err)) < 0) {
 			status = usage_error(err);
 			goto out;
 		}
-		total_conns += a->cfg.max_conns;
+		if (c->workers > 1 && (c->pcap || c->pcap_tls || c->pcap_feed)) {
+			char w[600];
+
+			snprintf(err, sizeof(err), "%s--workers %llu: --pcap, --pcap-tls and --pcap-feed take one worker "
+				 "(the workers would write one file)", pxy_config_where(c, "workers", w, sizeof(w)),
+				 (unsigned long long)c->workers);
+			status = usage_error(err);
+			goto out;
+		}
+		/* --max-conns is the virtual server's: shared out by its workers */
+		a->conns = (c->max_conns + c->workers - 1) / c->workers;
+		total_conns += a->conns;
 	}
 	if (vservers_distinct(apps, napps, err, sizeof(err)) < 0) {
 		status = usage_error(err);
@@ -840,6 +891,8 @@ int main(int argc, char **argv)
 		if (base.n_vservers) {
 			pxy_config_print_shared(stdout, &apps[0].cfg);
 			for (int i = 0; i < napps; i++) {
+				if (apps[i].worker)
+					continue;
 				fputc('\n', stdout);
 				pxy_config_print(stdout, &apps[i].cfg);
 			}
@@ -877,7 +930,7 @@ int main(int argc, char **argv)
 		uint64_t need = 64;
 
 		for (int i = 0; i < napps; i++)
-			need += apps[i].cfg.max_conns * (apps[i].cfg.plaintext_dir ? 4 : 2) + (base.n_vservers ? 16 : 0);
+			need += apps[i].conns * (apps[i].cfg.plaintext_dir ? 4 : 2) + (napps > 1 ? 16 : 0);
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_NOFILE, &rl);
@@ -885,7 +938,7 @@ int main(int argc, char **argv)
 			if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
 				for (int i = 0; i < napps; i++) {
 					struct pxy_config *c = &apps[i].cfg;
-					uint64_t per = c->plaintext_dir ? 4 : 2, want = c->max_conns;
+					uint64_t per = c->plaintext_dir ? 4 : 2, want = apps[i].conns;
 					uint64_t room = rl.rlim_cur > 64 + 16 * (uint64_t)napps ? rl.rlim_cur - 64 - 16 * (uint64_t)napps : 0;
 					uint64_t fit = room * want / total_conns / per;
 
@@ -895,15 +948,28 @@ int main(int argc, char **argv)
 					pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu%s: using %llu",
 						 (unsigned long long)want, (unsigned long long)(want * per + 64),
 						 (unsigned long long)rl.rlim_cur,
-						 napps > 1 ? " for all the virtual servers" : "", (unsigned long long)fit);
-					c->max_conns = fit;
+						 napps > 1 ? " for all the io loops" : "", (unsigned long long)fit);
+					apps[i].conns = fit;
 				}
 				pxy_log_set_tag(NULL);
 			}
 		}
 	}
 
-	if (base.n_vservers && (done_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+	/* the workers of a virtual server share its session cache (with Redis, each has its own in front of it) */
+	for (int i = 0; i < napps; i++) {
+		struct app *a = &apps[i], *lead = &apps[a->leader];
+
+		if (lead->cfg.workers < 2 || !lead->cfg.session_cache || lead->cfg.session_redis)
+			continue;
+		if (a->worker == 0 &&
+		    !(a->own_sessions = pxy_sessions_new(a->cfg.session_cache, (uint32_t)a->cfg.session_lifetime_s))) {
+			pxy_err_log("out of memory for the session cache");
+			goto out;
+		}
+		a->lc.sessions = lead->own_sessions;
+	}
+	if (napps > 1 && (done_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
 		pxy_err_log("eventfd: %s", strerror(errno));
 		goto out;
 	}
@@ -911,7 +977,17 @@ int main(int argc, char **argv)
 		struct app *a = &apps[i];
 		int r;
 
-		if (base.n_vservers) {
+		if (a->worker > 0) {
+			/* the leader's address, port 0 resolved: one port for all */
+			pxy_loop_listen_addr(apps[a->leader].loop, &a->lc.listen_addr, &a->lc.listen_len);
+			a->lc.metrics_len = 0; /* the leader serves /metrics for all of them */
+		}
+		a->lc.reuseport = a->cfg.workers > 1;
+		if (a->worker == 0 && a->cfg.workers > 1) {
+			a->lc.siblings = &loops[i];
+			a->lc.n_siblings = (unsigned)a->cfg.workers;
+		}
+		if (napps > 1) {
 			int p[2];
 
 			if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -922,20 +998,24 @@ int main(int argc, char **argv)
 			a->ctl_w = p[1];
 		}
 		pxy_log_set_tag(a->name);
-		r = app_start(a, (unsigned)a->cfg.max_conns);
+		r = app_start(a, (unsigned)a->conns);
 		pxy_log_set_tag(NULL);
 		if (r) {
 			status = r;
 			goto out;
 		}
+		loops[i] = a->loop;
 	}
-	if (base.n_vservers) {
+	if (napps > 1) {
 		char names[PXY_MAX_VSERVERS * 34] = "";
 		size_t o = 0;
 
 		for (int i = 0; i < napps && o < sizeof(names); i++)
 			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", i ? ", " : "", apps[i].name);
-		pxy_info("%d virtual servers: %s", napps, names);
+		if (base.n_vservers)
+			pxy_info("%d virtual servers, %d io loops: %s", base.n_vservers, napps, names);
+		else
+			pxy_info("%d workers: %s", napps, names);
 		status = run_vservers(apps, napps, done_fd);
 	} else {
 		status = pxy_loop_run(apps[0].loop) < 0 ? 1 : 0;
@@ -943,6 +1023,8 @@ int main(int argc, char **argv)
 out:
 	for (int i = 0; i < napps; i++)
 		app_free(&apps[i]);
+	for (int i = 0; i < napps; i++) /* once no loop uses them */
+		pxy_sessions_free(apps[i].own_sessions);
 	if (done_fd >= 0)
 		close(done_fd);
 	pxy_config_free(&base);

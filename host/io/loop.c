@@ -177,6 +177,7 @@ struct pxy_loop {
 	struct sockaddr_storage listen_bound; /* the listener's own address (port 0 resolved) */
 	int listen_fd, signal_fd;
 	int ctl;                        /* signal_fd is the control pipe (cfg->ctl_fd), not a signalfd */
+	int shared_cache;               /* tap_cfg.sessions is cfg->sessions: not this loop's to free */
 	char name[40];                  /* the virtual server; "" when it is the only one */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
@@ -1281,8 +1282,9 @@ static void dump_stats(struct pxy_loop *l)
 		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes,
 		 l->tc.renegotiations);
 	if (l->tap_cfg.sessions) {
-		const struct pxy_sessions_stats *ss = pxy_sessions_stats(l->tap_cfg.sessions);
+		struct pxy_sessions_stats sst, *ss = &sst;
 
+		pxy_sessions_stats_get(l->tap_cfg.sessions, &sst);
 		pxy_info("stats sessions entries=%" PRIu64 " stored=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
 			 " expired=%" PRIu64 " evicted=%" PRIu64 " resumed=%" PRIu64 " resumed_unknown=%" PRIu64,
 			 ss->entries, ss->stored, ss->hits, ss->misses, ss->expired, ss->evicted, l->tc.resumed,
@@ -1537,67 +1539,120 @@ static void metrics_close(struct pxy_loop *l, unsigned i)
 	} while (0)
 
 /* Everything this loop counts, in the Prometheus text format (README "Metrics"). */
+/* What /metrics shows: one loop's counters, or the sum over the workers of a virtual server. */
+struct mview {
+	struct pxy_loop_stats st;
+	struct pxy_tap_counters tc;
+	struct pxy_engine_stats es;
+	uint64_t outcomes[4][PXY_R__COUNT];
+	struct pxy_hist conn_duration;
+	uint64_t bufs_held, nbufs, reloads, reloads_refused;
+	struct pxy_redis_stats rs;
+};
+
+/* dst += src, for structs of uint64_t only (read relaxed: another worker's thread writes src) */
+static void add_u64s(void *dst, const void *src, size_t bytes)
+{
+	uint64_t *d = dst;
+	const uint64_t *x = src;
+
+	for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
+		d[i] += __atomic_load_n(&x[i], __ATOMIC_RELAXED);
+}
+
+static void mview_add(struct mview *v, struct pxy_loop *w)
+{
+	add_u64s(&v->st, &w->st, sizeof(v->st));
+	add_u64s(&v->tc, &w->tc, sizeof(v->tc));
+	add_u64s(&v->es, &w->cfg->tap.engine->stats, sizeof(v->es));
+	add_u64s(v->outcomes, w->outcomes, sizeof(v->outcomes));
+	add_u64s(&v->conn_duration, &w->conn_duration, sizeof(v->conn_duration));
+	v->bufs_held += __atomic_load_n(&w->bufs_held, __ATOMIC_RELAXED);
+	v->nbufs += w->nbufs;
+	v->reloads += __atomic_load_n(&w->reloads, __ATOMIC_RELAXED);
+	v->reloads_refused += __atomic_load_n(&w->reloads_refused, __ATOMIC_RELAXED);
+	if (w->cfg->redis) {
+		struct pxy_redis_stats rs;
+
+		pxy_redis_get_stats(w->cfg->redis, &rs);
+		v->rs.up += rs.up;
+		v->rs.hits += rs.hits;
+		v->rs.misses += rs.misses;
+		v->rs.sets += rs.sets;
+		v->rs.errors += rs.errors;
+		v->rs.dropped += rs.dropped;
+	}
+}
+
 static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 {
-	const struct pxy_engine_stats *es = &l->cfg->tap.engine->stats;
 	const char *engine = l->cfg->tap.engine->ops->name;
 	const char *out_names[4] = { "decrypted", "passthrough", "rejected", "not-decrypted" };
+	struct mview *v = calloc(1, sizeof(*v));
 
-#define ES(f) __atomic_load_n(&es->f, __ATOMIC_RELAXED)
+	if (!v) {
+		p->oom = 1;
+		return;
+	}
+	mview_add(v, l);
+	for (unsigned i = 0; i < l->cfg->n_siblings; i++)
+		if (l->cfg->siblings[i] && l->cfg->siblings[i] != l)
+			mview_add(v, l->cfg->siblings[i]);
+#define ES(f) (v->es.f)
 	FAM("proxyssl_build_info", "gauge", "the version running, as a label");
 	LVAL("proxyssl_build_info", "version", PXY_VERSION, 1);
 	FAM("proxyssl_start_time_seconds", "gauge", "when the io loop started (Unix time)");
 	VAL("proxyssl_start_time_seconds", (double)(l->started_unix_us / 1000000));
 
 	FAM("proxyssl_connections_accepted_total", "counter", "client connections accepted");
-	VAL("proxyssl_connections_accepted_total", l->st.accepted);
+	VAL("proxyssl_connections_accepted_total", v->st.accepted);
 	FAM("proxyssl_connections_active", "gauge", "client connections open now");
-	VAL("proxyssl_connections_active", l->st.active);
+	VAL("proxyssl_connections_active", v->st.active);
 	FAM("proxyssl_connections_refused_total", "counter", "connections reset at once: --max-conns reached");
-	VAL("proxyssl_connections_refused_total", l->st.refused_max_conns);
+	VAL("proxyssl_connections_refused_total", v->st.refused_max_conns);
 	FAM("proxyssl_connections_total", "counter",
 	    "connections ended, by verdict and reason (reason \"none\": nothing went wrong)");
 	for (int o = 0; o < 4; o++)
 		for (int r = 0; r < PXY_R__COUNT; r++)
-			if (l->outcomes[o][r]) {
+			if (v->outcomes[o][r]) {
 				const char *lb[] = { "verdict", out_names[o], "reason",
 						     r ? pxy_reason_name((enum pxy_reason)r) : "none", NULL };
-				pxy_prom_sample(p, "proxyssl_connections_total", lb, (double)l->outcomes[o][r]);
+				pxy_prom_sample(p, "proxyssl_connections_total", lb, (double)v->outcomes[o][r]);
 			}
 	FAM("proxyssl_connections_closed_total", "counter", "how connections closed");
-	LVAL("proxyssl_connections_closed_total", "how", "fin", l->st.closed_fin);
-	LVAL("proxyssl_connections_closed_total", "how", "reset", l->st.closed_reset);
-	LVAL("proxyssl_connections_closed_total", "how", "reject", l->st.rejected);
+	LVAL("proxyssl_connections_closed_total", "how", "fin", v->st.closed_fin);
+	LVAL("proxyssl_connections_closed_total", "how", "reset", v->st.closed_reset);
+	LVAL("proxyssl_connections_closed_total", "how", "reject", v->st.rejected);
 	FAM("proxyssl_connection_duration_seconds", "histogram", "accept to the connection's log line");
-	pxy_prom_hist(p, "proxyssl_connection_duration_seconds", NULL, &l->conn_duration);
+	pxy_prom_hist(p, "proxyssl_connection_duration_seconds", NULL, &v->conn_duration);
 
 	FAM("proxyssl_handshakes_total", "counter",
 	    "handshakes by kind: full (an RSA pre-master decrypted), resumed by session-id or ticket, "
 	    "resumption-unknown (forwarded, not decrypted)");
-	LVAL("proxyssl_handshakes_total", "kind", "full", l->tc.rsa_jobs);
-	LVAL("proxyssl_handshakes_total", "kind", "session-id", l->tc.resumed - l->tc.resumed_ticket);
-	LVAL("proxyssl_handshakes_total", "kind", "ticket", l->tc.resumed_ticket);
-	LVAL("proxyssl_handshakes_total", "kind", "resumption-unknown", l->tc.resumed_unknown);
+	LVAL("proxyssl_handshakes_total", "kind", "full", v->tc.rsa_jobs);
+	LVAL("proxyssl_handshakes_total", "kind", "session-id", v->tc.resumed - v->tc.resumed_ticket);
+	LVAL("proxyssl_handshakes_total", "kind", "ticket", v->tc.resumed_ticket);
+	LVAL("proxyssl_handshakes_total", "kind", "resumption-unknown", v->tc.resumed_unknown);
 	FAM("proxyssl_renegotiations_total", "counter", "renegotiations followed");
-	VAL("proxyssl_renegotiations_total", l->tc.renegotiations);
+	VAL("proxyssl_renegotiations_total", v->tc.renegotiations);
 	FAM("proxyssl_keys_verified_total", "counter", "sessions whose recovered keys verified against Finished");
-	VAL("proxyssl_keys_verified_total", l->tc.keys_verified);
+	VAL("proxyssl_keys_verified_total", v->tc.keys_verified);
 
 	FAM("proxyssl_bytes_forwarded_total", "counter", "bytes forwarded, by direction");
-	LVAL("proxyssl_bytes_forwarded_total", "direction", "c2s", l->st.bytes[0]);
-	LVAL("proxyssl_bytes_forwarded_total", "direction", "s2c", l->st.bytes[1]);
+	LVAL("proxyssl_bytes_forwarded_total", "direction", "c2s", v->st.bytes[0]);
+	LVAL("proxyssl_bytes_forwarded_total", "direction", "s2c", v->st.bytes[1]);
 	FAM("proxyssl_bytes_decrypted_total", "counter", "application plaintext bytes recovered");
-	VAL("proxyssl_bytes_decrypted_total", l->tc.plaintext_bytes);
+	VAL("proxyssl_bytes_decrypted_total", v->tc.plaintext_bytes);
 	FAM("proxyssl_records_decrypted_total", "counter", "TLS records decrypted and authenticated");
-	VAL("proxyssl_records_decrypted_total", l->tc.records_decrypted);
+	VAL("proxyssl_records_decrypted_total", v->tc.records_decrypted);
 	FAM("proxyssl_records_dropped_total", "counter", "records left uninspected: the engine was saturated");
-	VAL("proxyssl_records_dropped_total", l->tc.records_dropped);
+	VAL("proxyssl_records_dropped_total", v->tc.records_dropped);
 	FAM("proxyssl_pending_bytes", "gauge", "ciphertext waiting for keys or in the engine");
-	VAL("proxyssl_pending_bytes", l->tc.pending_bytes);
+	VAL("proxyssl_pending_bytes", v->tc.pending_bytes);
 	FAM("proxyssl_buffers_held", "gauge", "receive buffers lent out (queued or being sent)");
-	VAL("proxyssl_buffers_held", l->bufs_held);
+	VAL("proxyssl_buffers_held", v->bufs_held);
 	FAM("proxyssl_buffers", "gauge", "receive buffers in the ring");
-	VAL("proxyssl_buffers", l->nbufs);
+	VAL("proxyssl_buffers", v->nbufs);
 
 	FAM("proxyssl_engine_ops_total", "counter", "engine jobs completed, by engine and operation");
 	{
@@ -1618,12 +1673,14 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	{
 		const char *a[] = { "op", "rsa_decrypt", NULL };
 		const char *b[] = { "op", "record_open", NULL };
-		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", a, &l->tc.rsa_latency);
-		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", b, &l->tc.record_latency);
+		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", a, &v->tc.rsa_latency);
+		pxy_prom_hist(p, "proxyssl_engine_job_latency_seconds", b, &v->tc.record_latency);
 	}
 
 	if (l->tap_cfg.sessions) {
-		const struct pxy_sessions_stats *ss = pxy_sessions_stats(l->tap_cfg.sessions);
+		struct pxy_sessions_stats sst, *ss = &sst;
+
+		pxy_sessions_stats_get(l->tap_cfg.sessions, &sst);
 
 		FAM("proxyssl_session_cache_entries", "gauge", "sessions in the cache");
 		VAL("proxyssl_session_cache_entries", ss->entries);
@@ -1638,9 +1695,8 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	}
 
 	if (l->cfg->redis) {
-		struct pxy_redis_stats rs;
+		const struct pxy_redis_stats rs = v->rs;
 
-		pxy_redis_get_stats(l->cfg->redis, &rs);
 		FAM("proxyssl_session_store_up", "gauge", "1 while the shared session store (Redis) is connected");
 		VAL("proxyssl_session_store_up", rs.up);
 		FAM("proxyssl_session_store_requests_total", "counter", "shared session store requests, by result");
@@ -1651,34 +1707,35 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 		LVAL("proxyssl_session_store_requests_total", "result", "dropped", rs.dropped);
 	}
 	FAM("proxyssl_errors_total", "counter", "errors by class");
-	LVAL("proxyssl_errors_total", "class", "protocol", l->tc.protocol_errors);
-	LVAL("proxyssl_errors_total", "class", "finished-mismatch", l->tc.finished_mismatch);
-	LVAL("proxyssl_errors_total", "class", "record-auth", l->tc.record_auth_fail);
-	LVAL("proxyssl_errors_total", "class", "backend-connect", l->st.connect_failed);
-	LVAL("proxyssl_errors_total", "class", "backend-connect-timeout", l->st.connect_timeout);
-	LVAL("proxyssl_errors_total", "class", "no-original-destination", l->st.no_original_dst);
-	LVAL("proxyssl_errors_total", "class", "handshake-timeout", l->st.handshake_timeouts);
-	LVAL("proxyssl_errors_total", "class", "idle-timeout", l->st.idle_timeouts);
+	LVAL("proxyssl_errors_total", "class", "protocol", v->tc.protocol_errors);
+	LVAL("proxyssl_errors_total", "class", "finished-mismatch", v->tc.finished_mismatch);
+	LVAL("proxyssl_errors_total", "class", "record-auth", v->tc.record_auth_fail);
+	LVAL("proxyssl_errors_total", "class", "backend-connect", v->st.connect_failed);
+	LVAL("proxyssl_errors_total", "class", "backend-connect-timeout", v->st.connect_timeout);
+	LVAL("proxyssl_errors_total", "class", "no-original-destination", v->st.no_original_dst);
+	LVAL("proxyssl_errors_total", "class", "handshake-timeout", v->st.handshake_timeouts);
+	LVAL("proxyssl_errors_total", "class", "idle-timeout", v->st.idle_timeouts);
 	LVAL("proxyssl_errors_total", "class", "engine", ES(errors));
 	LVAL("proxyssl_errors_total", "class", "engine-busy", ES(busy_rejects));
 	LVAL("proxyssl_errors_total", "class", "device-failure", ES(device_failures));
 	LVAL("proxyssl_errors_total", "class", "device-fault", ES(faults));
-	LVAL("proxyssl_errors_total", "class", "sink-write", l->st.sink_write_errors);
-	LVAL("proxyssl_errors_total", "class", "enobufs", l->st.enobufs);
+	LVAL("proxyssl_errors_total", "class", "sink-write", v->st.sink_write_errors);
+	LVAL("proxyssl_errors_total", "class", "enobufs", v->st.enobufs);
 	if (l->cap_pt || l->cap_ct || l->cfg->pcap_feed) {
 		FAM("proxyssl_capture_packets_total", "counter", "packets written to the captures, by capture");
-		LVAL("proxyssl_capture_packets_total", "capture", "decrypted", l->st.pcap_packets);
-		LVAL("proxyssl_capture_packets_total", "capture", "tls", l->st.tls_packets);
-		LVAL("proxyssl_capture_packets_total", "capture", "feed", l->st.feed_packets);
+		LVAL("proxyssl_capture_packets_total", "capture", "decrypted", v->st.pcap_packets);
+		LVAL("proxyssl_capture_packets_total", "capture", "tls", v->st.tls_packets);
+		LVAL("proxyssl_capture_packets_total", "capture", "feed", v->st.feed_packets);
 		FAM("proxyssl_capture_feed_dropped_total", "counter", "live feed packets dropped: no reader, or it lagged");
-		VAL("proxyssl_capture_feed_dropped_total", l->st.feed_dropped);
+		VAL("proxyssl_capture_feed_dropped_total", v->st.feed_dropped);
 	}
 	FAM("proxyssl_reloads_total", "counter", "SIGHUP reloads, by result");
-	LVAL("proxyssl_reloads_total", "result", "applied", l->reloads);
-	LVAL("proxyssl_reloads_total", "result", "refused", l->reloads_refused);
+	LVAL("proxyssl_reloads_total", "result", "applied", v->reloads);
+	LVAL("proxyssl_reloads_total", "result", "refused", v->reloads_refused);
 	FAM("proxyssl_metrics_scrapes_total", "counter", "requests served on /metrics");
 	VAL("proxyssl_metrics_scrapes_total", l->scrapes);
 #undef ES
+	free(v);
 }
 
 #undef FAM
@@ -2035,7 +2092,7 @@ int pxy_loop_run(struct pxy_loop *l)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int transparent)
+static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int transparent, int reuseport)
 {
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -2043,6 +2100,12 @@ static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* workers: one listener each on the same address; the kernel spreads the connections */
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
 	/* TPROXY hands over connections to any address: the listener must accept them (needs
 	 * CAP_NET_ADMIN; without it REDIRECT still works) */
 	if (transparent &&
@@ -2085,7 +2148,10 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	snprintf(l->name, sizeof(l->name), "%s", cfg->name ? cfg->name : "");
 	l->tap_cfg = cfg->tap;
 	l->tap_cfg.counters = &l->tc;
-	if (cfg->session_cache) {
+	if (cfg->sessions) {
+		l->tap_cfg.sessions = cfg->sessions; /* the workers' shared cache: theirs to free */
+		l->shared_cache = 1;
+	} else if (cfg->session_cache) {
 		l->tap_cfg.sessions = pxy_sessions_new(cfg->session_cache, cfg->session_lifetime_s);
 		if (!l->tap_cfg.sessions) {
 			pxy_idset_put(l->cur.idset);
@@ -2109,6 +2175,8 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	r = io_uring_queue_init_params(4096, &l->ring, &p);
 	if (r < 0) {
 		pxy_err_log("io_uring_queue_init: %s (is io_uring allowed on this system?)", strerror(-r));
+		if (!l->shared_cache)
+			if (!l->shared_cache)
 		pxy_sessions_free(l->tap_cfg.sessions);
 		pxy_idset_put(l->cur.idset);
 		free(l->plaintext_dir);
@@ -2178,7 +2246,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	l->cur.pcap = l->cap_pt ? l->cap_pt->path : NULL;
 	l->cur.pcap_tls = l->cap_ct ? l->cap_ct->path : NULL;
 	l->cur.pcap_feed = l->feed_path;
-	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len, cfg->backend_original);
+	l->listen_fd = open_listener(&cfg->listen_addr, cfg->listen_len, cfg->backend_original, cfg->reuseport);
 	if (l->listen_fd < 0) {
 		pxy_addr_str((const struct sockaddr *)&cfg->listen_addr, addr, sizeof(addr));
 		pxy_err_log("cannot listen on %s: %s", addr, strerror(-l->listen_fd));
@@ -2190,7 +2258,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 		getsockname(l->listen_fd, (struct sockaddr *)&l->listen_bound, &bl);
 	}
 	if (cfg->metrics_len) {
-		l->metrics_fd = open_listener(&cfg->metrics_addr, cfg->metrics_len, 0);
+		l->metrics_fd = open_listener(&cfg->metrics_addr, cfg->metrics_len, 0, 0);
 		if (l->metrics_fd < 0) {
 			pxy_addr_str((const struct sockaddr *)&cfg->metrics_addr, addr, sizeof(addr));
 			pxy_err_log("cannot listen for --metrics on %s: %s", addr, strerror(-l->metrics_fd));
@@ -2289,7 +2357,8 @@ void pxy_loop_free(struct pxy_loop *l)
 	free(l->q_off);
 	free(l->conns);
 	free(l->free_slots);
-	pxy_sessions_free(l->tap_cfg.sessions);
+	if (!l->shared_cache)
+		pxy_sessions_free(l->tap_cfg.sessions);
 	pxy_idset_put(l->cur.idset);
 	free(l->plaintext_dir);
 	free(l);

@@ -24,6 +24,7 @@
 
 #include "proxyssl/engine.h"
 #include "io/redis.h"
+#include "tls/sessions.h"
 #include "tls/tap.h"
 
 struct pxy_loop_cfg {
@@ -75,6 +76,11 @@ struct pxy_loop_cfg {
 	 * several loops takes the signals once and passes them on.
 	 */
 	int ctl_fd;
+	/* workers of one virtual server */
+	int reuseport;              /* SO_REUSEPORT on the listener: the workers listen on one address */
+	struct pxy_sessions *sessions; /* a cache shared by the workers (locked); NULL: the loop makes its own */
+	struct pxy_loop *const *siblings; /* the other workers: /metrics adds up their counters too */
+	unsigned n_siblings;
 };
 
 struct pxy_loop_stats {

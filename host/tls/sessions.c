@@ -1,5 +1,6 @@
 #include "tls/sessions.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct pxy_sessions {
 	uint64_t lifetime_ns;
 	struct pxy_sessions_stats st;
 	struct pxy_sessions_remote remote;
+	pthread_mutex_t mu; /* the workers of one virtual server share the cache */
 };
 
 struct pxy_sessions *pxy_sessions_new(size_t max, uint32_t lifetime_s)
@@ -36,6 +38,7 @@ struct pxy_sessions *pxy_sessions_new(size_t max, uint32_t lifetime_s)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	pthread_mutex_init(&c->mu, NULL);
 	c->max = (uint32_t)max;
 	for (c->nbuckets = 16; c->nbuckets < c->max; c->nbuckets <<= 1)
 		;
@@ -63,6 +66,7 @@ void pxy_sessions_free(struct pxy_sessions *c)
 		OPENSSL_cleanse(c->e, (size_t)c->max * sizeof(*c->e));
 	free(c->e);
 	free(c->bucket);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
@@ -175,13 +179,17 @@ static void put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], 
 void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s,
 		      uint32_t hint_s, uint64_t now_ns)
 {
+	pthread_mutex_lock(&c->mu);
 	put(c, key, s, hint_s, now_ns, 1);
+	pthread_mutex_unlock(&c->mu);
 }
 
 void pxy_sessions_put_shared(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN],
 			     const struct pxy_session *s, uint32_t ttl_s, uint64_t now_ns)
 {
+	pthread_mutex_lock(&c->mu);
 	put(c, key, s, ttl_s ? ttl_s : 1, now_ns, 0);
+	pthread_mutex_unlock(&c->mu);
 }
 
 void pxy_sessions_set_remote(struct pxy_sessions *c, const struct pxy_sessions_remote *r)
@@ -189,8 +197,8 @@ void pxy_sessions_set_remote(struct pxy_sessions *c, const struct pxy_sessions_r
 	c->remote = *r;
 }
 
-int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
-		     uint64_t now_ns)
+static int get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
+	       uint64_t now_ns)
 {
 	uint32_t i = find(c, key, NULL);
 
@@ -215,7 +223,25 @@ int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_L
 	return 1;
 }
 
+int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
+		     uint64_t now_ns)
+{
+	int r;
+
+	pthread_mutex_lock(&c->mu);
+	r = get(c, key, out, now_ns);
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
 const struct pxy_sessions_stats *pxy_sessions_stats(const struct pxy_sessions *c)
 {
 	return &c->st;
+}
+
+void pxy_sessions_stats_get(struct pxy_sessions *c, struct pxy_sessions_stats *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->st;
+	pthread_mutex_unlock(&c->mu);
 }

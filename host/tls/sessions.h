@@ -54,7 +54,10 @@ void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_
 int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
 		     uint64_t now_ns);
 
+/** The counters, read in place (one thread using the cache). */
 const struct pxy_sessions_stats *pxy_sessions_stats(const struct pxy_sessions *c);
+/** The counters, copied under the cache's lock (threads sharing it: every call here is locked). */
+void pxy_sessions_stats_get(struct pxy_sessions *c, struct pxy_sessions_stats *out);
 
 /*
  * A second tier shared with other proxies (Redis): told of every session
