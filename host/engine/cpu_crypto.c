@@ -159,9 +159,12 @@ static int hmac(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const u
 
 /* Compression-function calls of HMAC's inner hash over a 13-byte header and
  * n bytes: one key block, the data, then 0x80 and the length field. */
-static uint32_t hmac_inner_blocks(uint32_t n, uint32_t bs, uint32_t len_field)
+static uint32_t hmac_inner_blocks(uint32_t n, uint32_t bs_log2, uint32_t len_field)
 {
-	return (bs + 13 + n + 1 + len_field + bs - 1) / bs;
+	uint32_t bs = 1u << bs_log2;
+
+	/* a shift, not a division: n is secret and a divider's time can depend on its operands */
+	return (bs + 13 + n + 1 + len_field + bs - 1) >> bs_log2;
 }
 
 /* HMAC over a secret-length prefix, padded out with dummy compressions to the
@@ -169,9 +172,9 @@ static uint32_t hmac_inner_blocks(uint32_t n, uint32_t bs, uint32_t len_field)
 static int hmac_ct(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, uint64_t seq, uint8_t type,
 		   const uint8_t version[2], const uint8_t *p, uint32_t len, uint32_t max_len, uint8_t out[MAX_MAC])
 {
-	uint32_t bs = k->mac == PXY_MAC_SHA384 ? 128 : 64;
+	uint32_t bs_log2 = k->mac == PXY_MAC_SHA384 ? 7 : 6;
 	uint32_t lf = k->mac == PXY_MAC_SHA384 ? 16 : 8;
-	uint32_t extra = (hmac_inner_blocks(max_len, bs, lf) - hmac_inner_blocks(len, bs, lf)) * bs;
+	uint32_t extra = (hmac_inner_blocks(max_len, bs_log2, lf) - hmac_inner_blocks(len, bs_log2, lf)) << bs_log2;
 	uint8_t hdr[13];
 
 	mac_header(hdr, seq, type, version, len);
@@ -497,7 +500,10 @@ int pxy_cpu_rsa_decrypt(void *pkey, struct pxy_rsa_job *j)
 	/* the fallback secret, drawn before anything is known about the ciphertext */
 	if (RAND_priv_bytes(j->pms, PXY_PMS_LEN) != 1)
 		return PXY_E_CRYPTO_LIB;
-	if (j->in_len == 0 || !pkey)
+	/* a ciphertext of another length than the modulus is malformed (RFC 5246
+	 * §7.4.7.1; OpenSSL would take a shorter one as left-padded): the
+	 * fallback, as the kernel answers it. The length is public. */
+	if (j->in_len == 0 || !pkey || (int)j->in_len != EVP_PKEY_get_size(pkey))
 		return PXY_OK;
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (!ctx)

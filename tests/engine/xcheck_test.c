@@ -395,12 +395,13 @@ enum rsa_case {
 	RSA_TRUNCATED,  /* the ciphertext one byte short */
 	RSA_EMPTY,      /* no ciphertext */
 	RSA_OVER_N,     /* the ciphertext is the modulus */
+	RSA_LEFT_SHORT, /* a good ciphertext whose value fits one byte less, sent without its leading zero */
 	RSA_NCASES,
 };
 static const char *const rsa_case_names[RSA_NCASES] = {
 	"good", "wrong version", "block type 1", "leading byte 1", "no separator", "zero in the padding string",
 	"47-byte message", "49-byte message", "7-byte padding string", "truncated ciphertext", "empty ciphertext",
-	"ciphertext = modulus",
+	"ciphertext = modulus", "ciphertext without its leading zero",
 };
 
 #define RSA_GOOD_PER_KEY 24
@@ -452,6 +453,18 @@ static size_t rsa_case_ct(EVP_PKEY *pk, size_t k, enum rsa_case c, const uint8_t
 		memcpy(m, pms, 48);
 		m[et_below(2)] ^= (uint8_t)(1u << et_below(8));
 		return rsa_encrypt(pk, m, 48, RSA_PKCS1_PADDING, ct);
+	case RSA_LEFT_SHORT:
+		/* RFC 5246 §7.4.7.1: the ciphertext is exactly k bytes; OpenSSL alone would left-pad this one */
+		for (int tries = 0; tries < 100000; tries++) {
+			size_t len = rsa_encrypt(pk, pms, 48, RSA_PKCS1_PADDING, ct);
+
+			if (ct[0] == 0) {
+				memmove(ct, ct + 1, len - 1);
+				return len - 1;
+			}
+		}
+		fail_msg("no ciphertext with a leading zero byte");
+		return 0;
 	case RSA_OVER_N:
 		assert_true(EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n));
 		assert_int_equal(BN_bn2binpad(n, ct, (int)k), (int)k);
