@@ -65,6 +65,9 @@ int pxy_k_rsa_key_fill(struct pxy_k_rsa_key *k, const struct pxy_rsa_priv *priv)
 	    !BN_bin2bn(priv->dp.p, (int)priv->dp.len, dp) || !BN_bin2bn(priv->dq.p, (int)priv->dq.len, dq) ||
 	    !BN_bin2bn(priv->qinv.p, (int)priv->qinv.len, qinv))
 		goto out;
+	/* the reductions modulo p and q below divide by a secret: constant-time BN paths */
+	BN_set_flags(p, BN_FLG_CONSTTIME);
+	BN_set_flags(q, BN_FLG_CONSTTIME);
 	if (priv->bits != 2048 && priv->bits != 3072 && priv->bits != 4096)
 		goto out;
 	if (BN_num_bits(e) > 32 || !BN_is_odd(p) || !BN_is_odd(q))

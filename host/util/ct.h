@@ -33,10 +33,18 @@ static inline uint32_t pxy_ct_ge(uint32_t a, uint32_t b)
 	return 1u ^ pxy_ct_lt(a, b);
 }
 
+/* An opaque copy of x: the compiler cannot see through it, so it cannot turn
+ * mask arithmetic on a secret back into a branch (a value barrier). */
+static inline uint32_t pxy_ct_barrier(uint32_t x)
+{
+	__asm__("" : "+r"(x));
+	return x;
+}
+
 /* 0/1 to 0/0xffffffff */
 static inline uint32_t pxy_ct_mask(uint32_t bit)
 {
-	return 0u - bit;
+	return 0u - pxy_ct_barrier(bit);
 }
 
 static inline uint32_t pxy_ct_select(uint32_t bit, uint32_t a, uint32_t b)
