@@ -804,6 +804,12 @@ int main(int argc, char **argv)
 	int napps, status = 1, done_fd = -1;
 	uint64_t total_conns = 0;
 
+	/* private keys and master secrets never reach a core file */
+	{
+		struct rlimit nocore = { 0, 0 };
+
+		setrlimit(RLIMIT_CORE, &nocore);
+	}
 	if (pxy_config_parse(&base, argc, argv, err, sizeof(err)) < 0) {
 		pxy_config_free(&base);
 		return usage_error(err);

@@ -380,6 +380,8 @@ static void on_write(struct pxy_loop *l, struct wreq *w, int res)
 		l->st.sink_bytes += w->len;
 	}
 	wfile_put(w->f);
+	/* key log lines, secrets blocks and plaintext: nothing of them stays in freed memory */
+	pxy_wipe(w->data, w->len);
 	free(w);
 }
 
@@ -1865,6 +1867,8 @@ static void on_tick(struct pxy_loop *l)
 	uint64_t now = pxy_now_ns(), hs = (uint64_t)l->cfg->handshake_timeout_ms * 1000000ull,
 		 idle = (uint64_t)l->cfg->idle_timeout_ms * 1000000ull;
 
+	if (l->tap_cfg.sessions)
+		pxy_sessions_expire(l->tap_cfg.sessions, now, 64);
 	for (unsigned i = 0; (hs || idle) && i < l->max_conns; i++) {
 		struct conn *c = l->conns[i];
 		enum pxy_reason r;

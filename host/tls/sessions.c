@@ -239,6 +239,22 @@ const struct pxy_sessions_stats *pxy_sessions_stats(const struct pxy_sessions *c
 	return &c->st;
 }
 
+void pxy_sessions_expire(struct pxy_sessions *c, uint64_t now_ns, unsigned max)
+{
+	pthread_mutex_lock(&c->mu);
+	/* from the least recently used end: a session not used for longest is the likeliest expired */
+	for (uint32_t i = c->tail, n = 0; i != NIL && n < max; n++) {
+		uint32_t prev = c->e[i].prev;
+
+		if (now_ns >= c->e[i].expires_ns) {
+			drop(c, i);
+			c->st.expired++;
+		}
+		i = prev;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
 void pxy_sessions_stats_get(struct pxy_sessions *c, struct pxy_sessions_stats *out)
 {
 	pthread_mutex_lock(&c->mu);

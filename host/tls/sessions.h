@@ -54,6 +54,12 @@ void pxy_sessions_put(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_
 int pxy_sessions_get(struct pxy_sessions *c, const uint8_t key[PXY_SESSION_KEY_LEN], struct pxy_session *out,
 		     uint64_t now_ns);
 
+/**
+ * Drop (and wipe) the expired entries among the `max` least recently used:
+ * called on a timer, so that a master secret does not outlive its lifetime
+ * in memory on a quiet proxy.
+ */
+void pxy_sessions_expire(struct pxy_sessions *c, uint64_t now_ns, unsigned max);
 /** The counters, read in place (one thread using the cache). */
 const struct pxy_sessions_stats *pxy_sessions_stats(const struct pxy_sessions *c);
 /** The counters, copied under the cache's lock (threads sharing it: every call here is locked). */

@@ -219,8 +219,12 @@ static void set_verdict(struct pxy_tap *t, enum pxy_verdict v)
 
 static void free_job(struct tap_job *j)
 {
-	if (j->job.type == PXY_JOB_RECORD_OPEN)
+	if (j->job.type == PXY_JOB_RECORD_OPEN) {
+		/* a decrypted record: no plaintext left in the pool or the heap */
+		if (j->job.u.rec.rec)
+			pxy_wipe(j->job.u.rec.rec, j->job.u.rec.rec_cap);
 		pxy_recbuf_put(j->job.u.rec.rec);
+	}
 	else
 		pxy_wipe(j->job.u.rsa.pms, sizeof(j->job.u.rsa.pms));
 	free(j);
