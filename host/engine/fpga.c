@@ -722,8 +722,11 @@ static void fpga_key_unload(struct pxy_engine *base, uint32_t key_id)
 	if (e->keys[key_id].on_card)
 		for (int c = 0; c < kr->ncu; c++) {
 			pxy_k_rsa_key_wipe(&kr->cu[c].key_map[key_id]);
-			e->dp->bo_sync(kr->cu[c].key_bo, 1, sizeof(kr->cu[c].key_map[key_id]),
-				       key_id * sizeof(kr->cu[c].key_map[key_id]));
+			if (e->dp->bo_sync(kr->cu[c].key_bo, 1, sizeof(kr->cu[c].key_map[key_id]),
+					   key_id * sizeof(kr->cu[c].key_map[key_id])) < 0)
+				pxy_warn("engine %s: the card did not take the wiped key table entry %u of RSA unit %d: "
+					 "the key stays in its memory until the engine closes",
+					 base->ops->name, key_id, c);
 		}
 	e->keys[key_id].on_card = 0;
 	e->keys[key_id].used = 0;
