@@ -97,7 +97,7 @@ LOG=$T/px.log
 # shellcheck disable=SC2086
 bg px "$PROXYSSL" --config "$INI" --log "$LOG" ${PXY_PROXY_ARGS:-}
 PX_PID=$BG_PID
-wait_for 20 grep -q ' INFO 2 virtual servers: web, api$' "$LOG" || fail "the virtual servers did not start"
+wait_for 20 grep -q ' INFO 2 virtual servers, 2 io loops: web, api$' "$LOG" || fail "the virtual servers did not start"
 port_of() { sed -n "s/.* INFO \[$1\] proxyssl .* listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p" "$LOG" | head -n1; }
 WEB=$(port_of web)
 API=$(port_of api)
