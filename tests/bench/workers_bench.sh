@@ -10,7 +10,7 @@
 #
 #   tests/bench/workers_bench.sh [--workers "1 2"] [--short] [bench.sh options...]
 #
-# Defaults passed to bench.sh: --paths direct,proxyssl --streams 2 --clients 4
+# Defaults passed to bench.sh: --build --paths direct,proxyssl --streams 2 --clients 4
 # --nginx-workers 2 (so that neither the clients nor nginx are one process).
 set -uo pipefail
 
@@ -31,7 +31,7 @@ declare -A VAL
 METRICS=()
 for n in $COUNTS; do
 	echo "== --workers $n"
-	"$HERE/bench.sh" --paths direct,proxyssl --streams 2 --clients 4 --nginx-workers 2 \
+	"$HERE/bench.sh" --build --paths direct,proxyssl --streams 2 --clients 4 --nginx-workers 2 \
 		"${PASS[@]+"${PASS[@]}"}" --proxy-arg "--workers=$n" >"$T/run.$n" 2>&1
 	rc=$?
 	sed -n '/^-- results/,/^$/p;/^-- decryption kept up/,/^$/p' "$T/run.$n"
