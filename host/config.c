@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxyssl/engine.h"
 #include "device/dev.h"
@@ -184,9 +185,9 @@ static const struct opt_def opts[] = {
 	  "the 256-bit key (64 hex digits) that seals sessions in Redis; the same on every node" },
 	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), "SEC",
 	  "how long a cached session is kept (default 7200)" },
-	{ "workers", U64(workers, 1, 64), "N",
+	{ "workers", U64(workers, 1, 64), "N|auto",
 	  "io_uring loops (threads) per virtual server, each with its own listener on the same port "
-	  "(SO_REUSEPORT), ring and engine, sharing the session cache (default 1)" },
+	  "(SO_REUSEPORT), ring and engine, sharing the session cache; auto: one per core (default 1)" },
 };
 
 _Static_assert(PXY_ARRAY_LEN(opts) <= PXY_CONFIG_MAX_OPTS, "PXY_CONFIG_MAX_OPTS is too small");
@@ -225,6 +226,13 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 		break;
 	case K_U64:
 	case K_SIZE:
+		if (!strcmp(o->name, "workers") && val && !strcmp(val, "auto")) {
+			/* one per online core */
+			long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+			snprintf(why, sizeof(why), "%ld", cores < 1 ? 1 : cores > (long)o->max ? (long)o->max : cores);
+			val = why;
+		}
 		bad = o->kind == K_U64 ? pxy_parse_u64(val, o->min, o->max, &num) : pxy_parse_size(val, o->min, o->max, &num);
 		if (bad) {
 			set_err(err, n, "%s--%s: '%s' is not a %s between %llu and %llu", where, o->name, val ? val : "",

@@ -54,6 +54,18 @@ static void test_defaults_and_values(void **state)
 	assert_int_equal(c.buffers, 2048);
 	assert_string_equal(c.engine, "cpu");
 	pxy_config_free(&c);
+
+	assert_int_equal(c.workers, 0);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, NULL), PXY_OK);
+	assert_int_equal(c.workers, 1);
+	pxy_config_free(&c);
+	/* auto: one per online core, within 1..64 */
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--workers", "auto", NULL), PXY_OK);
+	assert_true(c.workers >= 1 && c.workers <= 64);
+	assert_int_equal((long)c.workers, sysconf(_SC_NPROCESSORS_ONLN) > 64 ? 64 : sysconf(_SC_NPROCESSORS_ONLN));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--workers", "0", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
 }
 
 static void test_errors(void **state)
