@@ -125,9 +125,14 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_lock(&e->mu);
 		wake = complete_locked(e, head, tail);
-		if (wake) {
+		if (wake || !e->q_head) {
+			int idle = !e->q_head;
+
 			pthread_mutex_unlock(&e->mu);
-			signal_fd(e->base.event_fd);
+			if (wake)
+				signal_fd(e->base.event_fd);
+			if (idle) /* nothing queued: no traffic key stays in this thread's contexts */
+				pxy_cpu_ctx_forget(ctx);
 			pthread_mutex_lock(&e->mu);
 		}
 	}

@@ -88,6 +88,18 @@ fail:
 	return NULL;
 }
 
+void pxy_cpu_ctx_forget(struct pxy_cpu_ctx *c)
+{
+	if (!c)
+		return;
+	/* the AES key schedule and the HMAC keys of the last records */
+	EVP_CIPHER_CTX_reset(c->cc);
+	c->cur_bulk = 0;
+	for (int i = 1; i < 4; i++)
+		if (c->mac[i])
+			EVP_MAC_init(c->mac[i], c->zeros, 32, NULL);
+}
+
 void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c)
 {
 	if (!c)

@@ -11,6 +11,8 @@ struct pxy_cpu_ctx;
 
 struct pxy_cpu_ctx *pxy_cpu_ctx_new(void);
 void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c);
+/** Drop the keys the contexts still hold from the last jobs (an idle worker keeps no traffic key). */
+void pxy_cpu_ctx_forget(struct pxy_cpu_ctx *c);
 
 /** Open (decrypt + authenticate) j in place; sets pt_off, pt_len and ok. */
 int pxy_cpu_record_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j);
