@@ -8,7 +8,9 @@
 #  - every connection is decrypted, its sinks exact; ids and lines name the
 #    worker; /metrics (served by worker 0) counts every worker's connections;
 #  - SIGHUP reloads both, SIGTERM stops both (exit 0);
-#  - --workers with a capture file is refused (exit 2, with the line).
+#  - --workers with a capture file is refused (exit 2, with the line);
+#  - with a Redis store (each worker its own local cache in front of it), a
+#    session made through one worker is resumed through the other.
 . "$(dirname "$0")/lib.sh"
 need_tool curl
 
@@ -101,3 +103,35 @@ wait_exit "$PX_PID" 20 || fail "no exit after SIGTERM"
 [ "$EXIT_CODE" = 0 ] || fail "exit status $EXIT_CODE"
 grep -q ' INFO \[w0\] stopping: ' "$PX_LOG" && grep -q ' INFO \[w1\] stopping: ' "$PX_LOG" || fail "not both stopped"
 say "SIGHUP reloaded both workers; SIGTERM stopped both, exit 0"
+
+# with a shared Redis store: each worker keeps its own local cache in front of
+# it, and a session made through one worker is found by the other through Redis
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || skip "redis-server is not installed (the rest passed)"
+openssl rand -hex 32 >"$T/session.key"
+for _try in 1 2 3 4 5; do
+	RPORT=$(free_port)
+	bg redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
+	wait_for 10 redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break
+	stop_group "$BG_PID"
+	RPORT=""
+done
+[ -n "$RPORT" ] || fail "redis-server did not start"
+start_proxy pxr --backend "127.0.0.1:$sport" --cert "$T/srv.crt" --key "$T/srv.key" --workers 2 \
+	--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key"
+rm -f "$T/sess"
+sclient rfull.test -sess_out "$T/sess" -cipher AES128-GCM-SHA256
+conn_of rfull.test
+expect_fields "$CONN" verdict=decrypted reason=- resumed=no
+FIRST=$WORKER
+other=""
+for i in $(seq 1 40); do
+	sclient "rres$i.test" -sess_in "$T/sess" -cipher AES128-GCM-SHA256
+	conn_of "rres$i.test"
+	expect_fields "$CONN" verdict=decrypted reason=- resumed=yes
+	if [ "$WORKER" != "$FIRST" ]; then
+		other=$i
+		break
+	fi
+done
+[ -n "$other" ] || fail "40 resumptions all landed on $FIRST"
+say "with Redis: a session made through $FIRST was resumed through $WORKER and decrypted (found through the store)"
