@@ -1,7 +1,8 @@
 /* libFuzzer target: the config file parser (libinih and every setting's check)
  * on arbitrary files: it must accept or refuse, and a refusal must name the
- * problem (and the file and line for a value it refuses). Seeds: the example
- * config and variations. */
+ * problem (and the file and line for a value it refuses); every [vserver]
+ * section the file has is parsed too. Seeds: the example config and
+ * variations. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,6 +28,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = pxy_config_parse(&c, 3, argv, err, sizeof(err));
 	if (r < 0 && !err[0])
 		__builtin_trap(); /* every refusal says why */
+	/* each [vserver NAME] over [proxy], as a start parses them */
+	for (int v = 0; r == 0 && v < c.n_vservers; v++) {
+		struct pxy_config vc;
+		int rv;
+
+		err[0] = '\0';
+		rv = pxy_config_parse_vserver(&vc, 3, argv, c.vservers[v], err, sizeof(err));
+		if ((rv < 0 && !err[0]) || (rv == 0 && (!vc.vserver || strcmp(vc.vserver, c.vservers[v]))))
+			__builtin_trap();
+		pxy_config_free(&vc);
+	}
 	pxy_config_free(&c);
 	return 0;
 }
