@@ -490,6 +490,31 @@ static int finish_rec(struct fpga_engine *e, struct slot *s, unsigned i, const s
 	return PXY_OK;
 }
 
+/*
+ * After a completed run nothing secret stays in the slot: the descriptors
+ * (traffic keys, the RSA fallback secrets), the results (pre-master secrets)
+ * and the record outputs (plaintext) are wiped in the host mapping, and the
+ * descriptors and results on the device too (two small writes; the outputs
+ * there are overwritten by the slot's next run).
+ */
+static void scrub(struct fpga_engine *e, struct slot *s)
+{
+	size_t js = s->kind == K_RSA ? sizeof(struct pxy_k_rsa_job) : sizeof(struct pxy_k_rec_desc);
+	size_t rs = s->kind == K_RSA ? sizeof(struct pxy_k_rsa_result) : sizeof(struct pxy_k_rec_result);
+
+	if (s->kind == K_REC)
+		for (unsigned i = 0; i < s->n; i++) {
+			const struct pxy_k_rec_result *r = (const struct pxy_k_rec_result *)s->map[B_RES] + i;
+
+			pxy_wipe(s->map[B_OUT] + (size_t)i * PXY_K_REC_SLOT,
+				 r->out_len < PXY_K_REC_SLOT ? r->out_len : PXY_K_REC_SLOT);
+		}
+	pxy_wipe(s->map[B_JOBS], s->n * js);
+	pxy_wipe(s->map[B_RES], s->n * rs);
+	if (e->dp->bo_sync(s->bo[B_JOBS], 1, s->n * js, 0) < 0 || e->dp->bo_sync(s->bo[B_RES], 1, s->n * rs, 0) < 0)
+		__atomic_fetch_add(&e->base.stats.errors, 1, __ATOMIC_RELAXED);
+}
+
 static void collect(struct fpga_engine *e, struct slot *s)
 {
 	size_t res_size = s->kind == K_RSA ? sizeof(struct pxy_k_rsa_result) : sizeof(struct pxy_k_rec_result);
@@ -540,6 +565,7 @@ static void collect(struct fpga_engine *e, struct slot *s)
 		}
 		push_out(e, j);
 	}
+	scrub(e, s);
 	s->n = 0;
 }
 
