@@ -161,6 +161,34 @@ struct app {
 	int started, status;
 };
 
+/* FILE.ext -> FILE-wN.ext (or FILE-wN): worker N's own capture */
+static int worker_path(char **path, int worker)
+{
+	const char *p = *path, *slash, *dot;
+	char *q;
+	size_t stem;
+
+	if (!p)
+		return 0;
+	slash = strrchr(p, '/');
+	dot = strrchr(slash ? slash : p, '.');
+	stem = dot && dot != (slash ? slash + 1 : p) ? (size_t)(dot - p) : strlen(p);
+	if (asprintf(&q, "%.*s-w%d%s", (int)stem, p, worker, p + stem) < 0)
+		return -1;
+	free(*path);
+	*path = q;
+	return 0;
+}
+
+/* With several workers each writes its own captures (one file, or FIFO, per worker). */
+static int worker_captures(const struct app *a, struct pxy_config *c)
+{
+	if (c->workers < 2)
+		return 0;
+	return worker_path(&c->pcap, a->worker) | worker_path(&c->pcap_tls, a->worker) |
+	       worker_path(&c->pcap_feed, a->worker);
+}
+
 /* The configuration of a, as at start: the virtual server's own when it is one. */
 static int app_parse(const struct app *a, struct pxy_config *c, char *err, size_t n)
 {
@@ -411,6 +439,10 @@ static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 
 	if (app_parse(a, &ncfg, err, sizeof(err)) < 0)
 		goto refuse;
+	if (worker_captures(a, &ncfg) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto refuse;
+	}
 	if (resolve_backend(&ncfg, next, err, sizeof(err)) < 0)
 		goto refuse;
 	if (!(set = idset_load(a, &ncfg, err, sizeof(err))))
@@ -566,6 +598,10 @@ static int app_start(struct app *a, unsigned max_conns)
 	char err[1024] = "", why[512] = "", addr[64];
 	int r;
 
+	if (worker_captures(a, cfg) < 0) {
+		pxy_err_log("out of memory");
+		return 1;
+	}
 	if (open_outputs(cfg, &a->keylog_fd, &a->connlog_fd, err, sizeof(err)) < 0) {
 		pxy_err_log("%s", err);
 		return 2;
@@ -868,15 +904,6 @@ int main(int argc, char **argv)
 		const struct pxy_config *c = &a->cfg;
 
 		if (app_check(a, err, sizeof(err)) < 0) {
-			status = usage_error(err);
-			goto out;
-		}
-		if (c->workers > 1 && (c->pcap || c->pcap_tls || c->pcap_feed)) {
-			char w[600];
-
-			snprintf(err, sizeof(err), "%s--workers %llu: --pcap, --pcap-tls and --pcap-feed take one worker "
-				 "(the workers would write one file)", pxy_config_where(c, "workers", w, sizeof(w)),
-				 (unsigned long long)c->workers);
 			status = usage_error(err);
 			goto out;
 		}

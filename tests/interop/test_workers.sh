@@ -8,7 +8,8 @@
 #  - every connection is decrypted, its sinks exact; ids and lines name the
 #    worker; /metrics (served by worker 0) counts every worker's connections;
 #  - SIGHUP reloads both, SIGTERM stops both (exit 0);
-#  - --workers with a capture file is refused (exit 2, with the line);
+#  - --pcap FILE: each worker writes its own (FILE-w0, FILE-w1), one TCP stream
+#    per connection in all (read back with tshark);
 #  - with a Redis store (each worker its own local cache in front of it), a
 #    session made through one worker is resumed through the other.
 . "$(dirname "$0")/lib.sh"
@@ -19,17 +20,8 @@ bg srv openssl s_server -accept 127.0.0.1:0 -www -tls1_2 -cipher AES128-GCM-SHA2
 	-cert "$T/srv.crt" -key "$T/srv.key"
 sport=$(listen_port_of "$BG_PID") || fail "s_server did not listen"
 
-printf '[proxy]\nworkers = 2\npcap = %s\n' "$T/x.pcapng" >"$T/bad.ini"
-out=$("$PROXYSSL" --config "$T/bad.ini" --check-config "$T/bad.ini" --listen 127.0.0.1:0 \
-	--backend "127.0.0.1:$sport" --cert "$T/srv.crt" --key "$T/srv.key" 2>&1)
-rc=$?
-[ "$rc" = 2 ] || fail "--workers 2 with --pcap: exit $rc: $out"
-printf '%s\n' "$out" | grep -q "^proxyssl: $T/bad.ini:2: --workers 2: --pcap, --pcap-tls and --pcap-feed take one worker" ||
-	fail "--workers 2 with --pcap: '$out'"
-say "--workers 2 with a capture file: refused with its line"
-
 start_proxy px --backend "127.0.0.1:$sport" --cert "$T/srv.crt" --key "$T/srv.key" --workers 2 \
-	--metrics 127.0.0.1:0 --plaintext-dir "$T/pt"
+	--metrics 127.0.0.1:0 --plaintext-dir "$T/pt" --pcap "$T/dec.pcapng"
 wait_for 10 grep -q ' INFO 2 workers: w0, w1$' "$PX_LOG" || fail "no '2 workers' line"
 [ "$(grep -c " listening on 127.0.0.1:$PX_PORT," "$PX_LOG")" = 2 ] || fail "the workers do not share the port"
 MPORT=$(sed -n 's/.* INFO \[w0\] metrics on http:\/\/127\.0\.0\.1:\([0-9]*\)\/metrics$/\1/p' "$PX_LOG")
@@ -95,9 +87,24 @@ resumed=$(sed -n 's/^proxyssl_handshakes_total{kind="\(session-id\|ticket\)"} //
 [ "$resumed" = "$other" ] || fail "/metrics: $resumed resumptions (expected $other)"
 say "/metrics counts both workers: $total connections, $other resumptions"
 
+# each worker its own decrypted capture: together, one TCP stream per connection
+if command -v tshark >/dev/null; then
+	streams=0
+	for w in w0 w1; do
+		f=$T/dec-$w.pcapng
+		test -s "$f" || fail "no capture $f"
+		n=$(tshark -r "$f" -T fields -e tcp.stream 2>/dev/null | sort -un | wc -l)
+		[ "$n" = "$(grep -c " INFO \[$w\] conn id=" "$PX_LOG")" ] || fail "$f: $n TCP streams for $w's connections"
+		streams=$((streams + n))
+	done
+	[ "$streams" = "$total" ] || fail "$streams streams in the two captures, $total connections"
+	say "--pcap: each worker its own file (dec-w0.pcapng, dec-w1.pcapng), $streams streams in all, one a connection"
+fi
+
 kill -HUP "$PX_PID"
 wait_for 10 grep -q ' INFO \[w0\] reloaded: ' "$PX_LOG" && wait_for 10 grep -q ' INFO \[w1\] reloaded: ' "$PX_LOG" ||
 	fail "not both workers reloaded"
+grep -q ' WARN .*reload: --pcap changed' "$PX_LOG" && fail "a reload took the workers' own capture paths for a change"
 kill -TERM "$PX_PID"
 wait_exit "$PX_PID" 20 || fail "no exit after SIGTERM"
 [ "$EXIT_CODE" = 0 ] || fail "exit status $EXIT_CODE"
