@@ -45,23 +45,31 @@ sclient() {
 	grep -q '^HTTP/1.0 200 ok' "$T/$sni.out" || fail "$sni: no page: $(tail -3 "$T/$sni.err")"
 }
 
-# the full handshake, then resumptions until one lands on the other worker
-sclient full.test -sess_out "$T/sess" -cipher AES128-GCM-SHA256
-conn_of full.test
-expect_fields "$CONN" verdict=decrypted reason=- resumed=no
-FIRST=$WORKER
-other=""
-for i in $(seq 1 40); do
-	sclient "res$i.test" -sess_in "$T/sess" -cipher AES128-GCM-SHA256
-	conn_of "res$i.test"
-	expect_fields "$CONN" verdict=decrypted reason=- resumed=yes
-	wait_for 10 cmp -s "$T/pt/$CONN_ID.s2c" "$T/res$i.test.out" || fail "res$i: the plaintext sink differs from the page"
-	if [ "$WORKER" != "$FIRST" ]; then
-		other=$i
-		break
-	fi
-done
-[ -n "$other" ] || fail "40 resumptions all landed on $FIRST"
+# across PREFIX [SINKS]: a full handshake, then resumptions of its session until
+# one lands on the other worker, every one decrypted (its plaintext sink exact
+# when SINKS is given); sets FIRST, WORKER and other (how many resumptions)
+across() {
+	local p=$1 sinks=${2:-} i
+	rm -f "$T/sess"
+	sclient "${p}full.test" -sess_out "$T/sess" -cipher AES128-GCM-SHA256
+	conn_of "${p}full.test"
+	expect_fields "$CONN" verdict=decrypted reason=- resumed=no
+	FIRST=$WORKER
+	other=""
+	for i in $(seq 1 40); do
+		sclient "${p}res$i.test" -sess_in "$T/sess" -cipher AES128-GCM-SHA256
+		conn_of "${p}res$i.test"
+		expect_fields "$CONN" verdict=decrypted reason=- resumed=yes
+		[ -z "$sinks" ] || wait_for 10 cmp -s "$sinks/$CONN_ID.s2c" "$T/${p}res$i.test.out" ||
+			fail "${p}res$i: the plaintext sink differs from the page"
+		if [ "$WORKER" != "$FIRST" ]; then
+			other=$i
+			return 0
+		fi
+	done
+	fail "40 resumptions all landed on $FIRST"
+}
+across "" "$T/pt"
 say "a session made through $FIRST was resumed through $WORKER (attempt $other) and decrypted: the cache is shared"
 
 # curl, a full handshake each, until both workers have taken some
@@ -125,20 +133,5 @@ done
 [ -n "$RPORT" ] || fail "redis-server did not start"
 start_proxy pxr --backend "127.0.0.1:$sport" --cert "$T/srv.crt" --key "$T/srv.key" --workers 2 \
 	--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key"
-rm -f "$T/sess"
-sclient rfull.test -sess_out "$T/sess" -cipher AES128-GCM-SHA256
-conn_of rfull.test
-expect_fields "$CONN" verdict=decrypted reason=- resumed=no
-FIRST=$WORKER
-other=""
-for i in $(seq 1 40); do
-	sclient "rres$i.test" -sess_in "$T/sess" -cipher AES128-GCM-SHA256
-	conn_of "rres$i.test"
-	expect_fields "$CONN" verdict=decrypted reason=- resumed=yes
-	if [ "$WORKER" != "$FIRST" ]; then
-		other=$i
-		break
-	fi
-done
-[ -n "$other" ] || fail "40 resumptions all landed on $FIRST"
+across r
 say "with Redis: a session made through $FIRST was resumed through $WORKER and decrypted (found through the store)"
