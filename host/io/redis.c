@@ -181,6 +181,8 @@ int pxy_redis_key_load(const char *path, uint8_t k[PXY_REDIS_KEY_LEN], char *err
 		snprintf(err, n, "--session-key %s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* unbuffered: no stdio buffer keeps the key's digits after the file is closed */
+	setvbuf(f, NULL, _IONBF, 0);
 	memset(k, 0, PXY_REDIS_KEY_LEN);
 	while ((ch = fgetc(f)) != EOF) {
 		if (isspace(ch))

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -69,6 +71,46 @@ void pxy_cert_fp_str(const struct pxy_cert_info *ci, char out[96])
 	pxy_hex_colon(out, ci->sha256, 32);
 }
 
+/*
+ * The PEM private key, read with read(2) into OpenSSL's secure allocator and
+ * parsed from there: no stdio buffer keeps a copy after the file is closed.
+ * NULL with err empty: not a PEM private key; with err set: unreadable.
+ */
+static EVP_PKEY *read_private_key(const char *path, char *err, size_t err_len)
+{
+	enum { KEY_FILE_MAX = 64 * 1024 };
+	uint8_t *buf = OPENSSL_secure_malloc(KEY_FILE_MAX);
+	EVP_PKEY *pk = NULL;
+	size_t len = 0;
+	ssize_t r = 0;
+	BIO *bio;
+	int fd;
+
+	err[0] = '\0';
+	if (!buf) {
+		snprintf(err, err_len, "out of memory reading %s", path);
+		return NULL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, err_len, "cannot read private key %s: %s", path, strerror(errno));
+		OPENSSL_secure_free(buf);
+		return NULL;
+	}
+	while (len < KEY_FILE_MAX && (r = read(fd, buf + len, KEY_FILE_MAX - len)) > 0)
+		len += (size_t)r;
+	close(fd);
+	if (r < 0 || len == KEY_FILE_MAX) {
+		snprintf(err, err_len, "cannot read private key %s: %s", path,
+			 r < 0 ? strerror(errno) : "larger than 64 KiB");
+	} else if ((bio = BIO_new_mem_buf(buf, (int)len)) != NULL) {
+		pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+	}
+	OPENSSL_secure_clear_free(buf, KEY_FILE_MAX);
+	return pk;
+}
+
 int pxy_identity_load(struct pxy_identity *id, const char *cert_path, const char *key_path, char *err,
 		      size_t err_len)
 {
@@ -95,14 +137,9 @@ int pxy_identity_load(struct pxy_identity *id, const char *cert_path, const char
 		set_err(err, err_len, cert_path, "not a PEM certificate");
 		goto out;
 	}
-	fp = fopen(key_path, "re");
-	if (!fp) {
-		snprintf(err, err_len, "cannot read private key %s: %s", key_path, strerror(errno));
+	pk = read_private_key(key_path, err, err_len);
+	if (!pk && err[0])
 		goto out;
-	}
-	pk = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
-	fclose(fp);
-	fp = NULL;
 	if (!pk) {
 		set_err(err, err_len, key_path, "not a PEM private key (encrypted keys are not supported)");
 		goto out;
