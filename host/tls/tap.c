@@ -1439,7 +1439,9 @@ void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 
 void pxy_tap_eof(struct pxy_tap *t, enum pxy_dir d)
 {
-	retry_resume(t, 1);
+	/* with a shared store an answer may still come: the wait goes on past the
+	 * end of the connection, as pxy_tap_finish lets it */
+	retry_resume(t, !t->cfg.shared_sessions);
 	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C) {
 		/* nothing more will come to judge; what is held can go */
 		set_verdict(t, PXY_V_ALLOW);
