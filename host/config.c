@@ -28,7 +28,16 @@ struct opt_def {
 	uint64_t min, max;
 	const char *arg, *help;
 	opt_check check;
+	uint64_t (*auto_value)(void); /* the value "auto" stands for (NULL: no "auto") */
 };
+
+/* --workers auto: one per online core */
+static uint64_t online_cores(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cores < 1 ? 1 : (uint64_t)cores;
+}
 
 #define STR(f) K_STR, offsetof(struct pxy_config, f), 0, 0
 #define U64(f, lo, hi) K_U64, offsetof(struct pxy_config, f), lo, hi
@@ -187,7 +196,8 @@ static const struct opt_def opts[] = {
 	  "how long a cached session is kept (default 7200)" },
 	{ "workers", U64(workers, 1, 64), "N|auto",
 	  "io_uring loops (threads) per virtual server, each with its own listener on the same port "
-	  "(SO_REUSEPORT), ring and engine, sharing the session cache; auto: one per core (default 1)" },
+	  "(SO_REUSEPORT), ring and engine, sharing the session cache; auto: one per core (default 1)", NULL,
+	  online_cores },
 };
 
 _Static_assert(PXY_ARRAY_LEN(opts) <= PXY_CONFIG_MAX_OPTS, "PXY_CONFIG_MAX_OPTS is too small");
@@ -226,11 +236,10 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 		break;
 	case K_U64:
 	case K_SIZE:
-		if (!strcmp(o->name, "workers") && val && !strcmp(val, "auto")) {
-			/* one per online core */
-			long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		if (o->auto_value && val && !strcmp(val, "auto")) {
+			uint64_t v = o->auto_value();
 
-			snprintf(why, sizeof(why), "%ld", cores < 1 ? 1 : cores > (long)o->max ? (long)o->max : cores);
+			snprintf(why, sizeof(why), "%llu", (unsigned long long)(v > o->max ? o->max : v));
 			val = why;
 		}
 		bad = o->kind == K_U64 ? pxy_parse_u64(val, o->min, o->max, &num) : pxy_parse_size(val, o->min, o->max, &num);

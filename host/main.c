@@ -155,8 +155,8 @@ struct app {
 	struct pxy_loop_cfg lc;
 	struct pxy_loop *loop;
 	int keylog_fd, connlog_fd;
-	int ctl_w;                    /* several virtual servers: the write end of the loop's control pipe */
-	int done_fd;                  /* several virtual servers: told when the loop thread ends */
+	int ctl_w;                    /* several loops: the write end of the loop's control pipe */
+	int done_fd;                  /* several loops: told when the loop thread ends */
 	pthread_t thread;
 	int started, status;
 };
@@ -408,12 +408,6 @@ static void warn_restart_only(const struct pxy_config *old, const struct pxy_con
 	}
 }
 
-/*
- * SIGHUP (from the loop): read the configuration again (the --config file and
- * the command line, as at start) and the certificate and key files; new
- * connections use it, open ones keep theirs. Any error: refused, logged, the
- * running configuration stays.
- */
 /* reloads of several virtual servers, one at a time: the parser (getopt) is not reentrant */
 static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -429,6 +423,12 @@ static int on_reload(void *ctx, struct pxy_loop_cfg *next)
 	return r;
 }
 
+/*
+ * SIGHUP (from the loop): read the configuration again (the --config file and
+ * the command line, as at start) and the certificate and key files; new
+ * connections use it, open ones keep theirs. Any error: refused, logged, the
+ * running configuration stays.
+ */
 static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 {
 	struct app *a = ctx;
@@ -569,13 +569,15 @@ static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
 	};
 
 	for (int i = 0; i < napps; i++)
-		for (int j = 0; j < i; j++)
-			for (size_t k = 0; k < PXY_ARRAY_LEN(own) && apps[i].worker == 0 && apps[j].worker == 0; k++) {
+		for (int j = 0; j < i; j++) {
+			/* the workers of one virtual server share its settings: compare the first of each */
+			if (apps[i].worker || apps[j].worker)
+				continue;
+			for (size_t k = 0; k < PXY_ARRAY_LEN(own); k++) {
 				const char *x = *(char *const *)((const char *)&apps[i].cfg + own[k].off);
 				const char *y = *(char *const *)((const char *)&apps[j].cfg + own[k].off);
-				char w[600];
-
 				size_t xl = x ? strlen(x) : 0;
+				char w[600];
 
 				/* port 0: the kernel picks a port for each */
 				if (x && y && !strcmp(x, y) &&
@@ -586,6 +588,7 @@ static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
 					return -1;
 				}
 			}
+		}
 	return 0;
 }
 
@@ -710,13 +713,13 @@ static void app_free(struct app *a)
 		close(a->connlog_fd);
 	if (a->ctl_w >= 0)
 		close(a->ctl_w);
-	if (a->lc.ctl_fd > 0)
+	if (a->lc.ctl_fd >= 0)
 		close(a->lc.ctl_fd);
 	pxy_config_free(&a->cfg);
 }
 
-/* A virtual server's loop, in its own thread; its log lines carry its name. */
-static void *vserver_main(void *arg)
+/* One io loop (a virtual server's, or one of its workers) in its own thread; its log lines carry its name. */
+static void *loop_thread(void *arg)
 {
 	struct app *a = arg;
 	uint64_t one = 1;
@@ -738,21 +741,17 @@ static void tell_loops(struct app *apps, int napps, int signo)
 }
 
 /*
- * Several virtual servers: each loop runs in its own thread; this thread
+ * Several io loops (virtual servers, workers): each runs in its own thread; this thread
  * takes the signals and passes them on (SIGHUP: the log is reopened here
  * first, and a [vserver] added or removed is named: that takes a restart).
  * Returns the exit status once every loop has ended.
  */
-static int run_vservers(struct app *apps, int napps, int done_fd)
+static int run_loops(struct app *apps, int napps, int done_fd)
 {
 	sigset_t mask;
 	int sfd, ended = 0, status = 0;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGHUP);
+	pxy_loop_signal_set(&mask);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sfd < 0) {
 		pxy_err_log("signalfd: %s", strerror(errno));
@@ -760,7 +759,7 @@ static int run_vservers(struct app *apps, int napps, int done_fd)
 	}
 	for (int i = 0; i < napps; i++) {
 		apps[i].done_fd = done_fd;
-		if (pthread_create(&apps[i].thread, NULL, vserver_main, &apps[i]) != 0) {
+		if (pthread_create(&apps[i].thread, NULL, loop_thread, &apps[i]) != 0) {
 			pxy_err_log("[%s]: cannot start its thread", apps[i].name);
 			tell_loops(apps, i, SIGTERM);
 			napps = i;
@@ -876,7 +875,7 @@ int main(int argc, char **argv)
 			}
 			a->argc = argc;
 			a->argv = argv;
-			a->keylog_fd = a->connlog_fd = a->ctl_w = a->done_fd = -1;
+			a->keylog_fd = a->connlog_fd = a->ctl_w = a->done_fd = a->lc.ctl_fd = -1;
 			a->vs = base.n_vservers ? base.vservers[v] : NULL;
 			a->name = a->vs;
 			a->worker = w;
@@ -949,11 +948,7 @@ int main(int argc, char **argv)
 	/* signals arrive through a signalfd (the loop's, or this thread's with
 	 * several virtual servers); block them before threads start */
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGHUP);
+	pxy_loop_signal_set(&mask);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	/* two descriptors per connection, two more with per-connection plaintext
@@ -1040,7 +1035,7 @@ int main(int argc, char **argv)
 		loops[i] = a->loop;
 	}
 	if (napps > 1) {
-		char names[PXY_MAX_VSERVERS * 34] = "";
+		char names[MAX_LOOPS * 52] = "";
 		size_t o = 0;
 
 		for (int i = 0; i < napps && o < sizeof(names); i++)
@@ -1049,7 +1044,7 @@ int main(int argc, char **argv)
 			pxy_info("%d virtual servers, %d io loops: %s", base.n_vservers, napps, names);
 		else
 			pxy_info("%d workers: %s", napps, names);
-		status = run_vservers(apps, napps, done_fd);
+		status = run_loops(apps, napps, done_fd);
 	} else {
 		status = pxy_loop_run(apps[0].loop) < 0 ? 1 : 0;
 	}

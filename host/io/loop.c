@@ -1577,12 +1577,7 @@ static void mview_add(struct mview *v, struct pxy_loop *w)
 		struct pxy_redis_stats rs;
 
 		pxy_redis_get_stats(w->cfg->redis, &rs);
-		v->rs.up += rs.up;
-		v->rs.hits += rs.hits;
-		v->rs.misses += rs.misses;
-		v->rs.sets += rs.sets;
-		v->rs.errors += rs.errors;
-		v->rs.dropped += rs.dropped;
+		add_u64s(&v->rs, &rs, sizeof(rs));
 	}
 }
 
@@ -2125,6 +2120,15 @@ static int open_listener(const struct sockaddr_storage *addr, socklen_t len, int
 	return fd;
 }
 
+void pxy_loop_signal_set(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGUSR1);
+	sigaddset(mask, SIGHUP);
+}
+
 int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 {
 	struct pxy_loop *l = calloc(1, sizeof(*l));
@@ -2222,11 +2226,7 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 		io_uring_buf_ring_add(l->br, buf_addr(l, i), l->buf_size, (unsigned short)i, l->br_mask, (int)i);
 	io_uring_buf_ring_advance(l->br, (int)l->nbufs);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigaddset(&mask, SIGHUP);
+	pxy_loop_signal_set(&mask);
 	if (cfg->ctl_fd >= 0) {
 		l->signal_fd = cfg->ctl_fd;
 		l->ctl = 1;

@@ -19,6 +19,7 @@
 #ifndef PXY_LOOP_H
 #define PXY_LOOP_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -98,6 +99,9 @@ struct pxy_loop;
 
 /** Set up listener, ring, buffers. Prints one error line on failure. */
 int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out);
+
+/** The signals a loop acts on (SIGINT, SIGTERM, SIGUSR1, SIGHUP): the caller blocks them before threads start. */
+void pxy_loop_signal_set(sigset_t *mask);
 
 /** Run until SIGINT/SIGTERM and the drain after it (delivered through a signalfd; the caller blocks them). */
 int pxy_loop_run(struct pxy_loop *l);
