@@ -329,7 +329,7 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 	struct ini_ctx *x = user;
 	const struct opt_def *o;
 	char where[512];
-	int lineno = x->line;
+	int lineno = x->line, apply;
 
 	if (x->failed)
 		return 0;
@@ -362,21 +362,15 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 			x->failed = 1;
 			return 0;
 		}
-		if (!x->want || strcmp(vs, x->want) != 0) {
-			/* another section's (or not yet): its name is checked now, its value when it is parsed */
-			if (!find_opt(name) || !strcmp(name, "config")) {
-				set_err(x->err, x->err_len, "%s:%d: unknown setting '%s'", x->path, lineno, name);
-				x->failed = 1;
-			}
-			return !x->failed;
-		}
-	} else if (strcmp(section, "proxy") != 0) {
+		/* another section's (or the first pass): its name is checked now, its value when it is parsed */
+		apply = x->want && !strcmp(vs, x->want);
+	} else if (!strcmp(section, "proxy")) {
+		apply = !x->want; /* the second pass applies the [vserver] section only */
+	} else {
 		set_err(x->err, x->err_len, "%s:%d: unknown section [%s] (expected [proxy] or [vserver NAME])", x->path,
 			lineno, section);
 		x->failed = 1;
 		return 0;
-	} else if (x->want) {
-		return 1; /* [proxy] was applied in the first pass */
 	}
 	o = find_opt(name);
 	if (!o || !strcmp(name, "config")) {
@@ -384,6 +378,8 @@ static int ini_on_value(void *user, const char *section, const char *name, const
 		x->failed = 1;
 		return 0;
 	}
+	if (!apply)
+		return 1;
 	snprintf(where, sizeof(where), "%s:%d: ", x->path, lineno);
 	if (set_opt(x->c, o, value, x->err, x->err_len, where) < 0) {
 		x->failed = 1;
