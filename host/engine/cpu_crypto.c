@@ -45,14 +45,41 @@
 #define GCM_TAG 16
 #define MAX_MAC 48
 
-struct pxy_cpu_ctx {
+/*
+ * Keyed contexts, kept across records: a bulk transfer reuses one direction's
+ * keys for every record, so the AES key schedule (and GCM's hash key tables)
+ * and the HMAC pads are computed once per key, not once per record; a record
+ * then only sets its IV, or restarts HMAC from the saved pads. A few entries,
+ * least recently used out first, so interleaved connections still hit. An
+ * entry is found by its key bytes (compared in constant time; whether two
+ * keys are equal is not a secret worth protecting: it says "the same
+ * session"), and pxy_cpu_ctx_forget() wipes them all.
+ */
+#define KEYED 8
+
+struct keyed_cipher {
 	EVP_CIPHER_CTX *cc;
+	uint64_t used; /* LRU stamp; 0: empty */
+	uint8_t bulk, enc;
+	uint8_t key[32];
+};
+
+struct keyed_mac {
+	EVP_MAC_CTX *m;
+	uint64_t used;
+	uint8_t mac, key_len;
+	uint8_t key[MAX_MAC];
+};
+
+struct pxy_cpu_ctx {
 	EVP_CIPHER *cipher[5]; /* by enum pxy_bulk */
-	int cur_bulk, cur_enc;
 	EVP_MAC *hmac;
-	EVP_MAC_CTX *mac[4]; /* by enum pxy_mac, keyed per record */
 	EVP_MD *md[4];
 	EVP_MD_CTX *dummy;
+	struct keyed_cipher kc[KEYED];
+	struct keyed_mac km[KEYED];
+	EVP_CIPHER_CTX *cc; /* the current record's, from kc */
+	uint64_t clock;
 	uint8_t zeros[PXY_TLS_MAX_CIPHERTEXT + 256];
 };
 
@@ -65,22 +92,19 @@ struct pxy_cpu_ctx *pxy_cpu_ctx_new(void)
 
 	if (!c)
 		return NULL;
-	c->cc = EVP_CIPHER_CTX_new();
 	c->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	c->dummy = EVP_MD_CTX_new();
-	if (!c->cc || !c->hmac || !c->dummy)
+	if (!c->hmac || !c->dummy)
 		goto fail;
 	for (int i = 1; i < 5; i++)
 		if (!(c->cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)))
 			goto fail;
-	for (int i = 1; i < 4; i++) {
-		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[i], 0),
-				    OSSL_PARAM_construct_end() };
-
-		if (!(c->md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)) || !(c->mac[i] = EVP_MAC_CTX_new(c->hmac)) ||
-		    !EVP_MAC_CTX_set_params(c->mac[i], p))
+	for (int i = 1; i < 4; i++)
+		if (!(c->md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)))
 			goto fail;
-	}
+	for (int i = 0; i < KEYED; i++)
+		if (!(c->kc[i].cc = EVP_CIPHER_CTX_new()) || !(c->km[i].m = EVP_MAC_CTX_new(c->hmac)))
+			goto fail;
 	return c;
 fail:
 	pxy_cpu_ctx_free(c);
@@ -92,46 +116,114 @@ void pxy_cpu_ctx_forget(struct pxy_cpu_ctx *c)
 {
 	if (!c)
 		return;
-	/* the AES key schedule and the HMAC keys of the last records */
-	EVP_CIPHER_CTX_reset(c->cc);
-	c->cur_bulk = 0;
-	for (int i = 1; i < 4; i++)
-		if (c->mac[i])
-			EVP_MAC_init(c->mac[i], c->zeros, 32, NULL);
+	/* the AES key schedules and HMAC pads of the last records, and the keys they were found by */
+	for (int i = 0; i < KEYED; i++) {
+		if (c->kc[i].used) {
+			EVP_CIPHER_CTX_reset(c->kc[i].cc);
+			pxy_wipe(c->kc[i].key, sizeof(c->kc[i].key));
+			c->kc[i].used = 0;
+		}
+		if (c->km[i].used) {
+			/* OpenSSL keeps the pads until the context is rekeyed or freed: rekey with zeros */
+			EVP_MAC_init(c->km[i].m, c->zeros, 32, NULL);
+			pxy_wipe(c->km[i].key, sizeof(c->km[i].key));
+			c->km[i].used = 0;
+		}
+	}
+	c->cc = NULL;
+	ERR_clear_error();
 }
 
 void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c)
 {
 	if (!c)
 		return;
-	EVP_CIPHER_CTX_free(c->cc);
+	for (int i = 0; i < KEYED; i++) {
+		EVP_CIPHER_CTX_free(c->kc[i].cc);
+		EVP_MAC_CTX_free(c->km[i].m);
+	}
+	pxy_wipe(c->kc, sizeof(c->kc));
+	pxy_wipe(c->km, sizeof(c->km));
 	for (int i = 0; i < 5; i++)
 		EVP_CIPHER_free(c->cipher[i]);
-	for (int i = 0; i < 4; i++) {
-		EVP_MAC_CTX_free(c->mac[i]);
+	for (int i = 0; i < 4; i++)
 		EVP_MD_free(c->md[i]);
-	}
 	EVP_MAC_free(c->hmac);
 	EVP_MD_CTX_free(c->dummy);
 	free(c);
 }
 
-/* Key the shared cipher context; the cipher is (re)selected only when it changes. */
+/* The keyed cipher context for k (a cached one, or the least recently used one rekeyed), its IV set. */
 static int cipher_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t *iv, int enc)
 {
+	struct keyed_cipher *hit = NULL, *lru = &c->kc[0];
+
 	if (k->bulk < 1 || k->bulk > 4)
 		return PXY_E_STATE;
-	if (c->cur_bulk != k->bulk || c->cur_enc != enc) {
-		if (!EVP_CipherInit_ex(c->cc, c->cipher[k->bulk], NULL, NULL, NULL, enc))
-			return PXY_E_CRYPTO_LIB;
-		c->cur_bulk = k->bulk;
-		c->cur_enc = enc;
+	for (int i = 0; i < KEYED; i++) {
+		struct keyed_cipher *e = &c->kc[i];
+
+		if (e->used && e->bulk == k->bulk && e->enc == enc && pxy_ct_memeq(e->key, k->key, sizeof(e->key)))
+			hit = e;
+		if (e->used < lru->used)
+			lru = e;
 	}
-	if (!EVP_CipherInit_ex(c->cc, NULL, NULL, k->key, iv, enc))
-		return PXY_E_CRYPTO_LIB;
-	if (k->bulk == PXY_BULK_AES_128_CBC || k->bulk == PXY_BULK_AES_256_CBC)
-		EVP_CIPHER_CTX_set_padding(c->cc, 0);
+	c->cc = NULL;
+	if (hit) {
+		/* only the IV: the key schedule (and GCM's hash key) stay */
+		if (!EVP_CipherInit_ex(hit->cc, NULL, NULL, NULL, iv, enc)) {
+			hit->used = 0;
+			return PXY_E_CRYPTO_LIB;
+		}
+	} else {
+		hit = lru;
+		hit->used = 0;
+		if (!EVP_CipherInit_ex(hit->cc, c->cipher[k->bulk], NULL, k->key, iv, enc))
+			return PXY_E_CRYPTO_LIB;
+		if (k->bulk == PXY_BULK_AES_128_CBC || k->bulk == PXY_BULK_AES_256_CBC)
+			EVP_CIPHER_CTX_set_padding(hit->cc, 0);
+		hit->bulk = k->bulk;
+		hit->enc = (uint8_t)enc;
+		memcpy(hit->key, k->key, sizeof(hit->key));
+	}
+	hit->used = ++c->clock;
+	c->cc = hit->cc;
 	return PXY_OK;
+}
+
+/* The keyed HMAC context for k, started afresh (from its saved pads when cached). */
+static EVP_MAC_CTX *mac_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k)
+{
+	struct keyed_mac *hit = NULL, *lru = &c->km[0];
+
+	for (int i = 0; i < KEYED; i++) {
+		struct keyed_mac *e = &c->km[i];
+
+		if (e->used && e->mac == k->mac && e->key_len == k->mac_key_len &&
+		    pxy_ct_memeq(e->key, k->mac_key, k->mac_key_len))
+			hit = e;
+		if (e->used < lru->used)
+			lru = e;
+	}
+	if (hit) {
+		if (!EVP_MAC_init(hit->m, NULL, 0, NULL)) {
+			hit->used = 0;
+			return NULL;
+		}
+	} else {
+		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[k->mac], 0),
+				    OSSL_PARAM_construct_end() };
+
+		hit = lru;
+		hit->used = 0;
+		if (!EVP_MAC_init(hit->m, k->mac_key, k->mac_key_len, p))
+			return NULL;
+		hit->mac = k->mac;
+		hit->key_len = k->mac_key_len;
+		memcpy(hit->key, k->mac_key, k->mac_key_len);
+	}
+	hit->used = ++c->clock;
+	return hit->m;
 }
 
 static int cipher_run(struct pxy_cpu_ctx *c, uint8_t *buf, size_t len)
@@ -160,10 +252,13 @@ static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t 
 static int hmac(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t hdr[13], const uint8_t *p,
 		size_t n, uint8_t out[MAX_MAC])
 {
-	EVP_MAC_CTX *m = c->mac[k->mac];
+	EVP_MAC_CTX *m;
 	size_t outl = 0;
 
-	if (!EVP_MAC_init(m, k->mac_key, k->mac_key_len, NULL) || !EVP_MAC_update(m, hdr, 13) ||
+	if (k->mac < PXY_MAC_SHA1 || k->mac > PXY_MAC_SHA384 || k->mac_key_len > MAX_MAC)
+		return PXY_E_STATE;
+	m = mac_init(c, k);
+	if (!m || !EVP_MAC_update(m, hdr, 13) ||
 	    !EVP_MAC_update(m, p, n) || !EVP_MAC_final(m, out, &outl, MAX_MAC) || outl != k->mac_len)
 		return PXY_E_CRYPTO_LIB;
 	return PXY_OK;
