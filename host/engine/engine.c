@@ -116,6 +116,19 @@ size_t pxy_engine_poll(struct pxy_engine *e, struct pxy_job **out, size_t max)
 	return e->ops->poll(e, out, max);
 }
 
+size_t pxy_engine_complete(struct pxy_engine *e)
+{
+	struct pxy_job *jobs[64];
+	size_t n, total = 0;
+
+	while ((n = e->ops->poll(e, jobs, PXY_ARRAY_LEN(jobs))) > 0) {
+		for (size_t i = 0; i < n; i++)
+			jobs[i]->done(jobs[i]);
+		total += n;
+	}
+	return total;
+}
+
 void pxy_engine_ack(struct pxy_engine *e)
 {
 	uint64_t v;

@@ -1319,17 +1319,12 @@ static void dump_stats(struct pxy_loop *l)
 			pxy_info("stats reason %s=%" PRIu64, pxy_reason_name((enum pxy_reason)r), l->tc.reasons[r]);
 }
 
-/* Hand finished jobs back to their taps; ack also reads the eventfd down. */
+/* Hand finished jobs back to whoever submitted them; ack also reads the eventfd down. */
 static void drain_engine(struct pxy_loop *l, int ack)
 {
-	struct pxy_job *jobs[64];
-	size_t n;
-
 	if (ack)
 		pxy_engine_ack(l->cfg->tap.engine);
-	while ((n = pxy_engine_poll(l->cfg->tap.engine, jobs, PXY_ARRAY_LEN(jobs))) > 0)
-		for (size_t i = 0; i < n; i++)
-			pxy_tap_job_done(jobs[i]);
+	pxy_engine_complete(l->cfg->tap.engine);
 }
 
 static void arm_poll(struct pxy_loop *l, int fd, unsigned op)
@@ -2083,6 +2078,9 @@ int pxy_loop_run(struct pxy_loop *l)
 			arm_accept(l);
 		if (l->awaiting)
 			poke_awaiting(l);
+		/* a synchronous engine's jobs are done by now and signal nothing */
+		if (l->cfg->tap.engine->flags & PXY_ENGINE_F_SYNC)
+			drain_engine(l, 0);
 		pxy_engine_flush(l->cfg->tap.engine);
 	}
 	dump_stats(l);

@@ -10,8 +10,16 @@
  *
  * Ownership: a submitted job belongs to the engine until poll() hands it
  * back; the caller must keep everything the job points to (record buffer,
- * traffic keys) alive until then. Jobs may complete in any order; `owner`
- * and `tag` are for the caller and are never read by the engine.
+ * traffic keys) alive until then. Jobs may complete in any order; `owner`,
+ * `tag` and `done` are for the caller and are never read by the engine:
+ * pxy_engine_complete() polls and calls each job's `done`, so the loop that
+ * collects needs not know who submitted what.
+ *
+ * A synchronous engine (PXY_ENGINE_F_SYNC: the cpu engine with no worker
+ * threads) runs each job inside submit(); its jobs are ready for poll() when
+ * submit() returns and it does not signal `event_fd` for them: the caller
+ * collects after submitting (the io loop does after each batch of
+ * completions). Everything else signals.
  *
  * Every engine (cpu, emu, xrt) passes the same test suite.
  */
@@ -154,6 +162,8 @@ struct pxy_job {
 	 */
 	uint32_t completed;
 	uint64_t submit_ns;   /**< set by pxy_engine_submit (latency accounting) */
+	/** The caller's completion: called by pxy_engine_complete() (may be NULL for callers that poll). */
+	void (*done)(struct pxy_job *job);
 	union {
 		struct pxy_rsa_job rsa;
 		struct pxy_rec_job rec;
@@ -215,9 +225,13 @@ struct pxy_engine_ops {
 	void (*close)(struct pxy_engine *e);
 };
 
+/** pxy_engine.flags */
+#define PXY_ENGINE_F_SYNC 1u /**< jobs run inside submit() and are not signalled on event_fd */
+
 struct pxy_engine {
 	const struct pxy_engine_ops *ops;
 	int event_fd; /**< readable (eventfd counter > 0) when poll() has jobs */
+	unsigned flags; /**< PXY_ENGINE_F_* */
 	struct pxy_engine_stats stats;
 };
 
@@ -230,6 +244,8 @@ int pxy_engine_open(const char *name, const struct pxy_engine_params *p, struct 
 int pxy_engine_submit(struct pxy_engine *e, struct pxy_job *job);
 void pxy_engine_flush(struct pxy_engine *e);
 size_t pxy_engine_poll(struct pxy_engine *e, struct pxy_job **out, size_t max);
+/** Collect every finished job and call its `done`; returns how many. */
+size_t pxy_engine_complete(struct pxy_engine *e);
 /** Drain the eventfd counter (after a read completion or before poll in tests). */
 void pxy_engine_ack(struct pxy_engine *e);
 void pxy_engine_close(struct pxy_engine *e);
