@@ -43,6 +43,14 @@ void pxy_recbuf_put(uint8_t *p)
 	free(p);
 }
 
+void pxy_recbuf_pool_free(void)
+{
+#if RECBUF_POOL
+	while (recbuf_n)
+		free(recbuf_pool[--recbuf_n]);
+#endif
+}
+
 void pxy_rec_init(struct pxy_rec_rd *r)
 {
 	memset(r, 0, sizeof(*r));

@@ -59,6 +59,8 @@ enum pxy_rec_ev {
  */
 uint8_t *pxy_recbuf_get(void);
 void pxy_recbuf_put(uint8_t *p);
+/** Free the calling thread's pooled buffers (a thread that ends calls it). */
+void pxy_recbuf_pool_free(void);
 
 void pxy_rec_init(struct pxy_rec_rd *r);
 void pxy_rec_free(struct pxy_rec_rd *r);

@@ -1,5 +1,6 @@
 #include "tls/tap.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,58 @@ static void set_verdict(struct pxy_tap *t, enum pxy_verdict v)
 	t->cnt->verdicts[v]++;
 }
 
+/*
+ * Jobs come from a small per-thread pool: a bulk transfer makes one per
+ * record, and a record job needs only its header and record fields set (the
+ * union's RSA part is over a kilobyte). Under AddressSanitizer the pool is
+ * off, so that every use after free is seen.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define JOB_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JOB_POOL 0
+#endif
+#endif
+#ifndef JOB_POOL
+#define JOB_POOL 128
+#endif
+
+#if JOB_POOL
+static _Thread_local struct tap_job *job_pool[JOB_POOL];
+static _Thread_local unsigned job_pool_n;
+#endif
+
+/* A job of the given type owned by t; the fields a job of that type reads are zero. */
+static struct tap_job *job_new(struct pxy_tap *t, uint32_t type)
+{
+	struct tap_job *j = NULL;
+
+#if JOB_POOL
+	if (type == PXY_JOB_RECORD_OPEN && job_pool_n) {
+		j = job_pool[--job_pool_n];
+		memset(&j->job, 0, offsetof(struct pxy_job, u));
+		memset(&j->job.u.rec, 0, sizeof(j->job.u.rec));
+		memset((uint8_t *)j + offsetof(struct tap_job, next), 0, sizeof(*j) - offsetof(struct tap_job, next));
+	}
+#endif
+	if (!j && !(j = calloc(1, sizeof(*j))))
+		return NULL;
+	j->job.type = type;
+	j->job.owner = t;
+	j->job.done = pxy_tap_job_done;
+	return j;
+}
+
+void pxy_tap_thread_end(void)
+{
+#if JOB_POOL
+	while (job_pool_n)
+		free(job_pool[--job_pool_n]);
+#endif
+	pxy_recbuf_pool_free();
+}
+
 static void free_job(struct tap_job *j)
 {
 	if (j->job.type == PXY_JOB_RECORD_OPEN) {
@@ -227,6 +280,12 @@ static void free_job(struct tap_job *j)
 	}
 	else
 		pxy_wipe(j->job.u.rsa.pms, sizeof(j->job.u.rsa.pms));
+#if JOB_POOL
+	if (job_pool_n < JOB_POOL) {
+		job_pool[job_pool_n++] = j;
+		return;
+	}
+#endif
 	free(j);
 }
 
@@ -646,13 +705,11 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 		stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}
-	j = calloc(1, sizeof(*j));
+	j = job_new(t, PXY_JOB_RSA_DECRYPT);
 	if (!j) {
 		stop_decrypt(t, PXY_R_INTERNAL);
 		return;
 	}
-	j->job.type = PXY_JOB_RSA_DECRYPT;
-	j->job.owner = t;
 	j->job.u.rsa.key_id = t->id->key_id;
 	j->job.u.rsa.client_version = t->ch.version;
 	/* A wrong length is public; the engine answers it like a bad padding. */
@@ -1278,14 +1335,12 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 			stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}
-	j = calloc(1, sizeof(*j));
+	j = job_new(t, PXY_JOB_RECORD_OPEN);
 	if (!j) {
 		pxy_recbuf_put(r->buf);
 		stop_decrypt(t, PXY_R_INTERNAL);
 		return;
 	}
-	j->job.type = PXY_JOB_RECORD_OPEN;
-	j->job.owner = t;
 	j->job.tag = (uint64_t)d;
 	j->job.u.rec.seq = seq;
 	j->job.u.rec.rec = r->buf;

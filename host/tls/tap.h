@@ -183,6 +183,9 @@ int pxy_tap_finish(struct pxy_tap *t);
 /** Abandon the tap: results still in the engine are discarded; freed when the last returns. */
 void pxy_tap_close(struct pxy_tap *t);
 
+/** The calling thread will run no more taps: free its pools of jobs and record buffers. */
+void pxy_tap_thread_end(void);
+
 /** Record a reason decided outside the tap (e.g. backend unreachable). */
 void pxy_tap_set_reason(struct pxy_tap *t, enum pxy_reason r);
 
