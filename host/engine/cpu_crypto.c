@@ -64,11 +64,13 @@ struct keyed_cipher {
 	uint8_t key[32];
 };
 
+#define MAX_MAC_KEY 128 /* one SHA-384 block: longer HMAC keys are hashed first (RFC 2104 §2) */
+
 struct keyed_mac {
 	EVP_MAC_CTX *m;
 	uint64_t used;
 	uint8_t mac, key_len;
-	uint8_t key[MAX_MAC];
+	uint8_t key[MAX_MAC_KEY];
 };
 
 struct pxy_cpu_ctx {
@@ -153,22 +155,29 @@ void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c)
 	free(c);
 }
 
-/* The keyed cipher context for k (a cached one, or the least recently used one rekeyed), its IV set. */
-static int cipher_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t *iv, int enc)
+static size_t bulk_key_len(uint8_t bulk)
+{
+	return bulk == PXY_BULK_AES_128_GCM || bulk == PXY_BULK_AES_128_CBC ? 16 : 32;
+}
+
+/* The keyed cipher context for (bulk, key) (a cached one, or the least recently used one rekeyed), its IV set. */
+static int keyed_cipher(struct pxy_cpu_ctx *c, uint8_t bulk, const uint8_t *key, const uint8_t *iv, int enc)
 {
 	struct keyed_cipher *hit = NULL, *lru = &c->kc[0];
+	size_t kl;
 
-	if (k->bulk < 1 || k->bulk > 4)
+	c->cc = NULL;
+	if (bulk < 1 || bulk > 4)
 		return PXY_E_STATE;
+	kl = bulk_key_len(bulk);
 	for (int i = 0; i < KEYED; i++) {
 		struct keyed_cipher *e = &c->kc[i];
 
-		if (e->used && e->bulk == k->bulk && e->enc == enc && pxy_ct_memeq(e->key, k->key, sizeof(e->key)))
+		if (e->used && e->bulk == bulk && e->enc == enc && pxy_ct_memeq(e->key, key, kl))
 			hit = e;
 		if (e->used < lru->used)
 			lru = e;
 	}
-	c->cc = NULL;
 	if (hit) {
 		/* only the IV: the key schedule (and GCM's hash key) stay */
 		if (!EVP_CipherInit_ex(hit->cc, NULL, NULL, NULL, iv, enc)) {
@@ -178,29 +187,35 @@ static int cipher_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, 
 	} else {
 		hit = lru;
 		hit->used = 0;
-		if (!EVP_CipherInit_ex(hit->cc, c->cipher[k->bulk], NULL, k->key, iv, enc))
+		if (!EVP_CipherInit_ex(hit->cc, c->cipher[bulk], NULL, key, iv, enc))
 			return PXY_E_CRYPTO_LIB;
-		if (k->bulk == PXY_BULK_AES_128_CBC || k->bulk == PXY_BULK_AES_256_CBC)
+		if (bulk == PXY_BULK_AES_128_CBC || bulk == PXY_BULK_AES_256_CBC)
 			EVP_CIPHER_CTX_set_padding(hit->cc, 0);
-		hit->bulk = k->bulk;
+		hit->bulk = bulk;
 		hit->enc = (uint8_t)enc;
-		memcpy(hit->key, k->key, sizeof(hit->key));
+		memcpy(hit->key, key, kl);
 	}
 	hit->used = ++c->clock;
 	c->cc = hit->cc;
 	return PXY_OK;
 }
 
-/* The keyed HMAC context for k, started afresh (from its saved pads when cached). */
-static EVP_MAC_CTX *mac_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k)
+static int cipher_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t *iv, int enc)
+{
+	return keyed_cipher(c, k->bulk, k->key, iv, enc);
+}
+
+/* The keyed HMAC context for (mac, key), started afresh (from its saved pads when cached). */
+static EVP_MAC_CTX *keyed_mac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len)
 {
 	struct keyed_mac *hit = NULL, *lru = &c->km[0];
 
+	if (mac < PXY_MAC_SHA1 || mac > PXY_MAC_SHA384 || key_len > MAX_MAC_KEY)
+		return NULL;
 	for (int i = 0; i < KEYED; i++) {
 		struct keyed_mac *e = &c->km[i];
 
-		if (e->used && e->mac == k->mac && e->key_len == k->mac_key_len &&
-		    pxy_ct_memeq(e->key, k->mac_key, k->mac_key_len))
+		if (e->used && e->mac == mac && e->key_len == key_len && pxy_ct_memeq(e->key, key, key_len))
 			hit = e;
 		if (e->used < lru->used)
 			lru = e;
@@ -211,16 +226,16 @@ static EVP_MAC_CTX *mac_init(struct pxy_cpu_ctx *c, const struct pxy_traffic_key
 			return NULL;
 		}
 	} else {
-		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[k->mac], 0),
+		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[mac], 0),
 				    OSSL_PARAM_construct_end() };
 
 		hit = lru;
 		hit->used = 0;
-		if (!EVP_MAC_init(hit->m, k->mac_key, k->mac_key_len, p))
+		if (!EVP_MAC_init(hit->m, key, key_len, p))
 			return NULL;
-		hit->mac = k->mac;
-		hit->key_len = k->mac_key_len;
-		memcpy(hit->key, k->mac_key, k->mac_key_len);
+		hit->mac = mac;
+		hit->key_len = (uint8_t)key_len;
+		memcpy(hit->key, key, key_len);
 	}
 	hit->used = ++c->clock;
 	return hit->m;
@@ -249,19 +264,29 @@ static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t 
 	h[12] = (uint8_t)len;
 }
 
+static size_t mac_out_len(uint8_t mac)
+{
+	return mac == PXY_MAC_SHA1 ? 20 : mac == PXY_MAC_SHA256 ? 32 : 48;
+}
+
+int pxy_cpu_hmac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len, const uint8_t *hdr,
+		 size_t hdr_len, const uint8_t *msg, size_t msg_len, uint8_t out[48])
+{
+	EVP_MAC_CTX *m = keyed_mac(c, mac, key, key_len);
+	size_t outl = 0;
+
+	if (!m || (hdr_len && !EVP_MAC_update(m, hdr, hdr_len)) || !EVP_MAC_update(m, msg, msg_len) ||
+	    !EVP_MAC_final(m, out, &outl, MAX_MAC) || outl != mac_out_len(mac))
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
 static int hmac(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t hdr[13], const uint8_t *p,
 		size_t n, uint8_t out[MAX_MAC])
 {
-	EVP_MAC_CTX *m;
-	size_t outl = 0;
-
 	if (k->mac < PXY_MAC_SHA1 || k->mac > PXY_MAC_SHA384 || k->mac_key_len > MAX_MAC)
 		return PXY_E_STATE;
-	m = mac_init(c, k);
-	if (!m || !EVP_MAC_update(m, hdr, 13) ||
-	    !EVP_MAC_update(m, p, n) || !EVP_MAC_final(m, out, &outl, MAX_MAC) || outl != k->mac_len)
-		return PXY_E_CRYPTO_LIB;
-	return PXY_OK;
+	return pxy_cpu_hmac(c, k->mac, k->mac_key, k->mac_key_len, hdr, 13, p, n, out);
 }
 
 /* Compression-function calls of HMAC's inner hash over a 13-byte header and
@@ -274,21 +299,33 @@ static uint32_t hmac_inner_blocks(uint32_t n, uint32_t bs_log2, uint32_t len_fie
 	return (bs + 13 + n + 1 + len_field + bs - 1) >> bs_log2;
 }
 
+int pxy_cpu_hmac_ct(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len, const uint8_t hdr13[13],
+		    const uint8_t *msg, uint32_t len, uint32_t max_len, uint8_t out[48])
+{
+	uint32_t bs_log2 = mac == PXY_MAC_SHA384 ? 7 : 6;
+	uint32_t lf = mac == PXY_MAC_SHA384 ? 16 : 8;
+	uint32_t extra;
+
+	if (mac < PXY_MAC_SHA1 || mac > PXY_MAC_SHA384 || len > max_len || max_len > PXY_TLS_MAX_CIPHERTEXT)
+		return PXY_E_STATE;
+	extra = (hmac_inner_blocks(max_len, bs_log2, lf) - hmac_inner_blocks(len, bs_log2, lf)) << bs_log2;
+	PXY_TRY(pxy_cpu_hmac(c, mac, key, key_len, hdr13, 13, msg, len, out));
+	if (!EVP_DigestInit_ex(c->dummy, c->md[mac], NULL) || !EVP_DigestUpdate(c->dummy, c->zeros, extra))
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
 /* HMAC over a secret-length prefix, padded out with dummy compressions to the
  * cost of max_len (public). */
 static int hmac_ct(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, uint64_t seq, uint8_t type,
 		   const uint8_t version[2], const uint8_t *p, uint32_t len, uint32_t max_len, uint8_t out[MAX_MAC])
 {
-	uint32_t bs_log2 = k->mac == PXY_MAC_SHA384 ? 7 : 6;
-	uint32_t lf = k->mac == PXY_MAC_SHA384 ? 16 : 8;
-	uint32_t extra = (hmac_inner_blocks(max_len, bs_log2, lf) - hmac_inner_blocks(len, bs_log2, lf)) << bs_log2;
 	uint8_t hdr[13];
 
+	if (k->mac_key_len > MAX_MAC)
+		return PXY_E_STATE;
 	mac_header(hdr, seq, type, version, len);
-	PXY_TRY(hmac(c, k, hdr, p, len, out));
-	if (!EVP_DigestInit_ex(c->dummy, c->md[k->mac], NULL) || !EVP_DigestUpdate(c->dummy, c->zeros, extra))
-		return PXY_E_CRYPTO_LIB;
-	return PXY_OK;
+	return pxy_cpu_hmac_ct(c, k->mac, k->mac_key, k->mac_key_len, hdr, p, len, max_len, out);
 }
 
 /* Copy mac_len bytes from the secret offset mac_start of p[0..len) without a
@@ -365,6 +402,50 @@ static int gcm_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 	}
 	j->pt_len = ctlen;
 	j->ok = 1;
+	return PXY_OK;
+}
+
+int pxy_cpu_gcm(struct pxy_cpu_ctx *c, int enc, const uint8_t *key, size_t key_len, const uint8_t nonce[12],
+		const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t tag[16], uint8_t *out,
+		uint32_t *ok)
+{
+	uint8_t fin[16];
+	int outl = 0;
+
+	*ok = 0;
+	if ((key_len != 16 && key_len != 32) || n > INT32_MAX || aad_len > INT32_MAX)
+		return PXY_E_STATE;
+	PXY_TRY(keyed_cipher(c, key_len == 16 ? PXY_BULK_AES_128_GCM : PXY_BULK_AES_256_GCM, key, nonce, enc));
+	if ((aad_len && !EVP_CipherUpdate(c->cc, NULL, &outl, aad, (int)aad_len)) ||
+	    (n && (!EVP_CipherUpdate(c->cc, out, &outl, in, (int)n) || (size_t)outl != n)))
+		return PXY_E_CRYPTO_LIB;
+	if (enc) {
+		if (EVP_CipherFinal_ex(c->cc, fin, &outl) <= 0 || !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_GET_TAG, 16, tag))
+			return PXY_E_CRYPTO_LIB;
+		*ok = 1;
+		return PXY_OK;
+	}
+	if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, 16, tag))
+		return PXY_E_CRYPTO_LIB;
+	if (EVP_CipherFinal_ex(c->cc, fin, &outl) > 0) {
+		*ok = 1;
+	} else {
+		pxy_wipe(out, n); /* unauthenticated plaintext never leaves */
+		ERR_clear_error();
+	}
+	return PXY_OK;
+}
+
+int pxy_cpu_cbc(struct pxy_cpu_ctx *c, int enc, const uint8_t *key, size_t key_len, const uint8_t iv[16],
+		const uint8_t *in, uint8_t *out, size_t n)
+{
+	int outl = 0;
+
+	if ((key_len != 16 && key_len != 32) || n % AES_BLOCK || n > INT32_MAX)
+		return PXY_E_STATE;
+	PXY_TRY(keyed_cipher(c, key_len == 16 ? PXY_BULK_AES_128_CBC : PXY_BULK_AES_256_CBC, key, iv, enc));
+	if (n && (!EVP_CipherUpdate(c->cc, out, &outl, in, (int)n) || (size_t)outl != n))
+		return PXY_E_CRYPTO_LIB;
 	return PXY_OK;
 }
 

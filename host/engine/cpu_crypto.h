@@ -25,6 +25,29 @@ int pxy_cpu_record_seal(struct pxy_cpu_ctx *c, struct pxy_rec_job *j);
 /** The bytes a sealed record of pt_len plaintext needs, header included. */
 size_t pxy_record_sealed_len(const struct pxy_traffic_keys *k, size_t pt_len);
 
+/*
+ * Raw operations on the thread's keyed contexts (the emulation device lends
+ * them to the kernels' emulation library). Keys are AES-128/256; HMAC keys
+ * up to one block of the hash.
+ */
+/** AES-GCM with a 12-byte nonce; open: *ok = 1 if the tag verifies (out is wiped if not); seal: writes tag. */
+int pxy_cpu_gcm(struct pxy_cpu_ctx *c, int enc, const uint8_t *key, size_t key_len, const uint8_t nonce[12],
+		const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t tag[16], uint8_t *out,
+		uint32_t *ok);
+/** AES-CBC, no padding, n a multiple of 16; out may equal in. */
+int pxy_cpu_cbc(struct pxy_cpu_ctx *c, int enc, const uint8_t *key, size_t key_len, const uint8_t iv[16],
+		const uint8_t *in, uint8_t *out, size_t n);
+/** HMAC(key, hdr || msg) with mac an enum pxy_mac. */
+int pxy_cpu_hmac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len, const uint8_t *hdr,
+		 size_t hdr_len, const uint8_t *msg, size_t msg_len, uint8_t out[48]);
+/**
+ * HMAC(key, hdr13 || msg[0..len)) where len is secret and max_len public:
+ * padded out with dummy compressions to what max_len costs (TLS
+ * MAC-then-encrypt, RFC 5246 §6.2.3.2).
+ */
+int pxy_cpu_hmac_ct(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len, const uint8_t hdr13[13],
+		    const uint8_t *msg, uint32_t len, uint32_t max_len, uint8_t out[48]);
+
 /** Build an EVP_PKEY (returned as void *) from CRT key material. */
 void *pxy_cpu_rsa_key(const struct pxy_rsa_priv *k);
 void pxy_cpu_rsa_key_free(void *pkey);
