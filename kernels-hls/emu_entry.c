@@ -7,6 +7,21 @@
  */
 #include "kernel.h"
 
+#ifdef PXYK_HAVE_HOST
+const struct pxy_k_emu_host *pxyk_host;
+
+int pxyk_emu_bind(const struct pxy_k_emu_host *host);
+
+/* The emulation device lends its arithmetic (kernel_abi.h); NULL takes it back. */
+int pxyk_emu_bind(const struct pxy_k_emu_host *host)
+{
+	if (host && host->version != PXY_K_ABI_VERSION)
+		return -1;
+	pxyk_host = host;
+	return 0;
+}
+#endif
+
 unsigned pxyk_abi_version(void);
 int pxyk_call_rsa_crt_decrypt(const uint64_t *args, unsigned nargs);
 int pxyk_call_tls_record_crypt(const uint64_t *args, unsigned nargs);

@@ -134,6 +134,19 @@ PXYK_INLINE void pxyk_copy_words(void *dst, const void *src, uint32_t n)
 		d[i] = s[i];
 }
 
+/* ---- emulation: the host's arithmetic, when the emulation device lends it ------ */
+
+/*
+ * Only in the emulation library's host build (PXYK_EMU_HOST): the table the
+ * emulation device binds (kernel_abi.h, PXY_K_EMU_BIND), NULL until then.
+ * Each use is `if (pxyk_host && pxyk_host->fn(...) == 0) <done>; else <the
+ * kernel's own arithmetic>`. The synthesis form has none of it.
+ */
+#if defined(PXYK_EMU_HOST) && !defined(__SYNTHESIS__)
+#define PXYK_HAVE_HOST 1
+extern const struct pxy_k_emu_host *pxyk_host;
+#endif
+
 /* ---- the kernels' top functions (also the emulation library's entry points) -- */
 
 void rsa_crt_decrypt(const struct pxy_k_rsa_key *keys, const struct pxy_k_rsa_job *jobs,

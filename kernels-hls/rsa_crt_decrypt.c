@@ -46,6 +46,17 @@ LIMBS_TO_BYTES:
 }
 
 /*
+ * In the emulation library, the exponentiations of both halves may run on the
+ * host's arithmetic (kernel_abi.h, struct pxy_k_emu_host): 1 if they did.
+ */
+#ifdef PXYK_HAVE_HOST
+#define RSA_HOST_EXP2(mm, cx, ex, mod, np)                                                                \
+	(pxyk_host && pxyk_host->modexp2(mm[0], mm[1], cx[0], cx[1], ex[0], ex[1], mod[0], mod[1], np) == 0)
+#else
+#define RSA_HOST_EXP2(mm, cx, ex, mod, np) 0
+#endif
+
+/*
  * The private-key operation for one size: NP limbs per prime, NN = 2*NP per
  * modulus. Writes m (NN limbs) and returns an all-ones mask if c < n and the
  * re-encryption check passed; *in_range is all-ones if c < n.
@@ -81,13 +92,19 @@ LIMBS_TO_BYTES:
 			bn##NP##_redc2(cx[s], t2, mod[s], inv[s]);                                        \
 		}                                                                                         \
 		bn##NP##_mont_mul2(cx, (const limb_t(*)[NP])cx, (const limb_t(*)[NP])rr, (const limb_t(*)[NP])mod, inv); \
-		bn##NP##_mont_mul2(cx, (const limb_t(*)[NP])cx, (const limb_t(*)[NP])rr, (const limb_t(*)[NP])mod, inv); \
-		/* Montgomery one (R mod p, R mod q) = mont(R^2, 1) */                                    \
-		bn##NP##_mont_mul2(mr, (const limb_t(*)[NP])rr, (const limb_t(*)[NP])one, (const limb_t(*)[NP])mod, inv); \
-		bn##NP##_exp2(mm, (const limb_t(*)[NP])cx, (const limb_t(*)[NP])ex, (const limb_t(*)[NP])mod, inv, \
-			      (const limb_t(*)[NP])mr);                                                   \
-		/* out of Montgomery form: m1 = mm[0], m2 = mm[1] */                                      \
-		bn##NP##_mont_mul2(mm, (const limb_t(*)[NP])mm, (const limb_t(*)[NP])one, (const limb_t(*)[NP])mod, inv); \
+		/* cx = c mod p, c mod q; the host's exponentiation takes them as they are */             \
+		if (!RSA_HOST_EXP2(mm, cx, ex, mod, NP)) {                                                \
+			bn##NP##_mont_mul2(cx, (const limb_t(*)[NP])cx, (const limb_t(*)[NP])rr,          \
+					   (const limb_t(*)[NP])mod, inv);                                \
+			/* Montgomery one (R mod p, R mod q) = mont(R^2, 1) */                            \
+			bn##NP##_mont_mul2(mr, (const limb_t(*)[NP])rr, (const limb_t(*)[NP])one,         \
+					   (const limb_t(*)[NP])mod, inv);                                \
+			bn##NP##_exp2(mm, (const limb_t(*)[NP])cx, (const limb_t(*)[NP])ex,               \
+				      (const limb_t(*)[NP])mod, inv, (const limb_t(*)[NP])mr);            \
+			/* out of Montgomery form: m1 = mm[0], m2 = mm[1] */                              \
+			bn##NP##_mont_mul2(mm, (const limb_t(*)[NP])mm, (const limb_t(*)[NP])one,         \
+					   (const limb_t(*)[NP])mod, inv);                                \
+		}                                                                                         \
                                                                                                           \
 		/* Garner: m2 < q < 2p, so m2 mod p is at most one subtraction */                         \
 		borrow = pxyk_bn_sub(h, mm[1], key->p, NP);                                               \

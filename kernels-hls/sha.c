@@ -252,6 +252,10 @@ void hmac(int alg, const uint8_t *key, uint32_t key_len, const uint8_t *hdr, uin
 	uint8_t ipad[SHA_MAX_BLOCK], opad[SHA_MAX_BLOCK], inner[SHA_MAX_DIGEST];
 	struct sha_ctx c;
 
+#ifdef PXYK_HAVE_HOST
+	if (pxyk_host && pxyk_host->hmac(alg, key, key_len, hdr, hdr_len, msg, msg_len, out) == 0)
+		return;
+#endif
 	hmac_pads(alg, key, key_len, ipad, opad);
 	sha_init(&c, alg);
 	sha_update(&c, ipad, sha_block_len(alg));
@@ -279,6 +283,10 @@ void hmac_ct(int alg, const uint8_t *key, uint32_t key_len, const uint8_t hdr13[
 	uint64_t bits = (uint64_t)(bs + end) * 8;
 	struct sha_ctx c;
 
+#ifdef PXYK_HAVE_HOST
+	if (pxyk_host && pxyk_host->hmac_ct(alg, key, key_len, hdr13, msg, len, max_len, out) == 0)
+		return;
+#endif
 	hmac_pads(alg, key, key_len, ipad, opad);
 	sha_init(&c, alg);
 	compress(alg, c.h, ipad);

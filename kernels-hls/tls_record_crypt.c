@@ -107,6 +107,10 @@ static uint32_t gcm_open(const uint8_t *key, int kl, const uint8_t nonce[12], co
 	uint8_t calc[16];
 	uint32_t ok;
 
+#ifdef PXYK_HAVE_HOST
+	if (pxyk_host && pxyk_host->gcm(0, key, (uint32_t)kl, nonce, aad, aad_len, ct, n, (uint8_t *)tag, out, &ok) == 0)
+		return 0 - (ok & 1);
+#endif
 	gcm_start(&c, key, kl, nonce);
 	gcm_tag(&c, aad, aad_len, ct, n, calc);
 	ok = ct_eq_bytes(calc, tag, 16);
@@ -121,9 +125,41 @@ static void gcm_seal(const uint8_t *key, int kl, const uint8_t nonce[12], const 
 {
 	struct gcm_ctx c;
 
+#ifdef PXYK_HAVE_HOST
+	uint32_t ok;
+
+	if (pxyk_host && pxyk_host->gcm(1, key, (uint32_t)kl, nonce, aad, aad_len, pt, n, tag, out_ct, &ok) == 0)
+		return;
+#endif
 	gcm_start(&c, key, kl, nonce);
 	gcm_ctr(&c, pt, out_ct, n);
 	gcm_tag(&c, aad, aad_len, out_ct, n, tag);
+}
+
+/* ---- CBC with a raw key --------------------------------------------------------------- */
+
+static void cbc_decrypt(const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n)
+{
+	struct aes_key k;
+
+#ifdef PXYK_HAVE_HOST
+	if (pxyk_host && pxyk_host->cbc(0, key, (uint32_t)kl, iv, in, out, n) == 0)
+		return;
+#endif
+	aes_expand(&k, key, kl);
+	aes_cbc_decrypt(&k, iv, in, out, n);
+}
+
+static void cbc_encrypt(const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n)
+{
+	struct aes_key k;
+
+#ifdef PXYK_HAVE_HOST
+	if (pxyk_host && pxyk_host->cbc(1, key, (uint32_t)kl, iv, in, out, n) == 0)
+		return;
+#endif
+	aes_expand(&k, key, kl);
+	aes_cbc_encrypt(&k, iv, in, out, n);
 }
 
 /* ---- CBC padding and MAC, constant time ------------------------------------------------ */
@@ -205,7 +241,6 @@ static void tls_gcm_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uint32_t len, uint8_t *out,
 			 struct pxy_k_rec_result *r)
 {
-	struct aes_key key;
 	uint32_t flen = len - 5, explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
 	const uint8_t *frag = rec + 5, *iv = explicit_iv ? frag : d->iv;
 	uint8_t hdr[13], calc[SHA_MAX_DIGEST], got[SHA_MAX_DIGEST];
@@ -213,7 +248,6 @@ static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 
 	if (d->mac < SHA_1 || d->mac > SHA_384 || len < 5)
 		return;
-	aes_expand(&key, d->key, bulk_key_len(d->bulk));
 	if (d->etm) {
 		uint32_t enc_len;
 
@@ -224,7 +258,7 @@ static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 		hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, frag, enc_len, calc);
 		good = ct_eq_bytes(calc, frag + enc_len, maclen);
 		ctlen = enc_len - explicit_iv;
-		aes_cbc_decrypt(&key, iv, frag + explicit_iv, out, ctlen);
+		cbc_decrypt(d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
 		pad = out[ctlen - 1];
 		good &= ct_check_padding(out, ctlen, pad, 1);
 		r->out_len = (ctlen - pad - 1) & good;
@@ -234,7 +268,7 @@ static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 		if (flen < explicit_iv + 16 || (flen - explicit_iv) % 16 || flen - explicit_iv < maclen + 1)
 			return;
 		ctlen = flen - explicit_iv;
-		aes_cbc_decrypt(&key, iv, frag + explicit_iv, out, ctlen);
+		cbc_decrypt(d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
 		pad = out[ctlen - 1];
 		good = ct_check_padding(out, ctlen, pad, 1) & ~(uint32_t)pxyk_ltmask(ctlen, pad + 1 + maclen);
 		/* RFC 5246 §6.2.3.2: with a bad padding, compute the MAC as if there were none */
@@ -270,12 +304,10 @@ static void tls_seal(const struct pxy_k_rec_desc *d, const uint8_t *pt_rec, uint
 		gcm_seal(d->key, bulk_key_len(d->bulk), nonce, hdr, 13, pt_rec + 5, n, out + 13, out + 13 + n);
 		r->out_len = 5 + 8 + n + 16;
 	} else {
-		struct aes_key key;
 		uint32_t explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
 		uint8_t *body = out + 5 + explicit_iv;
 		uint32_t m = n, padded, pad;
 
-		aes_expand(&key, d->key, bulk_key_len(d->bulk));
 		if (explicit_iv)
 			pxyk_copy(out + 5, d->iv, 16);
 		pxyk_copy(body, pt_rec + 5, n);
@@ -288,7 +320,7 @@ static void tls_seal(const struct pxy_k_rec_desc *d, const uint8_t *pt_rec, uint
 		pad = padded - m - 1;
 		for (uint32_t i = m; i < padded; i++)
 			body[i] = (uint8_t)pad;
-		aes_cbc_encrypt(&key, d->iv, body, body, padded);
+		cbc_encrypt(d->key, bulk_key_len(d->bulk), d->iv, body, body, padded);
 		if (d->etm) {
 			mac_header(hdr, d->seq, pt_rec[0], pt_rec + 1, explicit_iv + padded);
 			hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, out + 5, explicit_iv + padded, body + padded);
@@ -355,11 +387,9 @@ static void rec_one(const struct pxy_k_rec_desc *d, const uint8_t *in, uint8_t *
 		if (d->in_len == 0 || d->in_len % 16 || d->out_cap < d->in_len)
 			goto bad;
 		{
-			struct aes_key key;
 			uint32_t pad, good;
 
-			aes_expand(&key, d->key, kl);
-			aes_cbc_decrypt(&key, d->iv, src, dst, d->in_len);
+			cbc_decrypt(d->key, kl, d->iv, src, dst, d->in_len);
 			pad = dst[d->in_len - 1];
 			good = ct_check_padding(dst, d->in_len, pad, 0);
 			for (uint32_t i = 0; i < d->in_len; i++)

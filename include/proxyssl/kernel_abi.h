@@ -140,6 +140,47 @@ struct pxy_k_rec_result {
 	uint8_t mac[64];  /* raw HMAC result */
 };
 
+/* ---- emulation only: arithmetic the emulation device lends the kernels -------
+ *
+ * Not part of synthesis, and not seen by a card. The kernels' emulation
+ * library (their host build) exports PXY_K_EMU_BIND; the emulation device
+ * calls it once after loading the library, with a table of the host's own
+ * implementations (OpenSSL: AES-NI, carry-less multiply, SHA extensions,
+ * AVX-512 IFMA or MULX bignum code) of the kernels' heavy primitives. The
+ * kernels then use those for AES-GCM, AES-CBC, HMAC (plain and the
+ * constant-time MAC-then-encrypt form) and the two CRT exponentiations;
+ * everything else runs as written (descriptor checks, record layouts,
+ * padding and MAC checks, Garner, the fault check, PKCS#1 unpadding).
+ * Unbound (NULL, or a library in the synthesis form), the kernels use their
+ * own synthesizable arithmetic.
+ *
+ * Every function is thread-safe, returns 0, or -1 when it cannot (the kernel
+ * then computes the same result with its own arithmetic). Numbers are arrays
+ * of nl 64-bit limbs, least significant first, in normal (not Montgomery)
+ * form; exponentiation is constant time in the exponent.
+ */
+#define PXY_K_EMU_BIND "pxyk_emu_bind"
+
+struct pxy_k_emu_host {
+	uint32_t version; /* PXY_K_ABI_VERSION */
+	/* AES-GCM, 12-byte nonce; enc: out = ciphertext, tag written; else out = plaintext and *ok = 1
+	 * if the tag verifies (out zeroed if not) */
+	int (*gcm)(int enc, const uint8_t *key, uint32_t key_len, const uint8_t nonce[12], const uint8_t *aad,
+		   uint32_t aad_len, const uint8_t *in, uint32_t n, uint8_t tag[16], uint8_t *out, uint32_t *ok);
+	/* AES-CBC without padding, n a multiple of 16, out may equal in */
+	int (*cbc)(int enc, const uint8_t *key, uint32_t key_len, const uint8_t iv[16], const uint8_t *in,
+		   uint8_t *out, uint32_t n);
+	/* HMAC(key, hdr || msg), alg an enum pxy_mac */
+	int (*hmac)(int alg, const uint8_t *key, uint32_t key_len, const uint8_t *hdr, uint32_t hdr_len,
+		    const uint8_t *msg, uint32_t msg_len, uint8_t *out);
+	/* HMAC(key, hdr13 || msg[0..len)), len secret: the cost of max_len (public) whatever len is */
+	int (*hmac_ct)(int alg, const uint8_t *key, uint32_t key_len, const uint8_t hdr13[13], const uint8_t *msg,
+		       uint32_t len, uint32_t max_len, uint8_t *out);
+	/* r0 = x0^e0 mod m0 and r1 = x1^e1 mod m1 (x < m, m odd), nl limbs each */
+	int (*modexp2)(uint64_t *r0, uint64_t *r1, const uint64_t *x0, const uint64_t *x1, const uint64_t *e0,
+		       const uint64_t *e1, const uint64_t *m0, const uint64_t *m1, uint32_t nl);
+};
+
 /* ---- sizes, checked: the layouts are shared by C on both ends and by v++ -------- */
 
 #define PXY_K_STATIC_ASSERT(c, m) _Static_assert(c, m)
