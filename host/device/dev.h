@@ -36,6 +36,16 @@ enum pxy_run_state {
 
 typedef void (*pxy_run_cb)(void *run, int state, void *data);
 
+struct pxy_k_emu_host;
+
+/* How the emulation device computes (the emu provider's own settings; XRT's emulation has emconfig.json). */
+struct pxy_dev_emu_opts {
+	const struct pxy_k_emu_host *host; /* lend the kernels the host's arithmetic (NULL: their own) */
+	void (*idle)(void);  /* called on a compute unit's thread after it has had no work for a while */
+	int inline_runs;     /* 1: no compute-unit threads; a run executes inside run_start() on the
+			      * caller's thread and its callback is called before run_start() returns */
+};
+
 struct pxy_dev_provider {
 	const char *name;
 	/* device */
@@ -61,6 +71,13 @@ struct pxy_dev_provider {
 	int (*run_wait)(void *run, unsigned timeout_ms); /* the state after waiting */
 	int (*run_state)(void *run);
 	void (*run_close)(void *run);
+	/*
+	 * Emulation only (NULL in the xrt provider): after load_xclbin, before
+	 * kernel_open. Returns 1 if the kernels took the host's arithmetic, 0 if
+	 * they compute on their own (not asked for, or a library in the synthesis
+	 * form), -1 on error.
+	 */
+	int (*emu_configure)(void *dev, const struct pxy_dev_emu_opts *o);
 };
 
 extern const struct pxy_dev_provider pxy_dev_emu;

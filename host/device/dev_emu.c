@@ -12,7 +12,14 @@
  * Each compute unit is a worker thread taking runs from its kernel's queue;
  * a run goes NEW -> QUEUED -> RUNNING -> COMPLETED (or ERROR), and its
  * callback is invoked from the worker thread, as XRT invokes callbacks from
- * its own threads.
+ * its own threads. With inline runs (emu_configure) there are no such
+ * threads: a run executes inside run_start() on the caller's thread, the
+ * callback before it returns; that is what a machine with no core to spare
+ * wants.
+ *
+ * The kernels compute with their own arithmetic, or with the host's when
+ * emu_configure lends it (kernel_abi.h, struct pxy_k_emu_host) and the
+ * library is the host build that can take it.
  *
  * Test knobs, for the failover paths above this layer:
  *   PXY_EMU_FAIL_AFTER=N  every run after the first N ends in ERROR without
@@ -63,8 +70,11 @@ struct emu_dev {
 	long fail_after; /* < 0: never */
 	long stall_ms;
 	long runs_started;
+	struct pxy_dev_emu_opts opts;
 	pthread_mutex_t mu;
 };
+
+#define IDLE_MS 10 /* a compute unit without work this long calls opts.idle */
 
 struct emu_run;
 
@@ -485,18 +495,54 @@ static void emu_close(void *dv)
 
 /* ---- kernels and compute units ----------------------------------------------------- */
 
+/* Execute one run (on a compute unit's thread, or inline); its end state. */
+static int run_exec(struct emu_kernel *k, struct emu_run *r)
+{
+	long started;
+	int fail;
+
+	pthread_mutex_lock(&k->dev->mu);
+	started = k->dev->runs_started++;
+	fail = k->dev->fail_after >= 0 && started >= k->dev->fail_after;
+	pthread_mutex_unlock(&k->dev->mu);
+	if (k->dev->stall_ms > 0) {
+		struct timespec ts = { k->dev->stall_ms / 1000, (k->dev->stall_ms % 1000) * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	return !fail && k->entry(r->args, (unsigned)k->meta->nargs) == 0 ? PXY_RUN_COMPLETED : PXY_RUN_ERROR;
+}
+
 static void *cu_main(void *arg)
 {
 	struct emu_kernel *k = arg;
+	int worked = 0; /* a run since the last idle call */
 
 	pthread_mutex_lock(&k->mu);
 	for (;;) {
 		struct emu_run *r;
-		int fail, state;
-		long started;
+		int state;
 
-		while (!k->q_head && !k->stopping)
-			pthread_cond_wait(&k->cv, &k->mu);
+		while (!k->q_head && !k->stopping) {
+			if (worked && k->dev->opts.idle) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += IDLE_MS * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				if (pthread_cond_timedwait(&k->cv, &k->mu, &ts) == ETIMEDOUT && !k->q_head) {
+					pthread_mutex_unlock(&k->mu);
+					k->dev->opts.idle();
+					worked = 0;
+					pthread_mutex_lock(&k->mu);
+				}
+			} else {
+				pthread_cond_wait(&k->cv, &k->mu);
+			}
+		}
 		if (!k->q_head)
 			break;
 		r = k->q_head;
@@ -506,16 +552,8 @@ static void *cu_main(void *arg)
 		r->state = PXY_RUN_RUNNING;
 		pthread_mutex_unlock(&k->mu);
 
-		pthread_mutex_lock(&k->dev->mu);
-		started = k->dev->runs_started++;
-		fail = k->dev->fail_after >= 0 && started >= k->dev->fail_after;
-		pthread_mutex_unlock(&k->dev->mu);
-		if (k->dev->stall_ms > 0) {
-			struct timespec ts = { k->dev->stall_ms / 1000, (k->dev->stall_ms % 1000) * 1000000 };
-
-			nanosleep(&ts, NULL);
-		}
-		state = !fail && k->entry(r->args, (unsigned)k->meta->nargs) == 0 ? PXY_RUN_COMPLETED : PXY_RUN_ERROR;
+		state = run_exec(k, r);
+		worked = 1;
 
 		pthread_mutex_lock(&k->mu);
 		r->state = state;
@@ -526,6 +564,8 @@ static void *cu_main(void *arg)
 		pthread_mutex_lock(&k->mu);
 	}
 	pthread_mutex_unlock(&k->mu);
+	if (worked && k->dev->opts.idle)
+		k->dev->opts.idle();
 	return NULL;
 }
 
@@ -572,7 +612,7 @@ static void *emu_kernel_open(void *dv, const uint8_t uuid[16], const char *name)
 	pthread_mutex_init(&k->mu, NULL);
 	pthread_cond_init(&k->cv, NULL);
 	pthread_cond_init(&k->done, NULL);
-	for (int i = 0; i < ncus; i++) {
+	for (int i = 0; i < ncus && !d->opts.inline_runs; i++) {
 		if (pthread_create(&k->cus[i], NULL, cu_main, k) != 0)
 			break;
 		k->ncus++;
@@ -715,6 +755,19 @@ static int emu_run_start(void *rv)
 		pthread_mutex_unlock(&k->mu);
 		return -1;
 	}
+	if (k->dev->opts.inline_runs) {
+		int state;
+
+		r->state = PXY_RUN_RUNNING;
+		pthread_mutex_unlock(&k->mu);
+		state = run_exec(k, r);
+		pthread_mutex_lock(&k->mu);
+		r->state = state;
+		pthread_mutex_unlock(&k->mu);
+		if (r->cb)
+			r->cb(r, state, r->cb_data);
+		return 0;
+	}
 	r->state = PXY_RUN_QUEUED;
 	r->next = NULL;
 	if (k->q_tail)
@@ -766,6 +819,26 @@ static void emu_run_close(void *rv)
 	free(rv);
 }
 
+static int emu_configure(void *dv, const struct pxy_dev_emu_opts *o)
+{
+	struct emu_dev *d = dv;
+	int (*bind)(const struct pxy_k_emu_host *);
+
+	if (!d->loaded)
+		return -1;
+	d->opts = *o;
+	*(void **)&bind = dlsym(d->lib, PXY_K_EMU_BIND);
+	if (!bind) {
+		d->opts.host = NULL; /* the synthesis form: its own arithmetic only */
+		return 0;
+	}
+	if (bind(o->host) < 0) {
+		d->opts.host = NULL;
+		return -1;
+	}
+	return o->host ? 1 : 0;
+}
+
 const struct pxy_dev_provider pxy_dev_emu = {
 	.name = "emu",
 	.open = emu_open,
@@ -786,6 +859,7 @@ const struct pxy_dev_provider pxy_dev_emu = {
 	.run_wait = emu_run_wait,
 	.run_state = emu_run_state,
 	.run_close = emu_run_close,
+	.emu_configure = emu_configure,
 };
 
 const struct pxy_dev_provider *pxy_dev_find(const char *name)

@@ -21,6 +21,19 @@
  * loop thread, syncs the results back, checks that every result carries
  * PXY_K_DONE, copies plaintext/secrets into the jobs and relaunches the slot.
  *
+ * Inline. With threads = 0 (a machine with no core to spare) the emulation
+ * device runs without compute-unit threads: a launch executes the kernel
+ * inside run_start(), on the caller's thread, and the engine is synchronous
+ * (PXY_ENGINE_F_SYNC): its jobs are done when submit() or flush() returns and
+ * nothing is signalled; its software fallback is the synchronous cpu engine.
+ * A run that took longer than run_timeout_ms is a card failure there too.
+ *
+ * Arithmetic. The emulation device lends the kernels the host's arithmetic
+ * (engine/emu_host.c, on OpenSSL) unless PXY_EMU_PURE=1: the kernels' own
+ * control flow runs (descriptor checks, layouts, constant-time padding and
+ * MAC checks, Garner, the fault check, unpadding) with the heavy primitives
+ * at the host's speed. A library in the synthesis form takes none of it.
+ *
  * Failover. Inside each device engine runs a `cpu` engine signalling the same
  * eventfd. It takes the jobs the kernels do not implement (other key sizes,
  * IV lengths, oversized inputs), and every job once the card has failed: a
@@ -42,6 +55,7 @@
 #include "device/dev.h"
 #include "device/kkey.h"
 #include "engine/cpu_crypto.h"
+#include "engine/emu_host.h"
 #include "engine/engines.h"
 #include "proxyssl/kernel_abi.h"
 #include "util/ct.h"
@@ -107,6 +121,9 @@ struct fpga_engine {
 	struct pxy_job *out_head, *out_tail;
 	unsigned inflight, max_jobs, timeout_ms;
 	int failed;
+	int sync;             /* runs execute inline: nothing is signalled */
+	int host_arith;       /* emulation: the kernels took the host's arithmetic */
+	uint64_t last_run_ns; /* sync: when the last run ended (0: the host's contexts forgot their keys) */
 	char name[8];
 };
 
@@ -120,6 +137,13 @@ static void signal_fd(int fd)
 	do
 		r = write(fd, &one, sizeof(one));
 	while (r < 0 && errno == EINTR);
+}
+
+/* Tell the loop there is something for poll() (a synchronous engine's caller polls anyway). */
+static void wake(struct fpga_engine *e)
+{
+	if (!e->sync)
+		signal_fd(e->base.event_fd);
 }
 
 static void push_out(struct fpga_engine *e, struct pxy_job *j)
@@ -145,7 +169,7 @@ static void to_software(struct fpga_engine *e, struct pxy_job *j)
 	if (e->sw->ops->submit(e->sw, j) != PXY_OK) {
 		j->status = PXY_E_BUSY;
 		push_out(e, j);
-		signal_fd(e->base.event_fd);
+		wake(e);
 	}
 }
 
@@ -344,17 +368,27 @@ static void on_run_end(void *run, int state, void *data)
 {
 	struct slot *s = data;
 	struct fpga_engine *e = s->e;
-	int wake;
+	int first;
 
 	(void)run;
+	if (e->sync) {
+		/* inline (this is the loop's thread): a run that took longer than a card may is a
+		 * failed card, as check_timeouts() decides for one still running elsewhere */
+		e->last_run_ns = pxy_now_ns();
+		if (e->last_run_ns - s->start_ns > (uint64_t)e->timeout_ms * 1000000u) {
+			s->abandoned = 1;
+			device_failed(e, "run timed out", state);
+			slot_to_software(e, s);
+		}
+	}
 	pthread_mutex_lock(&e->mu);
 	s->end_state = state;
-	wake = e->done_head == NULL;
+	first = e->done_head == NULL;
 	s->done_next = e->done_head;
 	e->done_head = s;
 	pthread_mutex_unlock(&e->mu);
-	if (wake)
-		signal_fd(e->base.event_fd);
+	if (first)
+		wake(e);
 }
 
 /* A free slot, spreading launches over the compute units before doubling up on one. */
@@ -389,7 +423,7 @@ static void launch(struct fpga_engine *e, int kind)
 				j->status = r;
 				__atomic_fetch_add(&e->base.stats.errors, 1, __ATOMIC_RELAXED);
 				push_out(e, j);
-				signal_fd(e->base.event_fd);
+				wake(e);
 				continue;
 			}
 			s->jobs[n++] = j;
@@ -623,6 +657,11 @@ static void fpga_flush(struct pxy_engine *base)
 		if (e->kr[k].q_head)
 			launch(e, k);
 	check_timeouts(e);
+	/* inline: the kernels ran on this thread; a while without runs and its contexts forget the keys */
+	if (e->sync && e->host_arith && e->last_run_ns && pxy_now_ns() - e->last_run_ns > 10000000ull) {
+		pxy_emu_host_idle();
+		e->last_run_ns = 0;
+	}
 }
 
 /* the software engine's jobs in this engine's counters */
@@ -687,7 +726,7 @@ static size_t fpga_poll(struct pxy_engine *base, struct pxy_job **out, size_t ma
 	}
 	/* a batch larger than max leaves jobs behind: make sure the loop comes back */
 	if (e->out_head)
-		signal_fd(e->base.event_fd);
+		wake(e);
 	e->inflight -= (unsigned)n;
 	e->base.stats.inflight = e->inflight;
 	return n;
@@ -959,6 +998,10 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 		snprintf(why, why_len, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	/* no thread to spare: the emulated kernels run inline, and so does the fallback */
+	e->sync = dp->emu_configure && p && p->threads == 0;
+	if (e->sync)
+		e->base.flags |= PXY_ENGINE_F_SYNC;
 	memset(&sp, 0, sizeof(sp));
 	sp.threads = p ? p->threads : 1;
 	sp.max_jobs = e->max_jobs;
@@ -985,12 +1028,32 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 	}
 	if (dp->load_xclbin(e->dev, xclbin, e->uuid, why, why_len) < 0)
 		goto fail;
+	if (dp->emu_configure) {
+		const char *pure = getenv("PXY_EMU_PURE");
+		struct pxy_dev_emu_opts eo = {
+			.host = pure && !strcmp(pure, "1") ? NULL : pxy_emu_host(),
+			.idle = pxy_emu_host_idle,
+			.inline_runs = e->sync,
+		};
+		int r = dp->emu_configure(e->dev, &eo);
+
+		if (r < 0) {
+			snprintf(why, why_len, "%s: the emulated kernels do not take the host's arithmetic", xclbin);
+			goto fail;
+		}
+		e->host_arith = r == 1;
+	}
 	if (setup_kernel(e, K_RSA, &info, p ? p->batch : 0, why, why_len) < 0 ||
 	    setup_kernel(e, K_REC, &info, p ? p->batch : 0, why, why_len) < 0)
 		goto fail;
-	pxy_info("engine %s: %s on %s: %d %s and %d %s compute unit(s), batches of up to %u and %u", e->name,
+	pxy_info("engine %s: %s on %s: %d %s and %d %s compute unit(s), batches of up to %u and %u%s", e->name,
 		 xclbin, info.vbnv, e->kr[K_RSA].ncu, PXY_K_RSA_NAME, e->kr[K_REC].ncu, PXY_K_REC_NAME,
-		 e->kr[K_RSA].batch, e->kr[K_REC].batch);
+		 e->kr[K_RSA].batch, e->kr[K_REC].batch,
+		 !dp->emu_configure ? ""
+		 : e->host_arith   ? (e->sync ? "; kernels on the host's arithmetic (OpenSSL), run inline"
+					      : "; kernels on the host's arithmetic (OpenSSL), one thread per unit")
+				   : (e->sync ? "; kernels on their own arithmetic, run inline"
+					      : "; kernels on their own arithmetic, one thread per unit"));
 	*out = &e->base;
 	return PXY_OK;
 fail:

@@ -1327,6 +1327,21 @@ static void drain_engine(struct pxy_loop *l, int ack)
 	pxy_engine_complete(l->cfg->tap.engine);
 }
 
+/*
+ * The turn is over: the engine launches what it has queued (a device engine
+ * batches until here). A synchronous engine signals nothing: its jobs are
+ * done when submit or flush returns, and what they complete may submit more.
+ */
+static void end_turn(struct pxy_loop *l)
+{
+	struct pxy_engine *e = l->cfg->tap.engine;
+
+	pxy_engine_flush(e);
+	if (e->flags & PXY_ENGINE_F_SYNC)
+		while (pxy_engine_complete(e))
+			pxy_engine_flush(e);
+}
+
 static void arm_poll(struct pxy_loop *l, int fd, unsigned op)
 {
 	struct io_uring_sqe *sqe = get_sqe(l);
@@ -2078,10 +2093,7 @@ int pxy_loop_run(struct pxy_loop *l)
 			arm_accept(l);
 		if (l->awaiting)
 			poke_awaiting(l);
-		/* a synchronous engine's jobs are done by now and signal nothing */
-		if (l->cfg->tap.engine->flags & PXY_ENGINE_F_SYNC)
-			drain_engine(l, 0);
-		pxy_engine_flush(l->cfg->tap.engine);
+		end_turn(l);
 	}
 	dump_stats(l);
 	return PXY_OK;

@@ -27,6 +27,7 @@
 
 #include "device/axlf.h"
 #include "device/dev.h"
+#include "engine/emu_host.h"
 #include "proxyssl/engine.h"
 #include "proxyssl/kernel_abi.h"
 #include "xrt_layout.h"
@@ -332,6 +333,93 @@ static void test_failed_card_runs_end_in_error(void **state)
 	rig_close(&r);
 }
 
+/* The host's arithmetic, counted: the kernels must call it when it is lent. */
+static int host_calls;
+
+static int count_hmac(int alg, const uint8_t *key, uint32_t key_len, const uint8_t *hdr, uint32_t hdr_len,
+		      const uint8_t *msg, uint32_t msg_len, uint8_t *out)
+{
+	host_calls++;
+	return pxy_emu_host()->hmac(alg, key, key_len, hdr, hdr_len, msg, msg_len, out);
+}
+
+static void test_inline_runs_and_host_arithmetic(void **state)
+{
+	struct rig r;
+	struct pxy_k_emu_host counted = *pxy_emu_host();
+	struct pxy_dev_emu_opts o = { .host = &counted, .inline_runs = 1 };
+	uint8_t key[16], want[32];
+	unsigned wl = 0;
+	const struct pxy_k_rec_result *res;
+	char err[256];
+	void *dev;
+	uint8_t uuid[16];
+
+	(void)state;
+	counted.hmac = count_hmac;
+	/* configured after the xclbin is loaded and before any kernel is opened */
+	memset(&r, 0, sizeof(r));
+	r.dp = pxy_dev_find("emu");
+	assert_int_equal(r.dp->open(0, &dev, err, sizeof(err)), 0);
+	assert_int_equal(r.dp->emu_configure(dev, &o), -1); /* nothing loaded yet */
+	r.dp->close(dev);
+	assert_null(pxy_dev_find("xrt")->emu_configure); /* XRT has its own emulation settings */
+
+	/* rig_open opens the kernel; reconfigure its device before that by hand */
+	r.dp = pxy_dev_find("emu");
+	assert_int_equal(r.dp->open(0, &r.dev, err, sizeof(err)), 0);
+	assert_int_equal(r.dp->load_xclbin(r.dev, xclbin(), uuid, err, sizeof(err)), 0);
+	assert_int_equal(r.dp->emu_configure(r.dev, &o), 1); /* the host build of the kernels takes it */
+	r.k = r.dp->kernel_open(r.dev, uuid, PXY_K_REC_NAME);
+	assert_non_null(r.k);
+	for (int i = 0; i < 4; i++) {
+		static const int args[4] = { PXY_K_REC_ARG_DESCS, PXY_K_REC_ARG_IN, PXY_K_REC_ARG_OUT,
+					     PXY_K_REC_ARG_RESULTS };
+		size_t sz = i == 0 ? sizeof(struct pxy_k_rec_desc) * PXY_K_REC_MAX_BATCH
+			  : i == 3 ? sizeof(struct pxy_k_rec_result) * PXY_K_REC_MAX_BATCH
+				   : (size_t)PXY_K_REC_SLOT * PXY_K_REC_MAX_BATCH;
+
+		r.bo[i] = r.dp->bo_alloc(r.dev, sz, r.dp->kernel_arg_group(r.k, args[i]));
+		r.map[i] = r.dp->bo_map(r.bo[i]);
+		assert_non_null(r.map[i]);
+	}
+	r.run = r.dp->run_open(r.k);
+	assert_non_null(r.run);
+	assert_int_equal(r.dp->run_set_arg_bo(r.run, PXY_K_REC_ARG_DESCS, r.bo[0]), 0);
+	assert_int_equal(r.dp->run_set_arg_bo(r.run, PXY_K_REC_ARG_IN, r.bo[1]), 0);
+	assert_int_equal(r.dp->run_set_arg_bo(r.run, PXY_K_REC_ARG_OUT, r.bo[2]), 0);
+	assert_int_equal(r.dp->run_set_arg_bo(r.run, PXY_K_REC_ARG_RESULTS, r.bo[3]), 0);
+	assert_int_equal(r.dp->run_set_arg_u32(r.run, PXY_K_REC_ARG_N, 1), 0);
+	assert_int_equal(r.dp->run_set_callback(r.run, on_end, &r.cb), 0);
+	res = (const struct pxy_k_rec_result *)r.map[3];
+	hmac_desc(&r, key, 1000);
+	assert_int_equal(r.dp->bo_sync(r.bo[0], 1, sizeof(struct pxy_k_rec_desc), 0), 0);
+	assert_int_equal(r.dp->bo_sync(r.bo[1], 1, 1000, 0), 0);
+
+	/* inline: the run has ended, and called back, when run_start returns */
+	host_calls = 0;
+	assert_int_equal(r.dp->run_start(r.run), 0);
+	assert_int_equal(r.cb.calls, 1);
+	assert_int_equal(r.cb.last, PXY_RUN_COMPLETED);
+	assert_int_equal(r.dp->run_state(r.run), PXY_RUN_COMPLETED);
+	assert_int_equal(host_calls, 1);
+	assert_int_equal(r.dp->bo_sync(r.bo[3], 0, sizeof(*res), 0), 0);
+	assert_int_equal(res->status, PXY_K_DONE);
+	assert_int_equal(res->out_len, 32);
+	assert_non_null(HMAC(EVP_sha256(), key, 16, r.map[1], 1000, want, &wl));
+	assert_memory_equal(res->mac, want, 32);
+
+	/* taken back: the kernels' own arithmetic, the same answer */
+	o.host = NULL;
+	assert_int_equal(r.dp->emu_configure(r.dev, &o), 0);
+	assert_int_equal(r.dp->run_start(r.run), 0);
+	assert_int_equal(r.cb.calls, 2);
+	assert_int_equal(host_calls, 1);
+	assert_int_equal(r.dp->bo_sync(r.bo[3], 0, sizeof(*res), 0), 0);
+	assert_memory_equal(res->mac, want, 32);
+	rig_close(&r);
+}
+
 static void test_xrt_needs_xilinx_xrt(void **state)
 {
 	const struct pxy_dev_provider *x = pxy_dev_find("xrt");
@@ -452,6 +540,41 @@ static void test_engine_fails_over_on_hang(void **state)
 	free(h);
 }
 
+/* Inline (no thread to spare): the same failovers, with the engine synchronous. */
+static void test_engine_inline_fails_over(void **state)
+{
+	struct pxy_engine_params p = { .threads = 0, .batch = 16 };
+	struct pxy_engine *e = NULL;
+	struct hjob *h = calloc(NJOBS, sizeof(*h));
+
+	(void)state;
+	assert_int_equal(pxy_engine_open("emu", &p, &e), PXY_OK);
+	assert_true(e->flags & PXY_ENGINE_F_SYNC);
+	run_burst(e, h, NJOBS);
+	assert_int_equal(e->stats.software_jobs, 0);
+	assert_int_equal(e->stats.device_failures, 0);
+	pxy_engine_close(e);
+
+	setenv("PXY_EMU_FAIL_AFTER", "3", 1);
+	assert_int_equal(pxy_engine_open("emu", &p, &e), PXY_OK);
+	unsetenv("PXY_EMU_FAIL_AFTER");
+	run_burst(e, h, NJOBS);
+	assert_int_equal(e->stats.device_failures >= 1, 1);
+	assert_true(e->stats.software_jobs > 0);
+	pxy_engine_close(e);
+
+	/* a run that outlasts the timeout is a failed card, even when it ends */
+	p.run_timeout_ms = 100;
+	setenv("PXY_EMU_STALL_MS", "300", 1);
+	assert_int_equal(pxy_engine_open("emu", &p, &e), PXY_OK);
+	unsetenv("PXY_EMU_STALL_MS");
+	run_burst(e, h, 40);
+	assert_int_equal(e->stats.device_failures, 1);
+	assert_int_equal(e->stats.software_jobs, 40);
+	pxy_engine_close(e);
+	free(h);
+}
+
 static void test_engine_on_many_compute_units(void **state)
 {
 	struct pxy_engine_params p = { .threads = 1, .batch = 4, .xclbin = PXY_EMU_MULTI };
@@ -504,9 +627,11 @@ int main(void)
 		cmocka_unit_test(test_xclbin_damage_refused),
 		cmocka_unit_test(test_buffers_and_runs),
 		cmocka_unit_test(test_failed_card_runs_end_in_error),
+		cmocka_unit_test(test_inline_runs_and_host_arithmetic),
 		cmocka_unit_test(test_xrt_needs_xilinx_xrt),
 		cmocka_unit_test(test_engine_fails_over_on_error),
 		cmocka_unit_test(test_engine_fails_over_on_hang),
+		cmocka_unit_test(test_engine_inline_fails_over),
 		cmocka_unit_test(test_engine_on_many_compute_units),
 		cmocka_unit_test(test_engine_open_errors),
 	};

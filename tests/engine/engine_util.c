@@ -23,9 +23,11 @@ static int open_engine(const char *name, struct pxy_engine **e, char *why, size_
 {
 	/* emu: this build's emulation xclbin (or the engine's default); xrt: the card's */
 	const char *xclbin = getenv(!strcmp(name, "xrt") ? "PXY_XCLBIN" : "PXY_EMU_XCLBIN");
+	const char *threads = getenv("PXY_TEST_THREADS");
 	struct pxy_engine_params p = {
-		/* workers for the cpu engine and for the device engines' software side */
-		.threads = 2,
+		/* workers for the cpu engine and for the device engines' software side;
+		 * PXY_TEST_THREADS=0: the synchronous forms (emu: kernels run inline) */
+		.threads = threads && *threads ? (unsigned)atoi(threads) : 2,
 		.max_jobs = 4096,
 		.why = why,
 		.why_len = why_len,
@@ -100,7 +102,8 @@ void et_run(struct pxy_engine *e, struct pxy_job *jobs, size_t n)
 		if (pxy_now_ns() > deadline)
 			fail_msg("engine %s: %zu of %zu jobs did not come back within a minute", et_engine_name, n - got,
 				 n);
-		poll(&pfd, 1, 20);
+		if (!(e->flags & PXY_ENGINE_F_SYNC)) /* a synchronous engine signals nothing */
+			poll(&pfd, 1, 20);
 		pxy_engine_ack(e);
 		pxy_engine_flush(e);
 		m = pxy_engine_poll(e, out, ET_BATCH);
