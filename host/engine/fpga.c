@@ -40,9 +40,9 @@
 #include <openssl/rand.h>
 
 #include "device/dev.h"
-#include "device/kkey.h"
 #include "engine/cpu_crypto.h"
 #include "engine/engines.h"
+#include "engine/kkey.h"
 #include "proxyssl/kernel_abi.h"
 #include "util/ct.h"
 #include "util/log.h"
