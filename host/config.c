@@ -18,6 +18,15 @@
 
 enum opt_kind { K_STR, K_U64, K_SIZE };
 
+/*
+ * What a reload (SIGHUP) does with a changed value: applies it (RELOADS), or
+ * keeps the running one, which only a restart changes, and names the change
+ * (RESTART). --max-conns is kept without a word (RESTART_UNNAMED): the loops
+ * run with their share of it, cut to the descriptor limit, not with the
+ * setting itself.
+ */
+enum opt_reload { RELOADS, RESTART, RESTART_UNNAMED };
+
 /* A value check beyond type and range; 0 or -1 with the reason in why. */
 typedef int (*opt_check)(const char *raw, uint64_t num, char *why, size_t n);
 
@@ -26,6 +35,7 @@ struct opt_def {
 	enum opt_kind kind;
 	size_t off;
 	uint64_t min, max;
+	enum opt_reload reload;
 	const char *arg, *help;
 	opt_check check;
 	uint64_t (*auto_value)(void); /* the value "auto" stands for (NULL: no "auto") */
@@ -120,81 +130,86 @@ static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
 	return pxy_passthrough_parse(raw, &mask, why, n);
 }
 
-/* One table drives the command line, the config file and --help. */
+/* One table drives the command line, the config file, --help and what a reload applies. */
 static const struct opt_def opts[] = {
-	{ "listen", STR(listen), "ADDR:PORT", "address to accept clients on (required)", check_listen },
-	{ "backend", STR(backend), "ADDR:PORT",
+	{ "listen", STR(listen), RESTART, "ADDR:PORT", "address to accept clients on (required)", check_listen },
+	{ "backend", STR(backend), RELOADS, "ADDR:PORT",
 	  "TLS server to forward to, or 'original': each client's original destination (transparent mode, behind "
 	  "an iptables/nft REDIRECT or TPROXY rule) (required)",
 	  check_backend },
-	{ "cert", STR(cert), "FILE[,FILE...]",
+	{ "cert", STR(cert), RELOADS, "FILE[,FILE...]",
 	  "the server's certificate, PEM: the one the server must present; several, comma-separated, for a "
 	  "server with several (required)" },
-	{ "key", STR(key), "FILE[,FILE...]", "the server's RSA private key, PEM, unencrypted; one per --cert (required)" },
-	{ "engine", STR(engine), "NAME",
+	{ "key", STR(key), RELOADS, "FILE[,FILE...]",
+	  "the server's RSA private key, PEM, unencrypted; one per --cert (required)" },
+	{ "engine", STR(engine), RESTART, "NAME",
 	  "crypto engine: auto (the card if usable, else emu), xrt (Alveo card), emu (the card's kernels emulated "
 	  "in software) or cpu (OpenSSL) (default auto)", check_engine },
-	{ "xclbin", STR(xclbin), "FILE",
+	{ "xclbin", STR(xclbin), RESTART, "FILE",
 	  "the kernels: the card's xclbin for xrt/auto, or an emulation xclbin for emu (default: this build's "
 	  "emulation xclbin)", check_xclbin },
-	{ "device", U64(device, 0, 63), "N", "the card's index for xrt/auto (default 0)" },
-	{ "engine-batch", U64(engine_batch, 0, 128), "N",
+	{ "device", U64(device, 0, 63), RESTART, "N", "the card's index for xrt/auto (default 0)" },
+	{ "engine-batch", U64(engine_batch, 0, 128), RESTART, "N",
 	  "xrt/emu: most jobs per kernel launch; 0 fills to the kernel's limit, 64 RSA, 128 records (default 0)" },
-	{ "engine-timeout", U64(engine_timeout_ms, 100, 600000), "MS",
+	{ "engine-timeout", U64(engine_timeout_ms, 100, 600000), RESTART, "MS",
 	  "xrt/emu: a kernel run longer than this is a card failure; work fails over to cpu (default 10000)" },
-	{ "engine-threads", U64(engine_threads, 0, 256), "N",
+	{ "engine-threads", U64(engine_threads, 0, 256), RESTART, "N",
 	  "engine worker threads (cpu; the software fallback of xrt/emu); 0 runs jobs inline (default 1)" },
-	{ "passthrough", STR(passthrough), "REASONS",
+	{ "passthrough", STR(passthrough), RELOADS, "REASONS",
 	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
 	  check_passthrough },
-	{ "keylog", STR(keylog), "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
-	{ "conn-log", STR(conn_log), "FILE",
+	{ "keylog", STR(keylog), RELOADS, "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
+	{ "conn-log", STR(conn_log), RELOADS, "FILE",
 	  "append one JSON object per connection (JSON lines): times, addresses, SNI, version, suite, resumption, "
 	  "certificates, verdict, reason, bytes, engine" },
-	{ "metrics", STR(metrics), "ADDR:PORT",
+	{ "metrics", STR(metrics), RESTART, "ADDR:PORT",
 	  "serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics", check_listen },
-	{ "pcap", STR(pcap), "FILE",
+	{ "pcap", STR(pcap), RESTART, "FILE",
 	  "write the decrypted traffic as pcapng: one TCP flow a connection, original addresses and ports" },
-	{ "pcap-tls", STR(pcap_tls), "FILE",
+	{ "pcap-tls", STR(pcap_tls), RESTART, "FILE",
 	  "write the TLS traffic as pcapng with its secrets embedded (Wireshark decrypts it with no key file)" },
-	{ "pcap-rotate", SIZE(pcap_rotate, 0, 1ull << 40), "BYTES",
+	{ "pcap-rotate", SIZE(pcap_rotate, 0, 1ull << 40), RESTART, "BYTES",
 	  "rotate the capture files past this size: FILE.1, FILE.2, ... (default 0: never)" },
-	{ "pcap-feed", STR(pcap_feed), "FIFO",
+	{ "pcap-feed", STR(pcap_feed), RESTART, "FIFO",
 	  "feed the decrypted pcapng live to a reader of FIFO (created if missing); packets it cannot take are "
 	  "dropped and counted, never waited for" },
-	{ "plaintext-dir", STR(plaintext_dir), "DIR", "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
-	{ "log", STR(log), "FILE", "log to FILE instead of stderr" },
-	{ "log-level", STR(log_level), "LEVEL", "error, warn, info or debug (default info)", check_log_level },
-	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), "MS", "backend connect timeout (default 5000)" },
-	{ "handshake-timeout", U64(handshake_timeout_ms, 0, 3600000), "MS",
+	{ "plaintext-dir", STR(plaintext_dir), RELOADS, "DIR",
+	  "write decrypted data to DIR/<id>.c2s and DIR/<id>.s2c" },
+	{ "log", STR(log), RELOADS, "FILE", "log to FILE instead of stderr" },
+	{ "log-level", STR(log_level), RELOADS, "LEVEL", "error, warn, info or debug (default info)", check_log_level },
+	{ "connect-timeout", U64(connect_timeout_ms, 1, 3600000), RELOADS, "MS",
+	  "backend connect timeout (default 5000)" },
+	{ "handshake-timeout", U64(handshake_timeout_ms, 0, 3600000), RELOADS, "MS",
 	  "reset a connection whose TLS handshake has not finished this long after accept (slowloris); 0: "
 	  "none (default 10000)" },
-	{ "idle-timeout", U64(idle_timeout_ms, 0, 86400000), "MS",
+	{ "idle-timeout", U64(idle_timeout_ms, 0, 86400000), RELOADS, "MS",
 	  "reset a connection that moved no byte either way for this long; 0: none (default 300000)" },
-	{ "drain-timeout", U64(drain_timeout_ms, 0, 3600000), "MS",
+	{ "drain-timeout", U64(drain_timeout_ms, 0, 3600000), RELOADS, "MS",
 	  "on SIGTERM/SIGINT, how long open connections may go on before they are reset; 0 resets at once "
 	  "(default 20000)" },
-	{ "max-conns", U64(max_conns, 1, 1000000), "N", "concurrent connections; more are refused (default 16384)" },
-	{ "buffers", U64(buffers, 16, 32768), "N", "receive buffers in the ring, a power of two (default 256)",
+	{ "max-conns", U64(max_conns, 1, 1000000), RESTART_UNNAMED, "N",
+	  "concurrent connections; more are refused (default 16384)" },
+	{ "buffers", U64(buffers, 16, 32768), RESTART, "N", "receive buffers in the ring, a power of two (default 256)",
 	  check_pow2 },
-	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), "BYTES", "bytes per receive buffer (default 16K)" },
-	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30),
+	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), RESTART, "BYTES", "bytes per receive buffer (default 16K)" },
+	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30), RESTART,
 	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
-	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), "BYTES", "largest handshake message (default 64K)" },
-	{ "max-pending", SIZE(max_pending, 65536, 1ull << 32),
+	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), RELOADS, "BYTES",
+	  "largest handshake message (default 64K)" },
+	{ "max-pending", SIZE(max_pending, 65536, 1ull << 32), RELOADS,
 	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 16M)" },
-	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40),
+	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40), RESTART,
 	  "BYTES", "the same over all connections together (default 256M)" },
-	{ "session-cache", STR(session_cache_arg), "N|redis://HOST[:PORT][/DB]",
+	{ "session-cache", STR(session_cache_arg), RESTART, "N|redis://HOST[:PORT][/DB]",
 	  "sessions (IDs and tickets) kept to decrypt resumed handshakes, 0 turns it off (default 20000); or a Redis "
 	  "shared by several proxies (with a local cache of 20000 in front; needs --session-key)",
 	  check_session_cache },
-	{ "session-key", STR(session_key), "FILE",
+	{ "session-key", STR(session_key), RESTART, "FILE",
 	  "the 256-bit key (64 hex digits) that seals sessions in Redis; the same on every node" },
-	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), "SEC",
+	{ "session-lifetime", U64(session_lifetime_s, 1, 86400), RESTART, "SEC",
 	  "how long a cached session is kept (default 7200)" },
-	{ "workers", U64(workers, 1, 64), "N|auto",
+	{ "workers", U64(workers, 1, 64), RESTART, "N|auto",
 	  "io_uring loops (threads) per virtual server, each with its own listener on the same port "
 	  "(SO_REUSEPORT), ring and engine, sharing the session cache; auto: one per core (default 1)", NULL,
 	  online_cores },
@@ -589,20 +604,26 @@ void pxy_config_print_shared(FILE *out, const struct pxy_config *c)
 	print_opts(out, c, 1);
 }
 
+/* An option's value as text (numbers written into buf); NULL when it is not set. */
+static const char *opt_text(const struct pxy_config *c, const struct opt_def *o, char *buf, size_t n)
+{
+	if (o->kind == K_STR)
+		return *(char *const *)((const char *)c + o->off);
+	snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)((const char *)c + o->off));
+	return buf;
+}
+
 /* every option (which < 0), only the process-wide ones (1), or all but those (0) */
 static void print_opts(FILE *out, const struct pxy_config *c, int which)
 {
 	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
 		const struct opt_def *o = &opts[i];
 		char val[32], from[600];
-		const char *v = val;
+		const char *v;
 
 		if (which >= 0 && process_wide(o->name) != which)
 			continue;
-		if (o->kind == K_STR)
-			v = *(char *const *)((const char *)c + o->off);
-		else
-			snprintf(val, sizeof(val), "%llu", (unsigned long long)*(const uint64_t *)((const char *)c + o->off));
+		v = opt_text(c, o, val, sizeof(val));
 		if (c->lines[i] > 0)
 			snprintf(from, sizeof(from), "%s:%d", c->config_file, c->lines[i]);
 		else
@@ -612,6 +633,23 @@ static void print_opts(FILE *out, const struct pxy_config *c, int which)
 			fprintf(out, "%-18s = %-30s ; %s\n", o->name, v, from);
 		else
 			fprintf(out, "; %-16s   (not set)\n", o->name);
+	}
+}
+
+void pxy_config_restart_only_diff(const struct pxy_config *old, const struct pxy_config *new,
+				  void (*changed)(const char *name, const char *was, const char *now))
+{
+	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
+		const struct opt_def *o = &opts[i];
+		char bo[32], bn[32];
+		const char *so, *sn;
+
+		if (o->reload != RESTART)
+			continue;
+		so = opt_text(old, o, bo, sizeof(bo));
+		sn = opt_text(new, o, bn, sizeof(bn));
+		if ((so || sn) && (!so || !sn || strcmp(so, sn)))
+			changed(o->name, so ? so : "unset", sn ? sn : "unset");
 	}
 }
 

@@ -90,4 +90,13 @@ void pxy_config_print(FILE *out, const struct pxy_config *c);
 void pxy_config_print_shared(FILE *out, const struct pxy_config *c);
 void pxy_config_usage(FILE *out);
 
+/**
+ * A reload from old to new: changed(name, was, now) for each setting that
+ * only a restart changes whose value differs (values as text, "unset" when
+ * not set), in the order of --help. --max-conns is not named: a reload keeps
+ * it without a word.
+ */
+void pxy_config_restart_only_diff(const struct pxy_config *old, const struct pxy_config *new,
+				  void (*changed)(const char *name, const char *was, const char *now));
+
 #endif

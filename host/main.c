@@ -369,43 +369,10 @@ static int open_outputs(const struct pxy_config *cfg, int *keylog_fd, int *connl
 	return 0;
 }
 
-/* Settings only a restart changes: a reload that changes one says so and keeps the running value. */
-static void warn_restart_only(const struct pxy_config *old, const struct pxy_config *new)
+/* A setting only a restart changes: a reload that changes it says so and keeps the running value. */
+static void warn_restart_only(const char *name, const char *was, const char *now)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-		int str;
-	} fixed[] = {
-#define F_S(n, f) { n, offsetof(struct pxy_config, f), 1 }
-#define F_U(n, f) { n, offsetof(struct pxy_config, f), 0 }
-		F_S("listen", listen), F_S("metrics", metrics), F_S("engine", engine), F_S("xclbin", xclbin),
-		F_U("device", device), F_U("engine-batch", engine_batch), F_U("engine-timeout", engine_timeout_ms),
-		F_U("engine-threads", engine_threads), F_U("buffers", buffers), F_U("buffer-size", buffer_size),
-		F_U("workers", workers),
-		F_U("max-conns", max_conns), F_U("max-queue", max_queue), F_U("max-pending-total", max_pending_total),
-		F_S("session-cache", session_cache_arg), F_S("session-key", session_key),
-		F_U("session-lifetime", session_lifetime_s), F_S("pcap", pcap), F_S("pcap-tls", pcap_tls),
-		F_S("pcap-feed", pcap_feed), F_U("pcap-rotate", pcap_rotate),
-#undef F_S
-#undef F_U
-	};
-
-	for (size_t i = 0; i < PXY_ARRAY_LEN(fixed); i++) {
-		const char *po = (const char *)old + fixed[i].off, *pn = (const char *)new + fixed[i].off;
-
-		if (fixed[i].str) {
-			const char *so = *(char *const *)po, *sn = *(char *const *)pn;
-
-			if ((so || sn) && (!so || !sn || strcmp(so, sn)))
-				pxy_warn("reload: --%s changed (%s -> %s): that takes a restart; keeping %s", fixed[i].name,
-					 so ? so : "unset", sn ? sn : "unset", so ? so : "unset");
-		} else if (*(const uint64_t *)po != *(const uint64_t *)pn && strcmp(fixed[i].name, "max-conns")) {
-			pxy_warn("reload: --%s changed (%llu -> %llu): that takes a restart; keeping %llu", fixed[i].name,
-				 (unsigned long long)*(const uint64_t *)po, (unsigned long long)*(const uint64_t *)pn,
-				 (unsigned long long)*(const uint64_t *)po);
-		}
-	}
+	pxy_warn("reload: --%s changed (%s -> %s): that takes a restart; keeping %s", name, was, now, was);
 }
 
 /* reloads of several virtual servers, one at a time: the parser (getopt) is not reentrant */
@@ -457,7 +424,7 @@ static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 	if (idset_keys(a, set, err, sizeof(err)) < 0)
 		goto refuse;
 
-	warn_restart_only(&a->cfg, &ncfg);
+	pxy_config_restart_only_diff(&a->cfg, &ncfg, warn_restart_only);
 	if (!a->name && !ncfg.log && a->cfg.log)
 		pxy_warn("reload: --log removed: that takes a restart; still logging to %s", a->cfg.log);
 	apply_log_level(&ncfg);

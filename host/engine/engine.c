@@ -1,6 +1,7 @@
 #include "proxyssl/engine.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -11,11 +12,12 @@
 #include "engine/engines.h"
 #include "util/util.h"
 
+/* in the order pxy_engine_names lists them: auto, the default, first */
 static const struct pxy_engine_ops *const engines[] = {
+	&pxy_auto_engine_ops,
 	&pxy_cpu_engine_ops,
 	&pxy_emu_engine_ops,
 	&pxy_xrt_engine_ops,
-	&pxy_auto_engine_ops,
 };
 
 /*
@@ -81,9 +83,21 @@ const struct pxy_engine_ops *pxy_engine_find(const char *name)
 	return NULL;
 }
 
+/* The table's names, built at the first call: config checks call it from any loop's thread (at a reload). */
+static char engine_names[PXY_ARRAY_LEN(engines) * 16];
+static pthread_once_t engine_names_once = PTHREAD_ONCE_INIT;
+
+static void engine_names_build(void)
+{
+	for (size_t i = 0, n = 0; i < PXY_ARRAY_LEN(engines) && n < sizeof(engine_names); i++)
+		n += (size_t)snprintf(engine_names + n, sizeof(engine_names) - n, "%s%s", i ? " " : "",
+				      engines[i]->name);
+}
+
 const char *pxy_engine_names(void)
 {
-	return "auto cpu emu xrt";
+	pthread_once(&engine_names_once, engine_names_build);
+	return engine_names;
 }
 
 int pxy_engine_open(const char *name, const struct pxy_engine_params *p, struct pxy_engine **out)

@@ -53,10 +53,10 @@
 #include <openssl/rand.h>
 
 #include "device/dev.h"
-#include "device/kkey.h"
 #include "engine/cpu_crypto.h"
 #include "engine/emu_host.h"
 #include "engine/engines.h"
+#include "engine/kkey.h"
 #include "proxyssl/kernel_abi.h"
 #include "util/ct.h"
 #include "util/log.h"

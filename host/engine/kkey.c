@@ -1,4 +1,4 @@
-#include "device/kkey.h"
+#include "engine/kkey.h"
 
 #include <string.h>
 

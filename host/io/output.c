@@ -1,0 +1,408 @@
+#include "io/loop_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sink/pcap.h"
+#include "sink/sinks.h"
+#include "util/ct.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* ---- file sinks ----------------------------------------------------------- */
+
+static struct wfile *wfile_open(const char *path, int append)
+{
+	struct wfile *f = calloc(1, sizeof(*f));
+	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+
+	if (!f)
+		return NULL;
+	f->fd = open(path, flags, 0600);
+	if (f->fd < 0) {
+		pxy_warn("cannot open %s: %s", path, strerror(errno));
+		free(f);
+		return NULL;
+	}
+	f->refs = 1;
+	f->off = append ? UINT64_MAX : 0;
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	return f;
+}
+
+/* A file the caller opened (O_APPEND), written through the ring; the loop keeps its own descriptor. */
+struct wfile *out_wfile_adopt(int fd, const char *name)
+{
+	struct wfile *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->fd = dup(fd);
+	if (f->fd < 0) {
+		free(f);
+		return NULL;
+	}
+	f->refs = 1;
+	f->off = UINT64_MAX;
+	snprintf(f->path, sizeof(f->path), "%s", name);
+	return f;
+}
+
+void out_wfile_put(struct wfile *f)
+{
+	if (f && --f->refs == 0) {
+		close(f->fd);
+		free(f);
+	}
+}
+
+static void wreq_submit(struct pxy_loop *l, struct wreq *w)
+{
+	struct io_uring_sqe *sqe = loop_get_sqe(l);
+
+	io_uring_prep_write(sqe, w->f->fd, w->data + w->done, (unsigned)(w->len - w->done),
+			    w->off == UINT64_MAX ? (uint64_t)-1 : w->off + w->done);
+	io_uring_sqe_set_data64(sqe, UD_PTR_BIT | (uint64_t)(uintptr_t)w);
+}
+
+static void wfile_write(struct pxy_loop *l, struct wfile *f, const void *p, size_t n)
+{
+	struct wreq *w;
+
+	if (!f || f->failed || n == 0)
+		return;
+	w = malloc(sizeof(*w) + n);
+	if (!w) {
+		l->st.sink_write_errors++;
+		return;
+	}
+	w->f = f;
+	w->len = n;
+	w->done = 0;
+	w->off = f->off;
+	if (f->off != UINT64_MAX)
+		f->off += n;
+	memcpy(w->data, p, n);
+	f->refs++;
+	l->writes_inflight++;
+	wreq_submit(l, w);
+}
+
+void out_on_write(struct pxy_loop *l, struct wreq *w, int res)
+{
+	if (res > 0 && w->done + (size_t)res < w->len) {
+		w->done += (size_t)res; /* short write: continue from where it stopped */
+		wreq_submit(l, w);
+		return;
+	}
+	l->writes_inflight--;
+	if (res < 0) {
+		if (!w->f->failed)
+			pxy_warn("write to %s failed: %s; this sink stops", w->f->path, strerror(-res));
+		w->f->failed = 1;
+		l->st.sink_write_errors++;
+	} else {
+		l->st.sink_bytes += w->len;
+	}
+	out_wfile_put(w->f);
+	/* key log lines, secrets blocks and plaintext: nothing of them stays in freed memory */
+	pxy_wipe(w->data, w->len);
+	free(w);
+}
+
+/* ---- captures (pcapng) ------------------------------------------------------ */
+
+struct capture *out_capture_new(const char *path, uint64_t rotate, uint64_t *packets, uint64_t *rotated)
+{
+	struct capture *cp = calloc(1, sizeof(*cp));
+
+	if (!cp || !(cp->path = strdup(path))) {
+		free(cp);
+		return NULL;
+	}
+	cp->rotate = rotate;
+	cp->packets = packets;
+	cp->rotated = rotated;
+	return cp;
+}
+
+void out_capture_free(struct capture *cp)
+{
+	if (!cp)
+		return;
+	out_wfile_put(cp->f);
+	free(cp->path);
+	free(cp);
+}
+
+/* The pcapng block at p + o (its length, 0 past the last whole one); its type in *type. */
+static uint32_t pcap_block(const uint8_t *p, size_t n, size_t o, uint32_t *type)
+{
+	uint32_t len;
+
+	if (o + 8 > n)
+		return 0;
+	memcpy(type, p + o, 4);
+	memcpy(&len, p + o + 4, 4);
+	return len >= 12 && len <= n - o ? len : 0;
+}
+
+/* Append whole blocks; a new file (rotated, or the first) starts with its headers. */
+static void capture_write(struct pxy_loop *l, struct capture *cp, const uint8_t *p, size_t n)
+{
+	uint8_t head[64];
+	size_t hn;
+	uint32_t type;
+
+	if (!cp || !n)
+		return;
+	if (cp->f && cp->rotate && cp->written + n > cp->rotate && cp->written > 64) {
+		char to[600];
+
+		snprintf(to, sizeof(to), "%s.%u", cp->path, ++cp->rotations);
+		if (rename(cp->path, to) < 0)
+			pxy_warn("capture %s: cannot rotate to %s: %s", cp->path, to, strerror(errno));
+		out_wfile_put(cp->f); /* writes in flight finish into the renamed file */
+		cp->f = NULL;
+		(*cp->rotated)++;
+	}
+	if (!cp->f) {
+		cp->f = wfile_open(cp->path, 0);
+		if (!cp->f) {
+			l->st.sink_write_errors++;
+			return;
+		}
+		hn = pxy_pcap_header(head, sizeof(head));
+		wfile_write(l, cp->f, head, hn);
+		cp->written = hn;
+	}
+	wfile_write(l, cp->f, p, n);
+	cp->written += n;
+	for (size_t o = 0, len; (len = pcap_block(p, n, o, &type)); o += len)
+		if (type == 6) /* an Enhanced Packet Block */
+			(*cp->packets)++;
+}
+
+/*
+ * The live feed: whole packet blocks written to a FIFO without ever waiting.
+ * A block is under PIPE_BUF, so each write is all or nothing: when the reader
+ * lags, the pipe is full and the packet is dropped (counted). Without a
+ * reader, the FIFO is tried again once a second; a reader that leaves
+ * (EPIPE) is let go.
+ */
+static void feed_write(struct pxy_loop *l, const uint8_t *p, size_t n)
+{
+	size_t o = 0, len;
+	uint32_t type;
+
+	if (!l->cfg->pcap_feed || !n)
+		return;
+	if (l->feed_fd < 0) {
+		uint64_t now = pxy_now_ns();
+		uint8_t head[64];
+		size_t hn = pxy_pcap_header(head, sizeof(head));
+
+		if (now - l->feed_last_try < 1000000000ull)
+			goto drop;
+		l->feed_last_try = now;
+		l->feed_fd = open(l->cfg->pcap_feed, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (l->feed_fd < 0)
+			goto drop; /* ENXIO: no reader yet */
+		if (write(l->feed_fd, head, hn) != (ssize_t)hn) {
+			close(l->feed_fd);
+			l->feed_fd = -1;
+			goto drop;
+		}
+		l->st.feed_opens++;
+	}
+	for (; (len = pcap_block(p, n, o, &type)); o += len) {
+		ssize_t w = write(l->feed_fd, p + o, len);
+
+		if (w == (ssize_t)len) {
+			l->st.feed_packets++;
+		} else if (w < 0 && errno == EPIPE) {
+			close(l->feed_fd);
+			l->feed_fd = -1;
+			goto drop;
+		} else {
+			l->st.feed_dropped++;
+		}
+	}
+	return;
+drop:
+	/* this block and the rest */
+	for (; (len = pcap_block(p, n, o, &type)); o += len)
+		l->st.feed_dropped++;
+}
+
+/* n bytes of a connection as packets of its flow, to a capture (and the feed) */
+void out_capture_data(struct pxy_loop *l, struct conn *c, int tls, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct pxy_pcap_flow *f = tls ? &c->fl_ct : &c->fl_pt;
+	size_t cap = pxy_pcap_data_bound(n), m;
+	uint8_t *buf;
+
+	if (!f->family)
+		return; /* addresses of different families (or unknown): no flow */
+	buf = malloc(cap);
+	if (!buf) {
+		l->st.sink_write_errors++;
+		return;
+	}
+	m = pxy_pcap_data(f, d, p, n, pxy_unix_us(), buf, cap);
+	if (!tls) {
+		capture_write(l, l->cap_pt, buf, m);
+		feed_write(l, buf, m);
+	} else if (c->ct_through) {
+		capture_write(l, l->cap_ct, buf, m);
+	} else if (c->ct_hold_len + m <= (1u << 20)) {
+		uint8_t *nb = realloc(c->ct_hold, c->ct_hold_len + m);
+
+		if (nb) {
+			memcpy(nb + c->ct_hold_len, buf, m);
+			c->ct_hold = nb;
+			c->ct_hold_len += m;
+		} else {
+			l->st.sink_write_errors++;
+		}
+	} else {
+		/* no secret after 1 MiB: what is held goes out without it */
+		capture_write(l, l->cap_ct, c->ct_hold, c->ct_hold_len);
+		capture_write(l, l->cap_ct, buf, m);
+		free(c->ct_hold);
+		c->ct_hold = NULL;
+		c->ct_hold_len = 0;
+		c->ct_through = 1;
+	}
+	free(buf);
+}
+
+/* The TLS packets held so far go out (after the secret, when there is one). */
+static void capture_release(struct pxy_loop *l, struct conn *c)
+{
+	capture_write(l, l->cap_ct, c->ct_hold, c->ct_hold_len);
+	free(c->ct_hold);
+	c->ct_hold = NULL;
+	c->ct_hold_len = 0;
+	c->ct_through = 1;
+}
+
+/* The connection is over: both flows close with FINs. */
+static void capture_end(struct pxy_loop *l, struct conn *c)
+{
+	uint8_t buf[3 * 128];
+	size_t m;
+
+	if (l->cap_ct) {
+		capture_release(l, c);
+		m = pxy_pcap_fin(&c->fl_ct, pxy_unix_us(), buf, sizeof(buf));
+		capture_write(l, l->cap_ct, buf, m);
+	}
+	if (l->cap_pt || l->cfg->pcap_feed) {
+		m = pxy_pcap_fin(&c->fl_pt, pxy_unix_us(), buf, sizeof(buf));
+		capture_write(l, l->cap_pt, buf, m);
+		feed_write(l, buf, m);
+	}
+}
+
+/* tap hooks */
+void out_hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	struct conn *c = ctx;
+	struct pxy_loop *l = c->l;
+
+	if (l->cap_pt || l->cfg->pcap_feed)
+		out_capture_data(l, c, 0, d, p, n);
+	if (!l->plaintext_dir)
+		return;
+	if (!c->pf[d]) {
+		char path[512];
+
+		if (pxy_plaintext_path(path, sizeof(path), l->plaintext_dir, c->id, d) < 0)
+			return;
+		c->pf[d] = wfile_open(path, 0);
+		if (!c->pf[d]) {
+			l->st.sink_write_errors++;
+			return;
+		}
+	}
+	wfile_write(l, c->pf[d], p, n);
+}
+
+void out_hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
+{
+	struct conn *c = ctx;
+	char line[256];
+	size_t n = pxy_keylog_line(line, sizeof(line), cr, ms);
+
+	wfile_write(c->l, c->l->keylog, line, n);
+	if (c->l->cap_ct && n) {
+		/* the secret first, then the session's packets held until now */
+		uint8_t dsb[300];
+		size_t m = pxy_pcap_dsb(dsb, sizeof(dsb), line, n);
+
+		capture_write(c->l, c->l->cap_ct, dsb, m);
+		pxy_wipe(dsb, sizeof(dsb));
+		capture_release(c->l, c);
+	}
+	pxy_wipe(line, sizeof(line));
+}
+
+/* ---- the connection log ----------------------------------------------------- */
+
+static void conn_log(struct pxy_loop *l, struct conn *c)
+{
+	char client[64] = "?", server[64] = "?", line[1024];
+	struct pxy_conn_summary s;
+
+	pxy_addr_str((const struct sockaddr *)&c->peer, client, sizeof(client));
+	pxy_addr_str((const struct sockaddr *)&c->backend, server, sizeof(server));
+	memset(&s, 0, sizeof(s));
+	s.id = c->id;
+	s.vserver = l->name[0] ? l->name : NULL;
+	s.client = client;
+	s.server = server;
+	s.tap = pxy_tap_info(c->tap);
+	s.outcome = pxy_tap_outcome(c->tap, &s.reason);
+	s.bytes[0] = c->h[0].bytes;
+	s.bytes[1] = c->h[1].bytes;
+	s.duration_us = ((c->t_end ? c->t_end : pxy_now_ns()) - c->t_start) / 1000;
+	s.close = c->close_kind ? c->close_kind : "fin";
+	pxy_connlog_format(line, sizeof(line), &s);
+	pxy_info("%s", line);
+	l->outcomes[s.outcome & 3][s.reason < PXY_R__COUNT ? s.reason : 0]++;
+	pxy_hist_observe(&l->conn_duration, s.duration_us * 1000);
+	if (l->connlog) {
+		char json[2048];
+		size_t n;
+
+		s.start_unix_us = c->t_start_unix_us;
+		s.engine = l->cfg->engine_name;
+		n = pxy_connlog_json(json, sizeof(json), &s);
+		if (n)
+			wfile_write(l, l->connlog, json, n);
+		else
+			l->st.sink_write_errors++;
+	}
+}
+
+/* The tap has finished the connection's last jobs: log it and let it go. */
+void out_hook_done(void *ctx)
+{
+	struct conn *c = ctx;
+	struct pxy_loop *l = c->l;
+
+	conn_log(l, c);
+	capture_end(l, c);
+	conn_list_remove(&l->awaiting, c, AWAITING);
+	out_wfile_put(c->pf[0]);
+	out_wfile_put(c->pf[1]);
+	pxy_idset_put(c->idset);
+	l->finishing--;
+	free(c);
+}
+
