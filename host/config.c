@@ -39,6 +39,7 @@ struct opt_def {
 	const char *arg, *help;
 	opt_check check;
 	uint64_t (*auto_value)(void); /* the value "auto" stands for (NULL: no "auto") */
+	int keeps_auto; /* "auto" is kept as PXY_CONFIG_AUTO, for the start to decide */
 };
 
 /* --workers auto: one per online core */
@@ -153,8 +154,11 @@ static const struct opt_def opts[] = {
 	  "xrt/emu: most jobs per kernel launch; 0 fills to the kernel's limit, 64 RSA, 128 records (default 0)" },
 	{ "engine-timeout", U64(engine_timeout_ms, 100, 600000), RESTART, "MS",
 	  "xrt/emu: a kernel run longer than this is a card failure; work fails over to cpu (default 10000)" },
-	{ "engine-threads", U64(engine_threads, 0, 256), RESTART, "N",
-	  "engine worker threads (cpu; the software fallback of xrt/emu); 0 runs jobs inline (default 1)" },
+	{ "engine-threads", U64(engine_threads, 0, 256), RESTART, "N|auto",
+	  "threads the engine may use beside the io loops: cpu workers, or emu's compute units (one each) and "
+	  "software fallback; 0: jobs run on the io loop's thread (emu: kernels inline); auto: the cores not "
+	  "taken by io loops, less one, 0 on a machine with none to spare (default auto)",
+	  NULL, NULL, 1 },
 	{ "passthrough", STR(passthrough), RELOADS, "REASONS",
 	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
@@ -251,6 +255,10 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 		break;
 	case K_U64:
 	case K_SIZE:
+		if (o->keeps_auto && val && !strcmp(val, "auto")) {
+			*(uint64_t *)((char *)c + o->off) = PXY_CONFIG_AUTO;
+			return PXY_OK;
+		}
 		if (o->auto_value && val && !strcmp(val, "auto")) {
 			uint64_t v = o->auto_value();
 
@@ -428,7 +436,7 @@ static int load_file(struct pxy_config *c, const char *path, const char *want, c
 static void defaults(struct pxy_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->engine_threads = 1;
+	c->engine_threads = PXY_CONFIG_AUTO;
 	c->engine_timeout_ms = 10000;
 	c->connect_timeout_ms = 5000;
 	c->drain_timeout_ms = 20000;
@@ -607,9 +615,14 @@ void pxy_config_print_shared(FILE *out, const struct pxy_config *c)
 /* An option's value as text (numbers written into buf); NULL when it is not set. */
 static const char *opt_text(const struct pxy_config *c, const struct opt_def *o, char *buf, size_t n)
 {
+	uint64_t v;
+
 	if (o->kind == K_STR)
 		return *(char *const *)((const char *)c + o->off);
-	snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)((const char *)c + o->off));
+	v = *(const uint64_t *)((const char *)c + o->off);
+	if (o->keeps_auto && v == PXY_CONFIG_AUTO)
+		return "auto";
+	snprintf(buf, n, "%llu", (unsigned long long)v);
 	return buf;
 }
 

@@ -12,6 +12,8 @@
 #include <stdio.h>
 
 #define PXY_CONFIG_MAX_OPTS 64
+/* a number option set to "auto" that is decided later (--engine-threads: by the io loops the process runs) */
+#define PXY_CONFIG_AUTO UINT64_MAX
 #define PXY_MAX_VSERVERS 16
 
 struct pxy_config {
@@ -36,7 +38,7 @@ struct pxy_config {
 	char *log;
 	char *log_level;
 	char *config_file;
-	uint64_t engine_threads;
+	uint64_t engine_threads;  /* PXY_CONFIG_AUTO: decided at start from the cores and io loops */
 	uint64_t engine_batch;
 	uint64_t engine_timeout_ms;
 	uint64_t device;

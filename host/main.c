@@ -559,8 +559,33 @@ static int vservers_distinct(struct app *apps, int napps, char *err, size_t n)
 	return 0;
 }
 
+/*
+ * --engine-threads auto: the cores that the io loops do not take, less one
+ * for the kernel's network work and everything else on the machine. None to
+ * spare (2 cores, 1 loop; or --workers auto): 0, jobs run on the loops'
+ * own threads, which on such a machine beats handing every record to a
+ * thread that competes with the loop for the same cores.
+ */
+static unsigned engine_threads(const struct pxy_config *c, unsigned loops, int log)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n;
+
+	if (c->engine_threads != PXY_CONFIG_AUTO)
+		return (unsigned)c->engine_threads;
+	if (cores < 1)
+		cores = 1;
+	n = (unsigned long)cores > loops + 1u ? (unsigned)cores - loops - 1u : 0;
+	if (n > 64)
+		n = 64;
+	if (log)
+		pxy_info("engine threads auto: %u (%ld online cores, %u io loop%s%s)", n, cores, loops, loops > 1 ? "s" : "",
+			 n ? "" : ": none to spare, jobs run on the io loop's thread");
+	return n;
+}
+
 /* The engine, the keys in it, the outputs and the loop of one virtual server (its listener bound). */
-static int app_start(struct app *a, unsigned max_conns)
+static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 {
 	struct pxy_config *cfg = &a->cfg;
 	struct pxy_loop_cfg *lc = &a->lc;
@@ -577,7 +602,7 @@ static int app_start(struct app *a, unsigned max_conns)
 		return 2;
 	}
 	memset(&ep, 0, sizeof(ep));
-	ep.threads = (unsigned)cfg->engine_threads;
+	ep.threads = engine_threads(cfg, loops, a->worker == 0);
 	ep.max_jobs = 65536;
 	ep.batch = (unsigned)cfg->engine_batch;
 	ep.run_timeout_ms = (unsigned)cfg->engine_timeout_ms;
@@ -693,6 +718,7 @@ static void *loop_thread(void *arg)
 
 	pxy_log_set_tag(a->name);
 	a->status = pxy_loop_run(a->loop) < 0 ? 1 : 0;
+	pxy_tap_thread_end(); /* this thread's pools of record jobs and buffers */
 	if (write(a->done_fd, &one, sizeof(one)) < 0)
 		pxy_err_log("cannot tell the main thread that the loop ended: %s", strerror(errno));
 	return NULL;
@@ -993,7 +1019,7 @@ int main(int argc, char **argv)
 			a->ctl_w = p[1];
 		}
 		pxy_log_set_tag(a->name);
-		r = app_start(a, (unsigned)a->conns);
+		r = app_start(a, (unsigned)a->conns, (unsigned)napps);
 		pxy_log_set_tag(NULL);
 		if (r) {
 			status = r;
@@ -1020,6 +1046,7 @@ out:
 		app_free(&apps[i]);
 	for (int i = 0; i < napps; i++) /* once no loop uses them */
 		pxy_sessions_free(apps[i].own_sessions);
+	pxy_tap_thread_end();
 	if (done_fd >= 0)
 		close(done_fd);
 	pxy_config_free(&base);

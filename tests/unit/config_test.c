@@ -38,7 +38,7 @@ static void test_defaults_and_values(void **state)
 	(void)state;
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, NULL), PXY_OK);
 	assert_string_equal(c.listen, "127.0.0.1:1");
-	assert_int_equal(c.engine_threads, 1);
+	assert_true(c.engine_threads == PXY_CONFIG_AUTO); /* decided at start */
 	assert_int_equal(c.buffer_size, 16384);
 	assert_int_equal(c.max_queue, 256 * 1024);
 	assert_int_equal(c.buffers, 256);
@@ -87,6 +87,14 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err, "--max-queue"));
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "-1", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "257", NULL), PXY_E_USAGE);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "0", NULL), PXY_OK);
+	assert_int_equal(c.engine_threads, 0);
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--engine-threads", "auto", NULL), PXY_OK);
+	assert_true(c.engine_threads == PXY_CONFIG_AUTO);
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--log-level", "loud", NULL), PXY_E_USAGE);
 	pxy_config_free(&c);
