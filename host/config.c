@@ -196,7 +196,7 @@ static const struct opt_def opts[] = {
 	  "concurrent connections; more are refused (default 16384)" },
 	{ "buffers", U64(buffers, 16, 32768), RESTART, "N", "receive buffers in the ring, a power of two (default 256)",
 	  check_pow2 },
-	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), RESTART, "BYTES", "bytes per receive buffer (default 16K)" },
+	{ "buffer-size", SIZE(buffer_size, 1024, 1048576), RESTART, "BYTES", "bytes per receive buffer (default 64K)" },
 	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30), RESTART,
 	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
 	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), RELOADS, "BYTES",
@@ -444,7 +444,7 @@ static void defaults(struct pxy_config *c)
 	c->idle_timeout_ms = 300000;
 	c->max_conns = 16384;
 	c->buffers = 256;
-	c->buffer_size = 16384;
+	c->buffer_size = 65536;
 	c->max_queue = 256 * 1024;
 	c->max_handshake = 64 * 1024;
 	c->max_pending = 16 * 1024 * 1024;

@@ -39,7 +39,7 @@ static void test_defaults_and_values(void **state)
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, NULL), PXY_OK);
 	assert_string_equal(c.listen, "127.0.0.1:1");
 	assert_true(c.engine_threads == PXY_CONFIG_AUTO); /* decided at start */
-	assert_int_equal(c.buffer_size, 16384);
+	assert_int_equal(c.buffer_size, 65536);
 	assert_int_equal(c.max_queue, 256 * 1024);
 	assert_int_equal(c.buffers, 256);
 	assert_int_equal(c.max_pending, 16 * 1024 * 1024);
