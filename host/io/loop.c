@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sink/sinks.h"
@@ -449,6 +450,15 @@ int pxy_loop_run(struct pxy_loop *l)
 {
 	uint64_t stop_deadline = 0;
 
+	/* this thread is the ring's one submitter from now on (liburing 2.3 declares
+	 * io_uring_enable_rings but does not export it: the system call itself) */
+	if (l->ring_disabled) {
+		if (syscall(__NR_io_uring_register, l->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+			pxy_err_log("io_uring: cannot enable the ring: %s", strerror(errno));
+			return PXY_E_IO;
+		}
+		l->ring_disabled = 0;
+	}
 	conn_arm_accept(l);
 	if (l->metrics_fd >= 0)
 		mhttp_arm_accept(l);
@@ -597,15 +607,34 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 	l->nbufs = cfg->buffers;
 	l->buf_size = cfg->buffer_size;
 
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_CQSIZE;
-	p.cq_entries = 16384;
-	r = io_uring_queue_init_params(4096, &l->ring, &p);
+	/*
+	 * One thread submits and reaps (SINGLE_ISSUER), and completions' task
+	 * work runs when it waits, in a batch, rather than interrupting it
+	 * (DEFER_TASKRUN, Linux 6.1); the ring is enabled by the thread that
+	 * runs the loop (R_DISABLED until then). Older kernels: cooperative task
+	 * work (5.19), else plain.
+	 */
+	{
+		static const unsigned modes[] = {
+			IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+			IORING_SETUP_COOP_TASKRUN,
+			0,
+		};
+
+		for (size_t i = 0; i < PXY_ARRAY_LEN(modes); i++) {
+			memset(&p, 0, sizeof(p));
+			p.flags = IORING_SETUP_CQSIZE | modes[i];
+			p.cq_entries = 16384;
+			r = io_uring_queue_init_params(4096, &l->ring, &p);
+			if (r != -EINVAL)
+				break;
+		}
+		l->ring_disabled = r == 0 && (p.flags & IORING_SETUP_R_DISABLED);
+	}
 	if (r < 0) {
 		pxy_err_log("io_uring_queue_init: %s (is io_uring allowed on this system?)", strerror(-r));
 		if (!l->shared_cache)
-			if (!l->shared_cache)
-		pxy_sessions_free(l->tap_cfg.sessions);
+			pxy_sessions_free(l->tap_cfg.sessions);
 		pxy_idset_put(l->cur.idset);
 		free(l->plaintext_dir);
 		free(l);

@@ -156,6 +156,7 @@ struct mconn {
 
 struct pxy_loop {
 	struct io_uring ring;
+	uint8_t ring_disabled; /* created R_DISABLED: the loop's thread enables it */
 	const struct pxy_loop_cfg *cfg; /* = &cur */
 	struct pxy_loop_cfg cur;        /* what runs now (a reload changes it) */
 	char *plaintext_dir;            /* owned copy of cur.plaintext_dir */
