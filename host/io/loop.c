@@ -101,6 +101,7 @@ static void drain_engine(struct pxy_loop *l, int ack)
  * The turn is over: the engine launches what it has queued (a device engine
  * batches until here). A synchronous engine signals nothing: its jobs are
  * done when submit or flush returns, and what they complete may submit more.
+ * Then the files written this turn get their writes.
  */
 static void end_turn(struct pxy_loop *l)
 {
@@ -110,6 +111,8 @@ static void end_turn(struct pxy_loop *l)
 	if (e->flags & PXY_ENGINE_F_SYNC)
 		while (pxy_engine_complete(e))
 			pxy_engine_flush(e);
+	/* the plaintext, captures and logs of this turn: a write per idle file */
+	out_flush_writes(l);
 }
 
 static void arm_poll(struct pxy_loop *l, int fd, unsigned op)
@@ -785,6 +788,7 @@ void pxy_loop_free(struct pxy_loop *l)
 	}
 	if (l->ring.ring_fd > 0)
 		io_uring_queue_exit(&l->ring);
+	out_finish_pending(l);
 	if (l->listen_fd >= 0)
 		close(l->listen_fd);
 	if (l->metrics_fd >= 0)

@@ -70,17 +70,29 @@ static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)(ud >> 8); }
 /* ---- state ---------------------------------------------------------------- */
 
 /* A file the loop appends to (plaintext per connection and direction, key log). */
+struct wreq;
+
+/*
+ * A file the loop appends to (plaintext per connection and direction, key
+ * log, captures). One write per file is in flight; bytes that come meanwhile
+ * gather in one pending buffer, submitted when that write ends or at the end
+ * of the loop's turn: a bulk transfer's records reach the file in a few large
+ * writes, not one per record.
+ */
 struct wfile {
 	int fd;
-	unsigned refs;  /* owner + writes in flight */
+	unsigned refs;  /* owner + the write in flight + the pending buffer */
 	uint64_t off;   /* next offset; UINT64_MAX: append at the file position */
 	uint8_t failed;
+	uint8_t busy;   /* a write is in flight */
+	struct wreq *pend; /* bytes not yet submitted */
+	struct wfile *pend_prev, *pend_next; /* the loop's list of files with a pending buffer */
 	char path[512];
 };
 
 struct wreq {
 	struct wfile *f;
-	size_t len, done;
+	size_t len, done, cap;
 	uint64_t off;
 	uint8_t data[];
 };
@@ -190,7 +202,8 @@ struct pxy_loop {
 	struct wfile *connlog; /* --conn-log: JSON lines */
 	uint64_t next_id;
 	unsigned pid;
-	unsigned writes_inflight;
+	unsigned writes_inflight; /* file writes in flight or pending */
+	struct wfile *pending;    /* files with bytes not yet submitted */
 	unsigned finishing; /* closed connections whose taps still have jobs */
 	struct pxy_loop_stats st;
 	struct pxy_tap_counters tc;
@@ -240,6 +253,10 @@ void conn_rearm_starved(struct pxy_loop *l);
 struct wfile *out_wfile_adopt(int fd, const char *name);
 void out_wfile_put(struct wfile *f);
 void out_on_write(struct pxy_loop *l, struct wreq *w, int res);
+/** End of the loop's turn: every idle file's pending bytes go out in one write. */
+void out_flush_writes(struct pxy_loop *l);
+/** The loop is going (its ring closed): pending bytes are written synchronously, then wiped. */
+void out_finish_pending(struct pxy_loop *l);
 struct capture *out_capture_new(const char *path, uint64_t rotate, uint64_t *packets, uint64_t *rotated);
 void out_capture_free(struct capture *cp);
 void out_capture_data(struct pxy_loop *l, struct conn *c, int tls, enum pxy_dir d, const uint8_t *p, size_t n);

@@ -60,6 +60,8 @@ void out_wfile_put(struct wfile *f)
 	}
 }
 
+#define WBUF_MIN (64 * 1024) /* a pending buffer's first size; it doubles while a write is in flight */
+
 static void wreq_submit(struct pxy_loop *l, struct wreq *w)
 {
 	struct io_uring_sqe *sqe = loop_get_sqe(l);
@@ -69,49 +71,152 @@ static void wreq_submit(struct pxy_loop *l, struct wreq *w)
 	io_uring_sqe_set_data64(sqe, UD_PTR_BIT | (uint64_t)(uintptr_t)w);
 }
 
+/* key log lines, secrets blocks and plaintext: nothing of them stays in freed memory */
+static void wreq_free(struct wreq *w)
+{
+	pxy_wipe(w->data, w->len);
+	free(w);
+}
+
+static void pend_unlink(struct pxy_loop *l, struct wfile *f)
+{
+	if (f->pend_prev)
+		f->pend_prev->pend_next = f->pend_next;
+	else
+		l->pending = f->pend_next;
+	if (f->pend_next)
+		f->pend_next->pend_prev = f->pend_prev;
+	f->pend_prev = f->pend_next = NULL;
+}
+
+/* The pending buffer becomes the write in flight. */
+static void wfile_submit(struct pxy_loop *l, struct wfile *f)
+{
+	struct wreq *w = f->pend;
+
+	if (!w || f->busy)
+		return;
+	f->pend = NULL;
+	pend_unlink(l, f);
+	f->busy = 1;
+	wreq_submit(l, w);
+}
+
+/* A pending buffer that will never be written (the sink failed, or the loop is going). */
+static void pend_drop(struct pxy_loop *l, struct wfile *f)
+{
+	struct wreq *w = f->pend;
+
+	if (!w)
+		return;
+	f->pend = NULL;
+	pend_unlink(l, f);
+	l->writes_inflight--;
+	wreq_free(w);
+	out_wfile_put(f);
+}
+
 static void wfile_write(struct pxy_loop *l, struct wfile *f, const void *p, size_t n)
 {
 	struct wreq *w;
 
 	if (!f || f->failed || n == 0)
 		return;
-	w = malloc(sizeof(*w) + n);
-	if (!w) {
-		l->st.sink_write_errors++;
-		return;
+	w = f->pend;
+	if (w && w->len + n > w->cap) {
+		/* grow by copying: realloc would leave the old bytes in freed memory */
+		size_t cap = 2 * w->cap > w->len + n ? 2 * w->cap : w->len + n;
+		struct wreq *g = malloc(sizeof(*g) + cap);
+
+		if (!g) {
+			l->st.sink_write_errors++;
+			return;
+		}
+		*g = *w;
+		g->cap = cap;
+		memcpy(g->data, w->data, w->len);
+		wreq_free(w);
+		f->pend = w = g;
 	}
-	w->f = f;
-	w->len = n;
-	w->done = 0;
-	w->off = f->off;
+	if (!w) {
+		size_t cap = n > WBUF_MIN ? n : WBUF_MIN;
+
+		w = malloc(sizeof(*w) + cap);
+		if (!w) {
+			l->st.sink_write_errors++;
+			return;
+		}
+		w->f = f;
+		w->len = w->done = 0;
+		w->cap = cap;
+		w->off = f->off;
+		f->pend = w;
+		f->refs++;
+		l->writes_inflight++;
+		f->pend_prev = NULL;
+		f->pend_next = l->pending;
+		if (l->pending)
+			l->pending->pend_prev = f;
+		l->pending = f;
+	}
+	memcpy(w->data + w->len, p, n);
+	w->len += n;
 	if (f->off != UINT64_MAX)
 		f->off += n;
-	memcpy(w->data, p, n);
-	f->refs++;
-	l->writes_inflight++;
-	wreq_submit(l, w);
+}
+
+void out_flush_writes(struct pxy_loop *l)
+{
+	struct wfile *f = l->pending, *next;
+
+	for (; f; f = next) {
+		next = f->pend_next;
+		wfile_submit(l, f); /* a busy file's pending buffer goes when its write ends */
+	}
+}
+
+void out_finish_pending(struct pxy_loop *l)
+{
+	while (l->pending) {
+		struct wfile *f = l->pending;
+		struct wreq *w = f->pend;
+
+		/* the ring is gone: a file with no write in flight gets its last bytes now */
+		for (size_t done = 0; !f->failed && !f->busy && done < w->len;) {
+			ssize_t r = w->off == UINT64_MAX ? write(f->fd, w->data + done, w->len - done)
+							 : pwrite(f->fd, w->data + done, w->len - done, (off_t)(w->off + done));
+
+			if (r <= 0)
+				break;
+			done += (size_t)r;
+		}
+		pend_drop(l, f);
+	}
 }
 
 void out_on_write(struct pxy_loop *l, struct wreq *w, int res)
 {
+	struct wfile *f = w->f;
+
 	if (res > 0 && w->done + (size_t)res < w->len) {
 		w->done += (size_t)res; /* short write: continue from where it stopped */
 		wreq_submit(l, w);
 		return;
 	}
 	l->writes_inflight--;
+	f->busy = 0;
 	if (res < 0) {
-		if (!w->f->failed)
-			pxy_warn("write to %s failed: %s; this sink stops", w->f->path, strerror(-res));
-		w->f->failed = 1;
+		if (!f->failed)
+			pxy_warn("write to %s failed: %s; this sink stops", f->path, strerror(-res));
+		f->failed = 1;
 		l->st.sink_write_errors++;
+		pend_drop(l, f);
 	} else {
 		l->st.sink_bytes += w->len;
+		wfile_submit(l, f); /* what came in the meantime */
 	}
-	out_wfile_put(w->f);
-	/* key log lines, secrets blocks and plaintext: nothing of them stays in freed memory */
-	pxy_wipe(w->data, w->len);
-	free(w);
+	wreq_free(w);
+	out_wfile_put(f);
 }
 
 /* ---- captures (pcapng) ------------------------------------------------------ */
