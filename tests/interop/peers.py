@@ -8,6 +8,7 @@ the TCP side (half-close, reset, exact bytes) stays under our control.
   listen-port  --pgid PID              port of the first 127.0.0.1 listener of a process group
   feed FILE --until PATH:SIZE ...      copy FILE to stdout, then wait until every PATH has SIZE bytes
   hello-client --port P ...            send a real ClientHello, record what comes back and how it ends
+  lines-client --port P --version V .. s_client -quiet's stdin/stdout exchange, without its lost input
   relay --to PORT ...                  TCP relay that records, per connection, the proxy side
   tls-server --cert C --key K ...      threaded TLS server; the SNI name picks the scenario
   tls-client --port P --sni NAME ...   TLS client running the scenario NAME (<scenario>.<tag>)
@@ -336,6 +337,59 @@ def cmd_hello_client(a):
         tls_error = str(e.reason or e)
     print(json.dumps({"hello": hello.hex(), "received": bytes(got).hex(), "end": end,
                       "tls_error": tls_error, "seconds": round(time.monotonic() - t0, 3)}))
+
+
+# ---- lines-client ----------------------------------------------------------------
+
+def cmd_lines_client(a):
+    """An interactive TLS client like `openssl s_client -quiet`: stdin goes to
+    the server, what the server sends to stdout, and stdin's end closes the
+    connection (close_notify, then FIN). Unlike s_client it never drops input
+    it read while a handshake (a renegotiation the server started) made a
+    write wait: the bytes stay queued until the write goes through."""
+    ctx = client_ctx(a.ciphers, False)
+    ver = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2}[a.version]
+    ctx.minimum_version = ctx.maximum_version = ver
+    if a.cert:
+        ctx.load_cert_chain(a.cert, a.key)
+    raw = socket.create_connection((HOST, a.port), timeout=a.timeout)
+    s = ctx.wrap_socket(raw, server_hostname=a.sni)
+    s.setblocking(False)
+    stdin, out = sys.stdin.buffer.raw, sys.stdout.buffer
+    pending, stdin_open = b"", True
+    deadline = time.monotonic() + a.timeout
+    while time.monotonic() < deadline:
+        rd = [s] + ([stdin] if stdin_open and not pending else [])
+        r, w, _ = select.select(rd, [s] if pending else [], [], 0.2 if s.pending() == 0 else 0)
+        if stdin in r:
+            d = os.read(stdin.fileno(), 16384)
+            if d:
+                pending += d
+            else:
+                stdin_open = False
+        if pending:
+            try:
+                pending = pending[s.send(pending):]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass  # a handshake is under way: the same bytes go again
+        try:
+            while True:
+                d = s.recv(1 << 16)
+                if not d:
+                    return  # the server closed
+                out.write(d)
+                out.flush()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        if not stdin_open and not pending:
+            break
+    s.setblocking(True)
+    s.settimeout(5)
+    try:
+        s.unwrap()  # close_notify
+    except (OSError, ssl.SSLError):
+        pass
+    s.close()
 
 
 # ---- relay -------------------------------------------------------------------
@@ -803,6 +857,16 @@ def main():
     q.add_argument("--no-hello", action="store_true", help="send nothing, only read")
     q.add_argument("--timeout", type=float, default=15)
     q.set_defaults(fn=cmd_hello_client)
+
+    q = sub.add_parser("lines-client")
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--sni", default=None)
+    q.add_argument("--version", choices=["1.0", "1.1", "1.2"], required=True)
+    q.add_argument("--ciphers", required=True)
+    q.add_argument("--cert", default="")
+    q.add_argument("--key", default="")
+    q.add_argument("--timeout", type=float, default=60)
+    q.set_defaults(fn=cmd_lines_client)
 
     q = sub.add_parser("relay")
     q.add_argument("--to", type=int, required=True)
