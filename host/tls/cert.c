@@ -1,6 +1,7 @@
 #include "tls/cert.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "tls/cursor.h"
 #include "util/ct.h"
 #include "util/util.h"
 
@@ -31,38 +33,150 @@ static void set_err(char *err, size_t n, const char *path, const char *msg)
 		snprintf(err, n, "%s: %s", path, msg);
 }
 
-static void fill_info(X509 *x, const uint8_t *der, size_t der_len, struct pxy_cert_info *ci)
+/* SHA-256 through one digest fetched once for the process (an implicit fetch per call takes locks). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
 {
-	const ASN1_INTEGER *sn;
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void pxy_cert_sha256(const uint8_t *der, size_t len, uint8_t out[32])
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!sha256_md || !EVP_Digest(der, len, out, NULL, sha256_md, NULL))
+		memset(out, 0, 32);
+}
+
+/* The serial number as OpenSSL prints it (upper-case hex), "?" when unparseable. */
+static void serial_hex(const ASN1_INTEGER *sn, char *out, size_t n)
+{
 	BIGNUM *bn = NULL;
 	char *hex = NULL;
 
-	memset(ci, 0, sizeof(*ci));
-	EVP_Digest(der, der_len, ci->sha256, NULL, EVP_sha256(), NULL);
-	strcpy(ci->serial, "?");
-	strcpy(ci->subject, "?");
-	if (!x)
-		return;
-	sn = X509_get0_serialNumber(x);
-	if (sn && (bn = ASN1_INTEGER_to_BN(sn, NULL)) && (hex = BN_bn2hex(bn))) {
-		snprintf(ci->serial, sizeof(ci->serial), "%s", hex);
-	}
+	if (sn && (bn = ASN1_INTEGER_to_BN(sn, NULL)) && (hex = BN_bn2hex(bn)))
+		snprintf(out, n, "%s", hex);
+	else
+		snprintf(out, n, "?");
 	OPENSSL_free(hex);
 	BN_free(bn);
-	X509_NAME_oneline(X509_get_subject_name(x), ci->subject, (int)sizeof(ci->subject));
-	/* subjects go into log lines: keep them printable */
-	for (char *p = ci->subject; *p; p++)
+}
+
+/* The subject on one line for log lines: printable, no spaces. */
+static void subject_line(const X509_NAME *name, char *out, size_t n)
+{
+	if (!name || !X509_NAME_oneline(name, out, (int)n))
+		snprintf(out, n, "?");
+	for (char *p = out; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || *p == ' ')
 			*p = (*p == ' ') ? '_' : '?';
 }
 
+static void fill_info(X509 *x, const uint8_t *der, size_t der_len, struct pxy_cert_info *ci)
+{
+	memset(ci, 0, sizeof(*ci));
+	pxy_cert_sha256(der, der_len, ci->sha256);
+	serial_hex(x ? X509_get0_serialNumber(x) : NULL, ci->serial, sizeof(ci->serial));
+	subject_line(x ? X509_get_subject_name(x) : NULL, ci->subject, sizeof(ci->subject));
+}
+
+/*
+ * One DER TLV (X.690 §8.1): its tag, and its content as a sub-cursor; *tlv and
+ * *tlv_len cover the whole element. Single-byte tags, definite lengths of up
+ * to three bytes (a certificate is under 16 MiB).
+ */
+static int der_tlv(struct pxy_cur *c, uint8_t *tag, struct pxy_cur *content, const uint8_t **tlv, size_t *tlv_len)
+{
+	struct pxy_cur save = *c;
+	uint8_t b;
+	size_t len = 0;
+
+	*tlv = c->p;
+	if (pxy_cur_u8(c, tag) < 0 || (*tag & 0x1f) == 0x1f || pxy_cur_u8(c, &b) < 0)
+		goto bad;
+	if (b & 0x80) {
+		unsigned nb = b & 0x7f;
+
+		if (nb == 0 || nb > 3)
+			goto bad;
+		for (unsigned i = 0; i < nb; i++) {
+			if (pxy_cur_u8(c, &b) < 0)
+				goto bad;
+			len = len << 8 | b;
+		}
+	} else {
+		len = b;
+	}
+	if (pxy_cur_sub(c, len, content) < 0)
+		goto bad;
+	*tlv_len = (size_t)(c->p - *tlv);
+	return PXY_OK;
+bad:
+	*c = save;
+	return PXY_E_DECODE;
+}
+
+/*
+ * Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+ * serialNumber INTEGER, signature, issuer, validity, subject Name, ... }, ... }
+ * (RFC 5280 §4.1): the serial number and the subject, read in place. OpenSSL's
+ * d2i_X509 would also decode the public key through its provider decoders,
+ * which costs more than the rest of a handshake's parsing together.
+ */
+static int tbs_fields(const uint8_t *der, size_t len, const uint8_t **serial, size_t *serial_len,
+		      const uint8_t **subject, size_t *subject_len)
+{
+	struct pxy_cur c = pxy_cur_make(der, len), cert, tbs, skip;
+	const uint8_t *tlv;
+	size_t tlv_len;
+	uint8_t tag;
+
+	PXY_TRY(der_tlv(&c, &tag, &cert, &tlv, &tlv_len));
+	if (tag != 0x30)
+		return PXY_E_DECODE;
+	PXY_TRY(der_tlv(&cert, &tag, &tbs, &tlv, &tlv_len));
+	if (tag != 0x30)
+		return PXY_E_DECODE;
+	PXY_TRY(der_tlv(&tbs, &tag, &skip, &tlv, &tlv_len));
+	if (tag == 0xa0) /* the explicit version */
+		PXY_TRY(der_tlv(&tbs, &tag, &skip, &tlv, &tlv_len));
+	if (tag != 0x02)
+		return PXY_E_DECODE;
+	*serial = tlv;
+	*serial_len = tlv_len;
+	for (int i = 0; i < 3; i++) { /* signature, issuer, validity */
+		PXY_TRY(der_tlv(&tbs, &tag, &skip, &tlv, &tlv_len));
+		if (tag != 0x30)
+			return PXY_E_DECODE;
+	}
+	PXY_TRY(der_tlv(&tbs, &tag, &skip, &tlv, &tlv_len));
+	if (tag != 0x30)
+		return PXY_E_DECODE;
+	*subject = tlv;
+	*subject_len = tlv_len;
+	return PXY_OK;
+}
+
 void pxy_cert_describe(const uint8_t *der, size_t len, struct pxy_cert_info *out)
 {
-	const unsigned char *p = der;
-	X509 *x = d2i_X509(NULL, &p, (long)len);
+	const uint8_t *serial = NULL, *subject = NULL, *p;
+	size_t serial_len = 0, subject_len = 0;
+	ASN1_INTEGER *sn = NULL;
+	X509_NAME *name = NULL;
 
-	fill_info(x, der, len, out);
-	X509_free(x);
+	memset(out, 0, sizeof(*out));
+	pxy_cert_sha256(der, len, out->sha256);
+	if (tbs_fields(der, len, &serial, &serial_len, &subject, &subject_len) == PXY_OK) {
+		p = serial;
+		sn = d2i_ASN1_INTEGER(NULL, &p, (long)serial_len);
+		p = subject;
+		name = d2i_X509_NAME(NULL, &p, (long)subject_len);
+	}
+	serial_hex(sn, out->serial, sizeof(out->serial));
+	subject_line(name, out->subject, sizeof(out->subject));
+	ASN1_INTEGER_free(sn);
+	X509_NAME_free(name);
 	ERR_clear_error();
 }
 

@@ -79,6 +79,8 @@ int pxy_identity_names_host(const struct pxy_identity *id, const char *host);
 
 /** Fingerprint, serial and subject of a DER certificate received from a peer. */
 void pxy_cert_describe(const uint8_t *der, size_t len, struct pxy_cert_info *out);
+/** The SHA-256 of a certificate's DER (what identities are matched by). */
+void pxy_cert_sha256(const uint8_t *der, size_t len, uint8_t out[32]);
 
 /** "AB:CD:..." (96 bytes incl. NUL) */
 void pxy_cert_fp_str(const struct pxy_cert_info *ci, char out[96]);

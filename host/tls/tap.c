@@ -396,31 +396,36 @@ static int hs_expect(struct pxy_tap *t, enum pxy_dir d, unsigned msg)
 
 /* ---- the policy verdict -------------------------------------------------- */
 
-/* The configured identity whose certificate is this leaf, matched by SHA-256
- * (the received leaf's is in t->info.received). The SNI is a hint: the
- * identity whose certificate names that host is tried first, and when the
- * server sends something else it is the certificate the reject line names as
- * expected. All of it is public data: memcmp is fine. */
+/* The configured identity whose certificate is this leaf, matched by SHA-256.
+ * Then t->info.received is that identity's description (the same bytes), and
+ * the leaf is not parsed at all. Otherwise it is described from its DER for
+ * the reject line, and the SNI picks the certificate that line names as
+ * expected: the identity whose certificate names that host (SAN or CN). All
+ * of it is public data: memcmp is fine. */
 static const struct pxy_identity *find_identity(struct pxy_tap *t, const struct pxy_certificate *cert)
 {
 	const struct pxy_identity *ids = t->cfg.n_identities ? t->cfg.identities : t->cfg.identity;
 	size_t n = t->cfg.n_identities ? t->cfg.n_identities : (t->cfg.identity != NULL);
-	const struct pxy_identity *hint = NULL;
 
+	t->info.expected = NULL;
+	if (cert && cert->leaf) {
+		uint8_t sha[32];
+
+		pxy_cert_sha256(cert->leaf, cert->leaf_len, sha);
+		for (size_t i = 0; i < n; i++)
+			if (!memcmp(ids[i].info.sha256, sha, 32)) {
+				t->info.received = ids[i].info;
+				t->info.has_received_cert = 1;
+				t->info.expected = &ids[i].info;
+				return &ids[i];
+			}
+		pxy_cert_describe(cert->leaf, cert->leaf_len, &t->info.received);
+		t->info.has_received_cert = 1;
+	}
 	for (size_t i = 0; i < n && t->ch.sni[0]; i++)
 		if (pxy_identity_names_host(&ids[i], t->ch.sni)) {
-			hint = &ids[i];
-			break;
-		}
-	t->info.expected = hint ? &hint->info : NULL;
-	if (!cert || !cert->leaf || !t->info.has_received_cert)
-		return NULL;
-	if (hint && !memcmp(hint->info.sha256, t->info.received.sha256, 32))
-		return hint;
-	for (size_t i = 0; i < n; i++)
-		if (!memcmp(ids[i].info.sha256, t->info.received.sha256, 32)) {
 			t->info.expected = &ids[i].info;
-			return &ids[i];
+			break;
 		}
 	return NULL;
 }
@@ -434,10 +439,6 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
 	enum pxy_reason r = PXY_R_NONE;
 
-	if (cert && cert->leaf) {
-		pxy_cert_describe(cert->leaf, cert->leaf_len, &t->info.received);
-		t->info.has_received_cert = 1;
-	}
 	id = find_identity(t, cert);
 	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry)
 		r = PXY_R_TLS13;
