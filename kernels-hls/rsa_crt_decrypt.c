@@ -46,14 +46,17 @@ LIMBS_TO_BYTES:
 }
 
 /*
- * In the emulation library, the exponentiations of both halves may run on the
- * host's arithmetic (kernel_abi.h, struct pxy_k_emu_host): 1 if they did.
+ * In the emulation library, the exponentiations of both halves and the fault
+ * check's may run on the host's arithmetic (kernel_abi.h, struct
+ * pxy_k_emu_host): 1 if they did.
  */
 #ifdef PXYK_HAVE_HOST
 #define RSA_HOST_EXP2(mm, cx, ex, mod, np)                                                                \
 	(pxyk_host && pxyk_host->modexp2(mm[0], mm[1], cx[0], cx[1], ex[0], ex[1], mod[0], mod[1], np) == 0)
+#define RSA_HOST_EXP_PUB(x, m, e, n, nn) (pxyk_host && pxyk_host->modexp_pub(x, m, e, n, nn) == 0)
 #else
 #define RSA_HOST_EXP2(mm, cx, ex, mod, np) 0
+#define RSA_HOST_EXP_PUB(x, m, e, n, nn) 0
 #endif
 
 /*
@@ -133,15 +136,17 @@ LIMBS_TO_BYTES:
 		}                                                                                         \
                                                                                                           \
 		/* fault check: m^e mod n == c (e is public) */                                           \
-		bn##NN##_mont_mul(cm, m, key->rr_n, key->n, key->n0inv);                                  \
-		bn##NN##_mont_mul(x, key->rr_n, one_n, key->n, key->n0inv);                               \
-	FAULT_BITS_##NN:                                                                                  \
-		for (int b = 31; b >= 0; b--) {                                                           \
-			bn##NN##_mont_mul(x, x, x, key->n, key->n0inv);                                   \
-			if ((key->e >> b) & 1)                                                            \
-				bn##NN##_mont_mul(x, x, cm, key->n, key->n0inv);                          \
+		if (!RSA_HOST_EXP_PUB(x, m, key->e, key->n, NN)) {                                        \
+			bn##NN##_mont_mul(cm, m, key->rr_n, key->n, key->n0inv);                          \
+			bn##NN##_mont_mul(x, key->rr_n, one_n, key->n, key->n0inv);                       \
+		FAULT_BITS_##NN:                                                                          \
+			for (int b = 31; b >= 0; b--) {                                                   \
+				bn##NN##_mont_mul(x, x, x, key->n, key->n0inv);                           \
+				if ((key->e >> b) & 1)                                                    \
+					bn##NN##_mont_mul(x, x, cm, key->n, key->n0inv);                  \
+			}                                                                                 \
+			bn##NN##_mont_mul(x, x, one_n, key->n, key->n0inv);                               \
 		}                                                                                         \
-		bn##NN##_mont_mul(x, x, one_n, key->n, key->n0inv);                                       \
 		mask = pxyk_bn_eq(x, c, NN);                                                              \
 		return mask & *in_range;                                                                  \
 	}

@@ -24,13 +24,13 @@
 #include "util/ct.h"
 #include "util/util.h"
 
-#define MONT_CACHE 4 /* Montgomery contexts kept per thread: two halves of two keys */
+#define MONT_CACHE 6 /* Montgomery contexts kept per thread: p, q and n of two keys */
 
 struct mont_entry {
 	BN_MONT_CTX *mont;
 	uint64_t used; /* LRU stamp; 0: empty */
 	uint32_t nl;
-	uint64_t mod[PXY_K_P_LIMBS];
+	uint64_t mod[PXY_K_N_LIMBS]; /* a prime, or the modulus (the fault check's) */
 };
 
 struct host_tls {
@@ -212,6 +212,34 @@ out:
 	return r;
 }
 
+static int host_modexp_pub(uint64_t *r, const uint64_t *x, uint32_t e, const uint64_t *m, uint32_t nl)
+{
+	struct host_tls *t = tls_get();
+	BIGNUM *a, *p, *n, *o = NULL;
+	BN_MONT_CTX *mc;
+	int ret = -1;
+
+	if (!t || nl == 0 || nl > PXY_K_N_LIMBS)
+		return -1;
+	BN_CTX_start(t->bn);
+	a = limbs_bn(t->bn, x, nl);
+	n = limbs_bn(t->bn, m, nl);
+	p = BN_CTX_get(t->bn);
+	o = BN_CTX_get(t->bn);
+	/* all public: the modulus, the exponent, and m (checked against the ciphertext) */
+	if (!o || !a || !n || !BN_set_word(p, e) || !(mc = mont_for(t, n, m, nl)) ||
+	    !BN_mod_exp_mont(o, a, p, n, t->bn, mc) || BN_bn2lebinpad(o, (unsigned char *)r, (int)(nl * 8)) < 0)
+		goto out;
+	ret = 0;
+out:
+	/* m is the decrypted message: cleared with the rest */
+	BN_clear(a);
+	BN_clear(o);
+	BN_CTX_end(t->bn);
+	ERR_clear_error();
+	return ret;
+}
+
 static const struct pxy_k_emu_host host = {
 	.version = PXY_K_ABI_VERSION,
 	.gcm = host_gcm,
@@ -219,6 +247,7 @@ static const struct pxy_k_emu_host host = {
 	.hmac = host_hmac,
 	.hmac_ct = host_hmac_ct,
 	.modexp2 = host_modexp2,
+	.modexp_pub = host_modexp_pub,
 };
 
 const struct pxy_k_emu_host *pxy_emu_host(void)

@@ -148,7 +148,8 @@ struct pxy_k_rec_result {
  * implementations (OpenSSL: AES-NI, carry-less multiply, SHA extensions,
  * AVX-512 IFMA or MULX bignum code) of the kernels' heavy primitives. The
  * kernels then use those for AES-GCM, AES-CBC, HMAC (plain and the
- * constant-time MAC-then-encrypt form) and the two CRT exponentiations;
+ * constant-time MAC-then-encrypt form), the two CRT exponentiations and
+ * the fault check's re-encryption;
  * everything else runs as written (descriptor checks, record layouts,
  * padding and MAC checks, Garner, the fault check, PKCS#1 unpadding).
  * Unbound (NULL, or a library in the synthesis form), the kernels use their
@@ -179,6 +180,8 @@ struct pxy_k_emu_host {
 	/* r0 = x0^e0 mod m0 and r1 = x1^e1 mod m1 (x < m, m odd), nl limbs each */
 	int (*modexp2)(uint64_t *r0, uint64_t *r1, const uint64_t *x0, const uint64_t *x1, const uint64_t *e0,
 		       const uint64_t *e1, const uint64_t *m0, const uint64_t *m1, uint32_t nl);
+	/* r = x^e mod m with a public exponent (the fault check's re-encryption), nl limbs */
+	int (*modexp_pub)(uint64_t *r, const uint64_t *x, uint32_t e, const uint64_t *m, uint32_t nl);
 };
 
 /* ---- sizes, checked: the layouts are shared by C on both ends and by v++ -------- */
