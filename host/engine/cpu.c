@@ -8,12 +8,15 @@
  * the eventfd once; the io_uring loop, woken by that read, drains everything
  * with poll().
  *
- * With threads = 0 (PXY_ENGINE_F_SYNC) jobs run inside submit() on the
- * caller's thread and wait on the completion list for the caller's next
- * poll(): no thread hand-off, no eventfd. That is the fastest form when the
- * machine has no core to spare for crypto (every hand-off costs two context
- * switches); it holds the caller for the length of a job (a record: a few
- * microseconds; an RSA-2048 decryption: about 0.25 ms).
+ * With threads = 0 (PXY_ENGINE_F_SYNC) jobs queue up in submit() and run in
+ * flush(), on the caller's thread, then wait on the completion list for the
+ * caller's poll(): no thread hand-off, no eventfd. That is the fastest form
+ * when the machine has no core to spare for crypto (every hand-off costs two
+ * context switches). The io loop flushes at the end of its turn, after its
+ * sends have gone to the kernel, so a job never delays forwarding: a
+ * ClientKeyExchange reaches the server while its pre-master secret is being
+ * decrypted here (about 0.25 ms for RSA-2048), and a record is forwarded
+ * before it is decrypted.
  *
  * Keys: each thread's contexts keep the key schedules of the last few keys
  * (see cpu_crypto.c). A worker forgets them after FORGET_MS without work; the
@@ -267,36 +270,48 @@ static int cpu_submit(struct pxy_engine *base, struct pxy_job *j)
 	}
 	e->inflight++;
 	e->base.stats.inflight = e->inflight;
-	if (e->nthreads == 0) {
-		/* synchronous: ready for the caller's next poll(), no eventfd */
-		pthread_mutex_unlock(&e->mu);
-		run_job(e, e->inline_ctx, j);
-		e->last_job_ns = pxy_now_ns();
-		pthread_mutex_lock(&e->mu);
-		complete_locked(e, j, j);
-	} else {
-		if (e->q_tail)
-			e->q_tail->next = j;
-		else
-			e->q_head = j;
-		e->q_tail = j;
-		/* a busy worker takes the queue when it is done: wake only a waiting one */
-		if (e->idle)
-			pthread_cond_signal(&e->cv);
-	}
+	if (e->q_tail)
+		e->q_tail->next = j;
+	else
+		e->q_head = j;
+	e->q_tail = j;
+	/* a busy worker takes the queue when it is done: wake only a waiting one (synchronous: flush runs it) */
+	if (e->idle)
+		pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	return PXY_OK;
 }
 
-/* Synchronous: the loop's turn is over; after FORGET_MS without a job the keys go. */
+/*
+ * Synchronous: run what was queued, here, and leave it for poll() (nothing is
+ * signalled); after FORGET_MS without a job the keys go.
+ */
 static void cpu_flush(struct pxy_engine *base)
 {
 	struct cpu_engine *e = (struct cpu_engine *)base;
+	struct pxy_job *head, *tail = NULL;
 
-	if (e->nthreads || !e->last_job_ns || pxy_now_ns() - e->last_job_ns < FORGET_MS * 1000000ull)
+	if (e->nthreads)
 		return;
-	pxy_cpu_ctx_forget(e->inline_ctx);
-	e->last_job_ns = 0;
+	pthread_mutex_lock(&e->mu);
+	head = e->q_head;
+	e->q_head = e->q_tail = NULL;
+	pthread_mutex_unlock(&e->mu);
+	if (head) {
+		for (struct pxy_job *j = head; j; j = j->next) {
+			run_job(e, e->inline_ctx, j);
+			tail = j;
+		}
+		pthread_mutex_lock(&e->mu);
+		complete_locked(e, head, tail);
+		pthread_mutex_unlock(&e->mu);
+		e->last_job_ns = pxy_now_ns();
+		return;
+	}
+	if (e->last_job_ns && pxy_now_ns() - e->last_job_ns >= FORGET_MS * 1000000ull) {
+		pxy_cpu_ctx_forget(e->inline_ctx);
+		e->last_job_ns = 0;
+	}
 }
 
 static size_t cpu_poll(struct pxy_engine *base, struct pxy_job **out, size_t max)

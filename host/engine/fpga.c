@@ -24,8 +24,9 @@
  * Inline. With threads = 0 (a machine with no core to spare) the emulation
  * device runs without compute-unit threads: a launch executes the kernel
  * inside run_start(), on the caller's thread, and the engine is synchronous
- * (PXY_ENGINE_F_SYNC): its jobs are done when submit() or flush() returns and
- * nothing is signalled; its software fallback is the synchronous cpu engine.
+ * (PXY_ENGINE_F_SYNC): launches wait for flush(), its jobs are done when
+ * flush() returns and nothing is signalled; its software fallback is the
+ * synchronous cpu engine (which flush() runs too).
  * A run that took longer than run_timeout_ms is a card failure there too.
  *
  * Arithmetic. The emulation device lends the kernels the host's arithmetic
@@ -644,7 +645,8 @@ static int fpga_submit(struct pxy_engine *base, struct pxy_job *j)
 	else
 		e->kr[kind].q_head = j;
 	e->kr[kind].q_tail = j;
-	if (++e->kr[kind].qn >= e->kr[kind].batch)
+	/* inline runs wait for flush(): the caller's I/O goes out first */
+	if (++e->kr[kind].qn >= e->kr[kind].batch && !e->sync)
 		launch(e, kind);
 	return PXY_OK;
 }
@@ -657,6 +659,8 @@ static void fpga_flush(struct pxy_engine *base)
 		if (e->kr[k].q_head)
 			launch(e, k);
 	check_timeouts(e);
+	/* the software side (synchronous with inline runs: it runs what failed over, here) */
+	pxy_engine_flush(e->sw);
 	/* inline: the kernels ran on this thread; a while without runs and its contexts forget the keys */
 	if (e->sync && e->host_arith && e->last_run_ns && pxy_now_ns() - e->last_run_ns > 10000000ull) {
 		pxy_emu_host_idle();

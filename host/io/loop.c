@@ -107,6 +107,10 @@ static void end_turn(struct pxy_loop *l)
 {
 	struct pxy_engine *e = l->cfg->tap.engine;
 
+	/* a synchronous engine's work would hold up this turn's sends: they go first */
+	if ((e->flags & PXY_ENGINE_F_SYNC) && io_uring_sq_ready(&l->ring) &&
+	    __atomic_load_n(&e->stats.inflight, __ATOMIC_RELAXED))
+		io_uring_submit(&l->ring);
 	pxy_engine_flush(e);
 	if (e->flags & PXY_ENGINE_F_SYNC)
 		while (pxy_engine_complete(e))

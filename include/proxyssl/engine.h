@@ -16,10 +16,11 @@
  * collects needs not know who submitted what.
  *
  * A synchronous engine (PXY_ENGINE_F_SYNC: the cpu engine with no worker
- * threads) runs each job inside submit(); its jobs are ready for poll() when
- * submit() returns and it does not signal `event_fd` for them: the caller
- * collects after submitting (the io loop does after each batch of
- * completions). Everything else signals.
+ * threads, the emu engine running its kernels inline) runs its jobs on the
+ * caller's thread inside flush(); they are ready for poll() when flush()
+ * returns, and nothing is signalled on `event_fd`: the caller flushes and
+ * polls (the io loop does at the end of each turn, after its own I/O went
+ * out). Everything else signals.
  *
  * Every engine (cpu, emu, xrt) passes the same test suite.
  */
@@ -218,7 +219,7 @@ struct pxy_engine_ops {
 	void (*key_unload)(struct pxy_engine *e, uint32_t key_id);
 	/** Queue one job. PXY_E_BUSY when the engine is at max_jobs. */
 	int (*submit)(struct pxy_engine *e, struct pxy_job *job);
-	/** Start whatever was queued (device engines batch until here). May be NULL. */
+	/** Start whatever was queued (device engines batch until here; synchronous engines run it). May be NULL. */
 	void (*flush)(struct pxy_engine *e);
 	/** Collect up to max finished jobs; never blocks. */
 	size_t (*poll)(struct pxy_engine *e, struct pxy_job **out, size_t max);

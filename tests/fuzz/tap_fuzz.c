@@ -55,9 +55,12 @@ static void drain(void)
 	size_t n;
 
 	pxy_engine_ack(engine);
-	while ((n = pxy_engine_poll(engine, jobs, 32)) > 0)
+	pxy_engine_flush(engine); /* the synchronous engine runs its jobs here */
+	while ((n = pxy_engine_poll(engine, jobs, 32)) > 0) {
 		for (size_t i = 0; i < n; i++)
 			pxy_tap_job_done(jobs[i]);
+		pxy_engine_flush(engine);
+	}
 }
 
 static void report(struct pxy_tap *t, size_t size)

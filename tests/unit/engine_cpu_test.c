@@ -404,6 +404,10 @@ static void test_engine_threads_and_busy(void **state)
 		assert_int_equal(pxy_engine_submit(b, &x[3]), PXY_E_BUSY);
 		{
 			struct pxy_job *out[4];
+
+			/* synchronous: the jobs run in flush(), on this thread */
+			assert_int_equal(pxy_engine_poll(b, out, 4), 0);
+			pxy_engine_flush(b);
 			assert_int_equal(pxy_engine_poll(b, out, 4), 3);
 		}
 		assert_int_equal(pxy_engine_submit(b, &x[3]), PXY_OK);

@@ -132,10 +132,12 @@ size_t tu_drain(struct pxy_engine *e)
 	size_t n, total = 0;
 
 	pxy_engine_ack(e);
+	pxy_engine_flush(e); /* a synchronous engine runs its jobs here */
 	while ((n = pxy_engine_poll(e, jobs, 64)) > 0) {
 		for (size_t i = 0; i < n; i++)
 			pxy_tap_job_done(jobs[i]);
 		total += n;
+		pxy_engine_flush(e); /* what the completions submitted */
 	}
 	return total;
 }
