@@ -69,32 +69,45 @@ static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)(ud >> 8); }
 
 /* ---- state ---------------------------------------------------------------- */
 
-/* A file the loop appends to (plaintext per connection and direction, key log). */
-struct wreq;
-
 /*
  * A file the loop appends to (plaintext per connection and direction, key
- * log, captures). One write per file is in flight; bytes that come meanwhile
- * gather in one pending buffer, submitted when that write ends or at the end
- * of the loop's turn: a bulk transfer's records reach the file in a few large
- * writes, not one per record.
+ * log, captures). Bytes are copied into fixed-size chunks; one write per file
+ * is in flight (a writev of up to WCHUNKS_PER_WRITE chunks), and chunks
+ * filled meanwhile wait, submitted when that write ends or at the end of the
+ * loop's turn: a bulk transfer's records reach the file in a few large
+ * writes, not one per record, and nothing is copied twice.
  */
+#define WCHUNK (64 * 1024)
+#define WCHUNKS_PER_WRITE 16
+
+struct wchunk {
+	struct wchunk *next;
+	size_t len;
+	uint8_t data[WCHUNK];
+};
+
 struct wfile {
 	int fd;
-	unsigned refs;  /* owner + the write in flight + the pending buffer */
+	unsigned refs;  /* owner + the write in flight + pending chunks */
 	uint64_t off;   /* next offset; UINT64_MAX: append at the file position */
 	uint8_t failed;
 	uint8_t busy;   /* a write is in flight */
-	struct wreq *pend; /* bytes not yet submitted */
-	struct wfile *pend_prev, *pend_next; /* the loop's list of files with a pending buffer */
+	uint8_t bounded; /* plaintext or capture: its backlog is bounded (the logs are small) */
+	uint64_t backlog; /* bytes accepted and not yet written */
+	struct wchunk *pend_head, *pend_tail; /* bytes not yet submitted */
+	struct wfile *pend_prev, *pend_next;  /* the loop's list of files with pending chunks */
 	char path[512];
 };
 
+/* One write in flight: the chunks it covers, from file offset off. */
 struct wreq {
 	struct wfile *f;
-	size_t len, done, cap;
+	struct wchunk *chunks;
+	size_t len, done; /* what this submission covers, and how much of it is written */
+	size_t total;     /* the whole write, for the counters */
 	uint64_t off;
-	uint8_t data[];
+	unsigned niov;
+	struct iovec iov[WCHUNKS_PER_WRITE];
 };
 
 enum cstate { CS_CONNECTING, CS_OPEN, CS_CLOSING, CS_REJECTING, CS_RESETTING };
@@ -202,8 +215,11 @@ struct pxy_loop {
 	struct wfile *connlog; /* --conn-log: JSON lines */
 	uint64_t next_id;
 	unsigned pid;
-	unsigned writes_inflight; /* file writes in flight or pending */
+	unsigned writes_inflight; /* files with a write in flight or chunks pending */
 	struct wfile *pending;    /* files with bytes not yet submitted */
+	uint64_t sink_backlog;    /* bytes accepted by bounded files and not yet written */
+	struct wchunk *spare;     /* wiped chunks kept for reuse */
+	unsigned nspare;
 	unsigned finishing; /* closed connections whose taps still have jobs */
 	struct pxy_loop_stats st;
 	struct pxy_tap_counters tc;
@@ -255,7 +271,7 @@ void out_wfile_put(struct wfile *f);
 void out_on_write(struct pxy_loop *l, struct wreq *w, int res);
 /** End of the loop's turn: every idle file's pending bytes go out in one write. */
 void out_flush_writes(struct pxy_loop *l);
-/** The loop is going (its ring closed): pending bytes are written synchronously, then wiped. */
+/** The loop is going (its ring closed): pending bytes are written synchronously, then wiped; spare chunks freed. */
 void out_finish_pending(struct pxy_loop *l);
 struct capture *out_capture_new(const char *path, uint64_t rotate, uint64_t *packets, uint64_t *rotated);
 void out_capture_free(struct capture *cp);

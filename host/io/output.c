@@ -30,6 +30,7 @@ static struct wfile *wfile_open(const char *path, int append)
 	}
 	f->refs = 1;
 	f->off = append ? UINT64_MAX : 0;
+	f->bounded = 1;
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	return f;
 }
@@ -60,22 +61,70 @@ void out_wfile_put(struct wfile *f)
 	}
 }
 
-#define WBUF_MIN (64 * 1024) /* a pending buffer's first size; it doubles while a write is in flight */
+#define SPARE_CHUNKS 32 /* 2 MiB kept by the loop for reuse: no mmap and page faults per chunk */
+
+/* key log lines, secrets blocks and plaintext: nothing of them stays in memory that is reused or freed */
+static void chunk_put(struct pxy_loop *l, struct wchunk *c)
+{
+	pxy_wipe(c->data, c->len);
+	c->len = 0;
+	if (l->nspare < SPARE_CHUNKS) {
+		c->next = l->spare;
+		l->spare = c;
+		l->nspare++;
+		return;
+	}
+	free(c);
+}
+
+static struct wchunk *chunk_get(struct pxy_loop *l)
+{
+	struct wchunk *c = l->spare;
+
+	if (c) {
+		l->spare = c->next;
+		l->nspare--;
+	} else if (!(c = malloc(sizeof(*c)))) {
+		return NULL;
+	}
+	c->next = NULL;
+	c->len = 0;
+	return c;
+}
+
+static void chunks_put(struct pxy_loop *l, struct wchunk *c)
+{
+	while (c) {
+		struct wchunk *next = c->next;
+
+		chunk_put(l, c);
+		c = next;
+	}
+}
 
 static void wreq_submit(struct pxy_loop *l, struct wreq *w)
 {
-	struct io_uring_sqe *sqe = loop_get_sqe(l);
+	struct io_uring_sqe *sqe;
+	size_t skip = w->done;
+	unsigned i = 0;
 
-	io_uring_prep_write(sqe, w->f->fd, w->data + w->done, (unsigned)(w->len - w->done),
-			    w->off == UINT64_MAX ? (uint64_t)-1 : w->off + w->done);
+	/* after a short write, the iovecs are made to start where it stopped (before the SQE
+	 * takes them: the kernel reads them when it is submitted) */
+	while (i < w->niov && skip >= w->iov[i].iov_len)
+		skip -= w->iov[i++].iov_len;
+	if (i) {
+		memmove(w->iov, w->iov + i, (w->niov - i) * sizeof(w->iov[0]));
+		w->niov -= i;
+	}
+	w->iov[0].iov_base = (uint8_t *)w->iov[0].iov_base + skip;
+	w->iov[0].iov_len -= skip;
+	if (w->off != UINT64_MAX)
+		w->off += w->done;
+	w->len -= w->done;
+	w->done = 0;
+	sqe = loop_get_sqe(l);
+	io_uring_prep_writev(sqe, w->f->fd, w->iov, w->niov, w->off == UINT64_MAX ? (uint64_t)-1 : w->off);
 	io_uring_sqe_set_data64(sqe, UD_PTR_BIT | (uint64_t)(uintptr_t)w);
-}
-
-/* key log lines, secrets blocks and plaintext: nothing of them stays in freed memory */
-static void wreq_free(struct wreq *w)
-{
-	pxy_wipe(w->data, w->len);
-	free(w);
 }
 
 static void pend_unlink(struct pxy_loop *l, struct wfile *f)
@@ -89,68 +138,88 @@ static void pend_unlink(struct pxy_loop *l, struct wfile *f)
 	f->pend_prev = f->pend_next = NULL;
 }
 
-/* The pending buffer becomes the write in flight. */
+/* Up to WCHUNKS_PER_WRITE pending chunks become the write in flight. */
 static void wfile_submit(struct pxy_loop *l, struct wfile *f)
 {
-	struct wreq *w = f->pend;
+	struct wreq *w;
+	struct wchunk *c, *last = NULL;
 
-	if (!w || f->busy)
+	if (!f->pend_head || f->busy)
 		return;
-	f->pend = NULL;
-	pend_unlink(l, f);
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return; /* tried again at the end of the next turn */
+	w->f = f;
+	w->off = f->off == UINT64_MAX ? UINT64_MAX : f->off;
+	for (c = f->pend_head; c && w->niov < WCHUNKS_PER_WRITE; c = c->next) {
+		w->iov[w->niov].iov_base = c->data;
+		w->iov[w->niov++].iov_len = c->len;
+		w->len += c->len;
+		last = c;
+	}
+	w->chunks = f->pend_head;
+	f->pend_head = last->next;
+	last->next = NULL;
+	if (!f->pend_head) {
+		f->pend_tail = NULL;
+		pend_unlink(l, f);
+	}
+	if (f->off != UINT64_MAX)
+		f->off += w->len;
+	w->total = w->len;
 	f->busy = 1;
+	f->refs++;
+	l->writes_inflight++;
 	wreq_submit(l, w);
 }
 
-/* A pending buffer that will never be written (the sink failed, or the loop is going). */
+/* A file's bytes are written: they leave its backlog. */
+static void backlog_done(struct pxy_loop *l, struct wfile *f, uint64_t n)
+{
+	f->backlog -= n;
+	if (f->bounded)
+		l->sink_backlog -= n;
+}
+
+/* Pending chunks that will never be written (the sink failed, or the loop is going). */
 static void pend_drop(struct pxy_loop *l, struct wfile *f)
 {
-	struct wreq *w = f->pend;
-
-	if (!w)
+	if (!f->pend_head)
 		return;
-	f->pend = NULL;
+	for (struct wchunk *c = f->pend_head; c; c = c->next)
+		backlog_done(l, f, c->len);
+	chunks_put(l, f->pend_head);
+	f->pend_head = f->pend_tail = NULL;
 	pend_unlink(l, f);
 	l->writes_inflight--;
-	wreq_free(w);
 	out_wfile_put(f);
 }
 
 static void wfile_write(struct pxy_loop *l, struct wfile *f, const void *p, size_t n)
 {
-	struct wreq *w;
+	const uint8_t *src = p;
 
 	if (!f || f->failed || n == 0)
 		return;
-	w = f->pend;
-	if (w && w->len + n > w->cap) {
-		/* grow by copying: realloc would leave the old bytes in freed memory */
-		size_t cap = 2 * w->cap > w->len + n ? 2 * w->cap : w->len + n;
-		struct wreq *g = malloc(sizeof(*g) + cap);
-
-		if (!g) {
-			l->st.sink_write_errors++;
-			return;
-		}
-		*g = *w;
-		g->cap = cap;
-		memcpy(g->data, w->data, w->len);
-		wreq_free(w);
-		f->pend = w = g;
+	/*
+	 * A plaintext or capture file whose writes fall behind the traffic by more
+	 * than --max-pending (or all of them by --max-pending-total) stops, as
+	 * decryption stops taking records past those limits: forwarding never
+	 * waits, and memory stays bounded; the file holds a prefix of what was sent.
+	 */
+	if (f->bounded && (f->backlog + n > l->cfg->tap.max_pending ||
+			   (l->cfg->tap.max_pending_total && l->sink_backlog + n > l->cfg->tap.max_pending_total))) {
+		pxy_warn("%s: the writes fell %llu bytes behind (--max-pending %llu, --max-pending-total %llu): this "
+			 "file stops here",
+			 f->path, (unsigned long long)f->backlog, (unsigned long long)l->cfg->tap.max_pending,
+			 (unsigned long long)l->cfg->tap.max_pending_total);
+		f->failed = 1;
+		l->st.sink_write_errors++;
+		pend_drop(l, f);
+		return;
 	}
-	if (!w) {
-		size_t cap = n > WBUF_MIN ? n : WBUF_MIN;
-
-		w = malloc(sizeof(*w) + cap);
-		if (!w) {
-			l->st.sink_write_errors++;
-			return;
-		}
-		w->f = f;
-		w->len = w->done = 0;
-		w->cap = cap;
-		w->off = f->off;
-		f->pend = w;
+	if (!f->pend_head) {
+		/* the file's pending chunks hold a reference and count as a write until submitted */
 		f->refs++;
 		l->writes_inflight++;
 		f->pend_prev = NULL;
@@ -159,10 +228,36 @@ static void wfile_write(struct pxy_loop *l, struct wfile *f, const void *p, size
 			l->pending->pend_prev = f;
 		l->pending = f;
 	}
-	memcpy(w->data + w->len, p, n);
-	w->len += n;
-	if (f->off != UINT64_MAX)
-		f->off += n;
+	while (n) {
+		struct wchunk *c = f->pend_tail;
+		size_t take;
+
+		if (!c || c->len == WCHUNK) {
+			c = chunk_get(l);
+			if (!c) {
+				l->st.sink_write_errors++;
+				break;
+			}
+			if (f->pend_tail)
+				f->pend_tail->next = c;
+			else
+				f->pend_head = c;
+			f->pend_tail = c;
+		}
+		take = WCHUNK - c->len < n ? WCHUNK - c->len : n;
+		memcpy(c->data + c->len, src, take);
+		c->len += take;
+		src += take;
+		n -= take;
+		f->backlog += take;
+		if (f->bounded)
+			l->sink_backlog += take;
+	}
+	if (!f->pend_head) { /* nothing could be kept */
+		pend_unlink(l, f);
+		l->writes_inflight--;
+		out_wfile_put(f);
+	}
 }
 
 void out_flush_writes(struct pxy_loop *l)
@@ -171,7 +266,7 @@ void out_flush_writes(struct pxy_loop *l)
 
 	for (; f; f = next) {
 		next = f->pend_next;
-		wfile_submit(l, f); /* a busy file's pending buffer goes when its write ends */
+		wfile_submit(l, f); /* a busy file's chunks go when its write ends */
 	}
 }
 
@@ -179,19 +274,31 @@ void out_finish_pending(struct pxy_loop *l)
 {
 	while (l->pending) {
 		struct wfile *f = l->pending;
-		struct wreq *w = f->pend;
 
 		/* the ring is gone: a file with no write in flight gets its last bytes now */
-		for (size_t done = 0; !f->failed && !f->busy && done < w->len;) {
-			ssize_t r = w->off == UINT64_MAX ? write(f->fd, w->data + done, w->len - done)
-							 : pwrite(f->fd, w->data + done, w->len - done, (off_t)(w->off + done));
+		for (struct wchunk *c = f->pend_head; c && !f->failed && !f->busy; c = c->next) {
+			for (size_t done = 0; done < c->len;) {
+				ssize_t r = f->off == UINT64_MAX ? write(f->fd, c->data + done, c->len - done)
+								 : pwrite(f->fd, c->data + done, c->len - done, (off_t)f->off);
 
-			if (r <= 0)
-				break;
-			done += (size_t)r;
+				if (r <= 0) {
+					f->failed = 1;
+					break;
+				}
+				done += (size_t)r;
+				if (f->off != UINT64_MAX)
+					f->off += (uint64_t)r;
+			}
 		}
 		pend_drop(l, f);
 	}
+	while (l->spare) {
+		struct wchunk *c = l->spare;
+
+		l->spare = c->next;
+		free(c);
+	}
+	l->nspare = 0;
 }
 
 void out_on_write(struct pxy_loop *l, struct wreq *w, int res)
@@ -205,6 +312,7 @@ void out_on_write(struct pxy_loop *l, struct wreq *w, int res)
 	}
 	l->writes_inflight--;
 	f->busy = 0;
+	backlog_done(l, f, w->total);
 	if (res < 0) {
 		if (!f->failed)
 			pxy_warn("write to %s failed: %s; this sink stops", f->path, strerror(-res));
@@ -212,10 +320,11 @@ void out_on_write(struct pxy_loop *l, struct wreq *w, int res)
 		l->st.sink_write_errors++;
 		pend_drop(l, f);
 	} else {
-		l->st.sink_bytes += w->len;
+		l->st.sink_bytes += w->total;
 		wfile_submit(l, f); /* what came in the meantime */
 	}
-	wreq_free(w);
+	chunks_put(l, w->chunks);
+	free(w);
 	out_wfile_put(f);
 }
 
