@@ -44,6 +44,9 @@ struct pxy_dev_emu_opts {
 	void (*idle)(void);  /* called on a compute unit's thread after it has had no work for a while */
 	int inline_runs;     /* 1: no compute-unit threads; a run executes inside run_start() on the
 			      * caller's thread and its callback is called before run_start() returns */
+	int shared_memory;   /* 1: a buffer's device memory is its host memory and a sync moves
+			      * nothing, as a card's DMA costs the host no copy (0: kept apart and
+			      * copied on sync, so that a missing sync shows as wrong results) */
 };
 
 struct pxy_dev_provider {

@@ -9,6 +9,8 @@
  *
  * Buffers have host memory and separate device memory; only a sync moves
  * bytes between them, so a missing sync shows up as wrong results here too.
+ * With shared memory (emu_configure) the two are one and a sync moves nothing:
+ * what a card's DMA costs the host CPU, rather than what emulating it does.
  * Each compute unit is a worker thread taking runs from its kernel's queue;
  * a run goes NEW -> QUEUED -> RUNNING -> COMPLETED (or ERROR), and its
  * callback is invoked from the worker thread, as XRT invokes callbacks from
@@ -651,17 +653,22 @@ static void emu_kernel_close(void *kv)
 
 static void *emu_bo_alloc(void *dv, size_t size, int group)
 {
+	struct emu_dev *d = dv;
 	struct emu_bo *b = calloc(1, sizeof(*b));
 
-	(void)dv;
 	(void)group;
 	if (!b || size == 0)
 		goto fail;
 	b->size = size;
-	if (posix_memalign((void **)&b->host, 4096, size) || posix_memalign((void **)&b->device, 4096, size))
+	if (posix_memalign((void **)&b->host, 4096, size))
+		goto fail;
+	if (d->opts.shared_memory)
+		b->device = b->host;
+	else if (posix_memalign((void **)&b->device, 4096, size))
 		goto fail;
 	memset(b->host, 0, size);
-	memset(b->device, 0, size);
+	if (b->device != b->host)
+		memset(b->device, 0, size);
 	return b;
 fail:
 	if (b) {
@@ -682,6 +689,8 @@ static int emu_bo_sync(void *bv, int to_device, size_t size, size_t off)
 
 	if (off > b->size || size > b->size - off)
 		return -1;
+	if (b->device == b->host)
+		return 0; /* shared memory: nothing to move */
 	if (to_device)
 		memcpy(b->device + off, b->host + off, size);
 	else
@@ -697,9 +706,11 @@ static void emu_bo_free(void *bv)
 		return;
 	/* buffers held key material and plaintext */
 	explicit_bzero(b->host, b->size);
-	explicit_bzero(b->device, b->size);
+	if (b->device != b->host) {
+		explicit_bzero(b->device, b->size);
+		free(b->device);
+	}
 	free(b->host);
-	free(b->device);
 	free(b);
 }
 

@@ -34,6 +34,9 @@
  * control flow runs (descriptor checks, layouts, constant-time padding and
  * MAC checks, Garner, the fault check, unpadding) with the heavy primitives
  * at the host's speed. A library in the synthesis form takes none of it.
+ * Buffers share host and device memory, so a sync copies nothing, as DMA to
+ * a card costs the host no copy (PXY_EMU_SEPARATE_MEMORY=1 keeps them apart,
+ * copied on sync, so that a missing sync shows as wrong results).
  *
  * Failover. Inside each device engine runs a `cpu` engine signalling the same
  * eventfd. It takes the jobs the kernels do not implement (other key sizes,
@@ -1033,11 +1036,14 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 	if (dp->load_xclbin(e->dev, xclbin, e->uuid, why, why_len) < 0)
 		goto fail;
 	if (dp->emu_configure) {
-		const char *pure = getenv("PXY_EMU_PURE");
+		const char *pure = getenv("PXY_EMU_PURE"), *apart = getenv("PXY_EMU_SEPARATE_MEMORY");
 		struct pxy_dev_emu_opts eo = {
 			.host = pure && !strcmp(pure, "1") ? NULL : pxy_emu_host(),
 			.idle = pxy_emu_host_idle,
 			.inline_runs = e->sync,
+			/* a sync costs what a card's DMA costs the host (nothing); the tests
+			 * keep device memory apart so that a missing sync shows */
+			.shared_memory = !(apart && !strcmp(apart, "1")),
 		};
 		int r = dp->emu_configure(e->dev, &eo);
 
