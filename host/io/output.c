@@ -160,16 +160,19 @@ static void wfile_submit(struct pxy_loop *l, struct wfile *f)
 	w->chunks = f->pend_head;
 	f->pend_head = last->next;
 	last->next = NULL;
-	if (!f->pend_head) {
-		f->pend_tail = NULL;
-		pend_unlink(l, f);
-	}
 	if (f->off != UINT64_MAX)
 		f->off += w->len;
 	w->total = w->len;
 	f->busy = 1;
-	f->refs++;
-	l->writes_inflight++;
+	if (f->pend_head) {
+		/* chunks stay pending: the write takes a reference of its own */
+		f->refs++;
+		l->writes_inflight++;
+	} else {
+		/* the pending chunks' reference passes to the write */
+		f->pend_tail = NULL;
+		pend_unlink(l, f);
+	}
 	wreq_submit(l, w);
 }
 

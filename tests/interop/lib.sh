@@ -232,6 +232,16 @@ start_proxy() {
 	[ -n "$PX_PORT" ] && [ "$PX_PORT" != 0 ] || fail "cannot read the proxy port from $PX_LOG"
 }
 
+# fd_count PID: descriptors the process has open now
+fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+fds_back_to() { [ "$(fd_count "$1")" -le "$2" ]; }
+# wait_fds PID N [TIMEOUT]: once every connection has ended and its files are written,
+# the process holds no more descriptors than N (what it had before any connection)
+wait_fds() {
+	wait_for "${3:-10}" fds_back_to "$1" "$2" ||
+		fail "process $1 holds $(fd_count "$1") descriptors, $2 before its connections: $(ls -l "/proc/$1/fd" 2>/dev/null | tail -n 5)"
+}
+
 # conn_lines LOG: the per-connection lines
 conn_lines() { grep ' INFO conn id=' "$1"; }
 conn_count() { conn_lines "$1" | wc -l; }

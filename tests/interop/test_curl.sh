@@ -32,6 +32,7 @@ curl_tls() {
 bg www openssl s_server -accept 127.0.0.1:0 -cert "$T/srv.crt" -key "$T/srv.key" -www -no_tls1_3 -cipher "$ALL6"
 www_port=$(listen_port_of "$BG_PID") || fail "s_server -www did not listen"
 start_proxy px-www --backend "127.0.0.1:$www_port" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT"
+FD0=$(fd_count "$PX_PID")
 for suite in $SUITES; do
 	host=www-$(echo "$suite" | tr 'A-Z' 'a-z').test
 	curl_tls "$suite" -i --resolve "$host:$PX_PORT:127.0.0.1" -o "$T/$host.resp" "https://$host:$PX_PORT/" \
@@ -49,7 +50,8 @@ for suite in $SUITES; do
 done
 # A burst of short connections: s_server -www answers and closes at once, curl
 # closes as soon as it has the answer, so the connection often ends while the
-# engine still holds the last records. Each one's plaintext must be complete.
+# engine still holds the last records. Each one's plaintext must be complete,
+# and afterwards the proxy holds no more descriptors than before the first.
 BURST=30
 for i in $(seq 1 $BURST); do
 	host=burst-$i.test
@@ -68,8 +70,10 @@ for i in $(seq 1 $BURST); do
 	check_sink "$PT" "$CONN_ID" s2c "$T/$host.resp"
 done
 [ $lost = 0 ] || fail "$lost of $BURST short connections lost (part of) their s2c plaintext (decrypted_s2c short of the response)"
+# every connection's sockets and plaintext files are closed once it is over
+wait_fds "$PX_PID" "$FD0"
 stop_group "$PX_PID"
-say "curl -> s_server -www: 6 suites ok, and $BURST short connections complete"
+say "curl -> s_server -www: 6 suites ok, and $BURST short connections complete, no descriptor left open"
 
 # ---- 2. s_server -WWW (files) -------------------------------------------------------
 mkdir -p "$T/files"
