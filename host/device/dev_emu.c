@@ -47,6 +47,7 @@
 
 #include "device/axlf.h"
 #include "proxyssl/kernel_abi.h"
+#include "util/util.h"
 
 #define EMU_MAX_KERNELS 8
 #define EMU_MAX_ARGS 16
@@ -529,12 +530,7 @@ static void *cu_main(void *arg)
 			if (worked && k->dev->opts.idle) {
 				struct timespec ts;
 
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_nsec += IDLE_MS * 1000000L;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
+				pxy_deadline_ms(&ts, IDLE_MS);
 				if (pthread_cond_timedwait(&k->cv, &k->mu, &ts) == ETIMEDOUT && !k->q_head) {
 					pthread_mutex_unlock(&k->mu);
 					k->dev->opts.idle();
@@ -798,13 +794,7 @@ static int emu_run_wait(void *rv, unsigned timeout_ms)
 	struct timespec ts;
 	int state;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	pxy_deadline_ms(&ts, timeout_ms);
 	pthread_mutex_lock(&k->mu);
 	while (r->state == PXY_RUN_QUEUED || r->state == PXY_RUN_RUNNING)
 		if (pthread_cond_timedwait(&k->done, &k->mu, &ts) == ETIMEDOUT)

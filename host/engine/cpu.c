@@ -128,12 +128,7 @@ static void *worker_main(void *arg)
 				/* wait a little with the keys, then forget them and wait for good */
 				struct timespec ts;
 
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_nsec += FORGET_MS * 1000000L;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
+				pxy_deadline_ms(&ts, FORGET_MS);
 				if (pthread_cond_timedwait(&e->cv, &e->mu, &ts) == ETIMEDOUT && !e->q_head) {
 					pthread_mutex_unlock(&e->mu);
 					pxy_cpu_ctx_forget(ctx);

@@ -16,6 +16,9 @@ uint64_t pxy_now_ns(void);
 uint64_t pxy_unix_us(void);
 /** Wall-clock milliseconds since the epoch. */
 uint64_t pxy_wall_ms(void);
+struct timespec;
+/** *ts = now + ms on CLOCK_REALTIME (a deadline for pthread_cond_timedwait). */
+void pxy_deadline_ms(struct timespec *ts, unsigned ms);
 
 /** Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void pxy_hex(char *out, const uint8_t *p, size_t n);
