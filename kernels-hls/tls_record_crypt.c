@@ -138,28 +138,21 @@ static void gcm_seal(const uint8_t *key, int kl, const uint8_t nonce[12], const 
 
 /* ---- CBC with a raw key --------------------------------------------------------------- */
 
-static void cbc_decrypt(const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n)
+/* AES-CBC with a raw key (enc: encrypt): the host's when lent, else the kernel's bitsliced AES */
+static void cbc_crypt(int enc, const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out,
+		      uint32_t n)
 {
 	struct aes_key k;
 
 #ifdef PXYK_HAVE_HOST
-	if (pxyk_host && pxyk_host->cbc(0, key, (uint32_t)kl, iv, in, out, n) == 0)
+	if (pxyk_host && pxyk_host->cbc(enc, key, (uint32_t)kl, iv, in, out, n) == 0)
 		return;
 #endif
 	aes_expand(&k, key, kl);
-	aes_cbc_decrypt(&k, iv, in, out, n);
-}
-
-static void cbc_encrypt(const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n)
-{
-	struct aes_key k;
-
-#ifdef PXYK_HAVE_HOST
-	if (pxyk_host && pxyk_host->cbc(1, key, (uint32_t)kl, iv, in, out, n) == 0)
-		return;
-#endif
-	aes_expand(&k, key, kl);
-	aes_cbc_encrypt(&k, iv, in, out, n);
+	if (enc)
+		aes_cbc_encrypt(&k, iv, in, out, n);
+	else
+		aes_cbc_decrypt(&k, iv, in, out, n);
 }
 
 /* ---- CBC padding and MAC, constant time ------------------------------------------------ */
@@ -258,7 +251,7 @@ static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 		hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, frag, enc_len, calc);
 		good = ct_eq_bytes(calc, frag + enc_len, maclen);
 		ctlen = enc_len - explicit_iv;
-		cbc_decrypt(d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
+		cbc_crypt(0, d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
 		pad = out[ctlen - 1];
 		good &= ct_check_padding(out, ctlen, pad, 1);
 		r->out_len = (ctlen - pad - 1) & good;
@@ -268,7 +261,7 @@ static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uin
 		if (flen < explicit_iv + 16 || (flen - explicit_iv) % 16 || flen - explicit_iv < maclen + 1)
 			return;
 		ctlen = flen - explicit_iv;
-		cbc_decrypt(d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
+		cbc_crypt(0, d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
 		pad = out[ctlen - 1];
 		good = ct_check_padding(out, ctlen, pad, 1) & ~(uint32_t)pxyk_ltmask(ctlen, pad + 1 + maclen);
 		/* RFC 5246 §6.2.3.2: with a bad padding, compute the MAC as if there were none */
@@ -320,7 +313,7 @@ static void tls_seal(const struct pxy_k_rec_desc *d, const uint8_t *pt_rec, uint
 		pad = padded - m - 1;
 		for (uint32_t i = m; i < padded; i++)
 			body[i] = (uint8_t)pad;
-		cbc_encrypt(d->key, bulk_key_len(d->bulk), d->iv, body, body, padded);
+		cbc_crypt(1, d->key, bulk_key_len(d->bulk), d->iv, body, body, padded);
 		if (d->etm) {
 			mac_header(hdr, d->seq, pt_rec[0], pt_rec + 1, explicit_iv + padded);
 			hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, out + 5, explicit_iv + padded, body + padded);
@@ -389,7 +382,7 @@ static void rec_one(const struct pxy_k_rec_desc *d, const uint8_t *in, uint8_t *
 		{
 			uint32_t pad, good;
 
-			cbc_decrypt(d->key, kl, d->iv, src, dst, d->in_len);
+			cbc_crypt(0, d->key, kl, d->iv, src, dst, d->in_len);
 			pad = dst[d->in_len - 1];
 			good = ct_check_padding(dst, d->in_len, pad, 0);
 			for (uint32_t i = 0; i < d->in_len; i++)
