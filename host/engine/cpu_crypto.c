@@ -518,6 +518,7 @@ int pxy_cpu_record_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 	j->ok = 0;
 	j->pt_len = 0;
 	j->pt_off = PXY_TLS_HDR_LEN;
+	j->pt_ext = NULL; /* opened in place: the plaintext is in rec */
 	if (!j->keys || j->rec_len < PXY_TLS_HDR_LEN)
 		return PXY_E_STATE;
 	switch (j->keys->bulk) {

@@ -89,6 +89,8 @@ struct slot {
 	int abandoned; /* timed out: its jobs were rerun in software; ignore its end */
 	uint64_t start_ns;
 	int end_state; /* written by the callback before queueing the slot */
+	int out_lent;  /* its outputs hold plaintext lent to the caller (pt_ext): wiped at the next flush */
+	uint32_t out_len[PXY_K_REC_MAX_BATCH]; /* of each record, for that wipe */
 	struct slot *done_next;
 };
 
@@ -509,9 +511,16 @@ static int finish_rec(struct fpga_engine *e, struct slot *s, unsigned i, const s
 		if (j->type == PXY_JOB_RECORD_OPEN) {
 			rj->pt_off = PXY_TLS_HDR_LEN + explicit_len(rj->keys);
 			rj->pt_len = rj->ok ? n : 0;
+			rj->pt_ext = NULL;
 			if (rj->pt_off + rj->pt_len > rj->rec_len)
 				return PXY_E_ENGINE;
-			memcpy(rj->rec + rj->pt_off, out, rj->pt_len);
+			if (rj->pt_borrow && e->sync && rj->pt_len) {
+				/* the caller takes it before the next flush, which wipes it */
+				rj->pt_ext = out;
+				s->out_lent = 1;
+			} else {
+				memcpy(rj->rec + rj->pt_off, out, rj->pt_len);
+			}
 			__atomic_fetch_add(&e->base.stats.rec_open, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&e->base.stats.bytes_in, rj->rec_len, __ATOMIC_RELAXED);
 			if (!rj->ok)
@@ -544,9 +553,12 @@ static void scrub(struct fpga_engine *e, struct slot *s)
 		for (unsigned i = 0; i < s->n; i++) {
 			const struct pxy_k_rec_result *r = (const struct pxy_k_rec_result *)s->map[B_RES] + i;
 
-			pxy_wipe(s->map[B_OUT] + (size_t)i * PXY_K_REC_SLOT,
-				 r->out_len < PXY_K_REC_SLOT ? r->out_len : PXY_K_REC_SLOT);
+			s->out_len[i] = r->out_len < PXY_K_REC_SLOT ? r->out_len : PXY_K_REC_SLOT;
+			if (!s->out_lent)
+				pxy_wipe(s->map[B_OUT] + (size_t)i * PXY_K_REC_SLOT, s->out_len[i]);
 		}
+	if (s->out_lent) /* wiped at the next flush, once the caller has taken the plaintext */
+		s->out_lent = (int)s->n;
 	pxy_wipe(s->map[B_JOBS], s->n * js);
 	pxy_wipe(s->map[B_RES], s->n * rs);
 	if (e->dp->bo_sync(s->bo[B_JOBS], 1, s->n * js, 0) < 0 || e->dp->bo_sync(s->bo[B_RES], 1, s->n * rs, 0) < 0)
@@ -654,10 +666,27 @@ static int fpga_submit(struct pxy_engine *base, struct pxy_job *j)
 	return PXY_OK;
 }
 
+/* The record outputs lent to the caller since the last flush: taken by now, wiped. */
+static void wipe_lent(struct fpga_engine *e)
+{
+	struct kern *k = &e->kr[K_REC];
+
+	for (int c = 0; c < k->ncu; c++)
+		for (int i = 0; i < SLOTS; i++) {
+			struct slot *s = &k->cu[c].slot[i];
+
+			for (int r = 0; r < s->out_lent; r++)
+				pxy_wipe(s->map[B_OUT] + (size_t)r * PXY_K_REC_SLOT, s->out_len[r]);
+			s->out_lent = 0;
+		}
+}
+
 static void fpga_flush(struct pxy_engine *base)
 {
 	struct fpga_engine *e = (struct fpga_engine *)base;
 
+	if (e->sync)
+		wipe_lent(e);
 	for (int k = 0; k < K_N; k++)
 		if (e->kr[k].q_head)
 			launch(e, k);
@@ -712,7 +741,9 @@ static size_t fpga_poll(struct pxy_engine *base, struct pxy_job **out, size_t ma
 			collect(e, done);
 		done->abandoned = 0;
 		done->busy = 0;
-		launch(e, done->kind);
+		/* inline runs wait for flush() (which first wipes what this slot lent) */
+		if (!e->sync)
+			launch(e, done->kind);
 	}
 	check_timeouts(e);
 	while (e->out_head && n < max) {

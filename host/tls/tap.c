@@ -273,8 +273,9 @@ void pxy_tap_thread_end(void)
 static void free_job(struct tap_job *j)
 {
 	if (j->job.type == PXY_JOB_RECORD_OPEN) {
-		/* a decrypted record: no plaintext left in the pool or the heap */
-		if (j->job.u.rec.rec)
+		/* a decrypted record: no plaintext left in the pool or the heap (a borrowed plaintext
+		 * never came here: the buffer holds ciphertext) */
+		if (j->job.u.rec.rec && !j->job.u.rec.pt_ext)
 			pxy_wipe(j->job.u.rec.rec, j->job.u.rec.rec_cap);
 		pxy_recbuf_put(j->job.u.rec.rec);
 	}
@@ -1150,7 +1151,7 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 		return;
 	}
 	t->cnt->records_decrypted++;
-	pt = rj->rec + rj->pt_off;
+	pt = pxy_rec_job_plaintext(rj);
 	switch (rj->rec[0]) {
 	case PXY_CT_HANDSHAKE:
 		if (rj->pt_len == 0) {
@@ -1191,6 +1192,16 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	default:
 		break; /* heartbeat: nothing to inspect */
 	}
+}
+
+/* Copy a plaintext the engine lent into the record's own buffer (it has room: pt_off + pt_len <= rec_len). */
+static void take_plaintext(struct tap_job *j)
+{
+	struct pxy_rec_job *rj = &j->job.u.rec;
+
+	if (rj->pt_len)
+		memcpy(rj->rec + rj->pt_off, rj->pt_ext, rj->pt_len);
+	rj->pt_ext = NULL;
 }
 
 /* Hand back finished jobs of direction d in sequence order. */
@@ -1347,6 +1358,8 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	j->job.u.rec.rec = r->buf;
 	j->job.u.rec.rec_len = r->buf_len;
 	j->job.u.rec.rec_cap = r->buf_len;
+	/* a synchronous engine's completions are applied before its next flush: it may keep the plaintext */
+	j->job.u.rec.pt_borrow = t->cfg.engine && (t->cfg.engine->flags & PXY_ENGINE_F_SYNC);
 	memcpy(j->job.u.rec.iv, iv, sizeof(iv));
 	j->key_iv = (uint8_t)key_iv;
 	j->dir = (uint8_t)d;
@@ -1647,7 +1660,14 @@ void pxy_tap_job_done(struct pxy_job *job)
 		on_rsa_done(t, j);
 		free_job(j);
 	} else {
+		struct tap_dir *td = &t->dir[j->dir];
+
 		j->done = 1;
+		/* a plaintext the engine lent (valid until its next flush) that is not applied now:
+		 * an earlier record of its direction, or of the other in arrival order, is still out */
+		if (j->job.u.rec.pt_ext &&
+		    (td->fly_head != j || (t->ordered && oldest_pending(&t->dir[!j->dir]) < j->arr)))
+			take_plaintext(j);
 		/* applying one direction may let the other go on (arrival order) */
 		for (int d = j->dir, progress = 1; progress;) {
 			progress = drain_done(t, (enum pxy_dir)d);

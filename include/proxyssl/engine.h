@@ -143,11 +143,24 @@ struct pxy_rec_job {
 	size_t rec_len;  /**< header + fragment */
 	size_t rec_cap;  /**< bytes available at rec (seal grows the record) */
 	uint8_t iv[16];  /**< CBC: TLS 1.0 the chained IV for this record; seal from TLS 1.1 on: the explicit IV */
+	/**
+	 * Open: the caller takes the plaintext before the engine's next flush(),
+	 * so a synchronous device engine may leave it where its kernel wrote it
+	 * (pt outside rec) instead of copying it into rec.
+	 */
+	uint8_t pt_borrow;
 	/* out */
 	size_t pt_off;   /**< plaintext offset in rec */
 	size_t pt_len;   /**< plaintext length */
+	const uint8_t *pt_ext; /**< pt_borrow: the plaintext in engine memory, valid until its next flush(); else NULL */
 	uint32_t ok;     /**< 1: authenticated; 0: forged, corrupt or wrong keys */
 };
+
+/** Where an opened record's plaintext is (pt_len bytes). */
+static inline const uint8_t *pxy_rec_job_plaintext(const struct pxy_rec_job *r)
+{
+	return r->pt_ext ? r->pt_ext : r->rec + r->pt_off;
+}
 
 struct pxy_job {
 	struct pxy_job *next; /**< engine-private while submitted */
