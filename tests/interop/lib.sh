@@ -232,6 +232,9 @@ start_proxy() {
 	[ -n "$PX_PORT" ] && [ "$PX_PORT" != 0 ] || fail "cannot read the proxy port from $PX_LOG"
 }
 
+# lines_at_least FILE N: FILE has N lines or more (for wait_for: counted anew at each try)
+lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
+
 # fd_count PID: descriptors the process has open now
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 fds_back_to() { [ "$(fd_count "$1")" -le "$2" ]; }

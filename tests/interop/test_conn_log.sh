@@ -47,7 +47,7 @@ curl -sS -k --max-time 30 --tlsv1.2 --tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM
 	fail "curl with ECDHE got through"
 wait_conns "$PX_LOG" 5 20
 # the file is written through the ring: wait for its five lines
-wait_for 10 test "$(wc -l <"$JL" 2>/dev/null || echo 0)" -ge 5 || fail "$JL has $(wc -l <"$JL") lines, expected 5"
+wait_for 10 lines_at_least "$JL" 5 || fail "$JL has $(wc -l <"$JL") lines, expected 5"
 conn_lines "$PX_LOG" >"$T/conn.txt"
 
 "$PY" - "$JL" "$T/conn.txt" "$engine" "$(cert_serial "$T/srv.crt")" "$(cert_serial "$T/cli.crt")" <<'PYEOF' ||

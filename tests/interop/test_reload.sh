@@ -43,11 +43,13 @@ exec 8>"$T/a.in"
 echo "line-one" >&8
 wait_for 10 grep -qx "line-one" "$T/a.out" || fail "a.test: no answer before the reload"
 
+# count_more PATTERN N: the log has more than N lines with PATTERN (counted anew at each try)
+count_more() { [ "$(grep -c "$1" "$LOG")" -gt "$2" ]; }
 hup_and_wait() { # PATTERN: SIGHUP, then wait for PATTERN in the log
 	local before
 	before=$(grep -c "$1" "$LOG")
 	kill -HUP "$PX_PID"
-	wait_for 10 test "$(grep -c "$1" "$LOG")" -gt "$before" || fail "after SIGHUP: no '$1' in the log"
+	wait_for 10 count_more "$1" "$before" || fail "after SIGHUP: no '$1' in the log"
 }
 
 cat >"$INI" <<EOF

@@ -131,7 +131,7 @@ check_http_sink "$T/pt-api/$CONN_ID.s2c" "$T/www/page.txt" "HTTP/1.0 200"
 grep -q "^GET /page.txt HTTP/1.1" "$T/pt-api/$CONN_ID.c2s" || fail "api: the request sink"
 [ "$(wc -l <"$T/keys-web")" = 1 ] && [ "$(wc -l <"$T/keys-api")" = 1 ] || fail "each vserver's key log must hold its one session"
 grep -q ' INFO conn id=' "$LOG" && fail "a conn line without its vserver"
-wait_for 10 test "$(wc -l <"$T/conns.json")" -ge 2 || fail "the JSON connection log misses lines"
+wait_for 10 lines_at_least "$T/conns.json" 2 || fail "the JSON connection log misses lines"
 "$PY" - "$T/conns.json" "$WEB_ID1" "$CONN_ID" <<'PYEOF' || fail "the JSON connection log does not name the vservers"
 import json, sys
 objs = {o["id"]: o for o in map(json.loads, open(sys.argv[1]))}
