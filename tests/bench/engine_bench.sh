@@ -5,15 +5,17 @@
 #                  reference is 1/(1/aes + 1/sha1));
 #   engine_bench:  the same work as engine jobs (TLS pre-master decryptions,
 #                  16 KiB TLS record opens, every result checked) for each
-#                  engine at batch sizes 1, 8 and 64, one engine thread.
+#                  engine at batch sizes 1, 8 and 64, one engine thread:
+#                  cpu, emu (the kernels on the host's arithmetic) and
+#                  emu-pure (the kernels' own arithmetic, PXY_EMU_PURE=1).
 # Prints a table and each engine's ratio to OpenSSL. Numbers only: it passes
 # or fails nothing.
 #
-#   tests/bench/engine_bench.sh [--build DIR] [--engines cpu,emu] [--batches 1,8,64] [--seconds 2]
+#   tests/bench/engine_bench.sh [--build DIR] [--engines cpu,emu,emu-pure] [--batches 1,8,64] [--seconds 2]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build="$here/build"
-engines=cpu,emu
+engines=cpu,emu,emu-pure
 batches=1,8,64
 secs=2
 while [ $# -gt 0 ]; do
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
 	--engines) engines=$2; shift ;;
 	--batches) batches=$2; shift ;;
 	--seconds) secs=$2; shift ;;
-	-h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "engine_bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -39,7 +41,17 @@ cbc=$(ossl -decrypt -evp aes-128-cbc -bytes 16384 | awk '/^AES-128-CBC/ {sub("k"
 sha1=$(ossl -evp sha1 -bytes 16384 | awk '/^sha1/ {sub("k","",$2); print $2 * 1000 / 1e9}')
 cbcsha=$(awk -v a="$cbc" -v h="$sha1" 'BEGIN { print 1 / (1 / a + 1 / h) }')
 
-out=$("$bin" --engines "$engines" --batches "$batches" --seconds "$secs")
+# emu-pure: the emu engine on the kernels' own arithmetic (PXY_EMU_PURE=1)
+out=""
+IFS=, read -r -a elist <<<"$engines"
+for en in "${elist[@]}"; do
+	case $en in
+	emu-pure) out+=$(PXY_EMU_PURE=1 "$bin" --engines emu --batches "$batches" --seconds "$secs" 2>/dev/null |
+		sed 's/engine=emu /engine=emu-pure /')$'\n' ;;
+	*) out+=$("$bin" --engines "$en" --batches "$batches" --seconds "$secs" 2>/dev/null)$'\n' ;;
+	esac
+done
+out=$(printf '%s' "$out" | sed '/^$/d')
 printf '\n%-16s %-8s %6s %12s %12s %8s\n' op engine batch rate openssl ratio
 printf -- '------------------------------------------------------------------\n'
 echo "$out" | while read -r line; do
