@@ -52,6 +52,28 @@ PXYK_INLINE void pxyk_mac(limb_t a, limb_t b, limb_t c, limb_t d, limb_t *hi, li
 }
 #endif
 
+/* ---- loop trip counts (firmware/perf_model.py) ------------------------------------ */
+
+/*
+ * PXYK_TRIP(LABEL), the first statement of a loop's body after its pragmas,
+ * names the loop by its label. In the instrumented C simulation
+ * (-DPXYK_TRIPS, firmware/trips.c) it counts the loop's entries and
+ * iterations and which loop it ran inside (a scope per iteration, closed
+ * however the iteration ends); everywhere else it is nothing.
+ */
+#ifdef PXYK_TRIPS
+struct pxyk_trip {
+	int id;
+};
+void pxyk_trip_enter(struct pxyk_trip *t, const char *name);
+void pxyk_trip_leave(struct pxyk_trip *t);
+#define PXYK_TRIP(label)                                                                                  \
+	struct pxyk_trip pxyk_trip_##label __attribute__((cleanup(pxyk_trip_leave)));                    \
+	pxyk_trip_enter(&pxyk_trip_##label, #label)
+#else
+#define PXYK_TRIP(label) ((void)0)
+#endif
+
 /* ---- constant time ---------------------------------------------------------- */
 
 /* all-ones if x != 0 */
@@ -102,17 +124,28 @@ PXYK_INLINE void pxyk_put_be64(uint8_t *p, uint64_t v)
 	pxyk_put_be32(p + 4, (uint32_t)v);
 }
 
-/* Byte copies and fills as fixed-shape loops (no memcpy: not a library call in HLS). */
+/*
+ * Byte copies and fills of a few bytes (nonces, headers, digests) as
+ * fixed-shape loops (no memcpy: not a library call in HLS): wires, unrolled.
+ */
 PXYK_INLINE void pxyk_copy(uint8_t *d, const uint8_t *s, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
+COPY_BYTES:
+	for (uint32_t i = 0; i < n; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 64
 		d[i] = s[i];
+	}
 }
 
 PXYK_INLINE void pxyk_zero(uint8_t *d, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
+ZERO_BYTES:
+	for (uint32_t i = 0; i < n; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 128
 		d[i] = 0;
+	}
 }
 
 /*
@@ -130,8 +163,13 @@ PXYK_INLINE void pxyk_copy_words(void *dst, const void *src, uint32_t n)
 	pxyk_word_t *d = (pxyk_word_t *)dst;
 	const pxyk_word_t *s = (const pxyk_word_t *)src;
 
-	for (uint32_t i = 0; i < n / 8; i++)
+COPY_WORDS:
+	for (uint32_t i = 0; i < n / 8; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 360 avg = 72
+		PXYK_TRIP(COPY_WORDS);
 		d[i] = s[i];
+	}
 }
 
 /* ---- emulation: the host's arithmetic, when the emulation device lends it ------ */
