@@ -6,32 +6,48 @@
 PXYK_INLINE aes_v vx(aes_v a, aes_v b)
 {
 	aes_v r;
-	for (int i = 0; i < AES_L; i++)
+VX_LANES:
+	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		AES_W(r, i) = AES_W(a, i) ^ AES_W(b, i);
+	}
 	return r;
 }
 
 PXYK_INLINE aes_v va(aes_v a, aes_v b)
 {
 	aes_v r;
-	for (int i = 0; i < AES_L; i++)
+VA_LANES:
+	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		AES_W(r, i) = AES_W(a, i) & AES_W(b, i);
+	}
 	return r;
 }
 
 PXYK_INLINE aes_v vo(aes_v a, aes_v b)
 {
 	aes_v r;
-	for (int i = 0; i < AES_L; i++)
+VO_LANES:
+	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		AES_W(r, i) = AES_W(a, i) | AES_W(b, i);
+	}
 	return r;
 }
 
 PXYK_INLINE aes_v vxn(aes_v a, aes_v b) /* ~(a ^ b) */
 {
 	aes_v r;
-	for (int i = 0; i < AES_L; i++)
+VXN_LANES:
+	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		AES_W(r, i) = ~(AES_W(a, i) ^ AES_W(b, i));
+	}
 	return r;
 }
 #else
@@ -261,8 +277,12 @@ static void sub_bytes(aes_state *s, int inverse)
 	struct sbox_top top;
 	aes_v u[8], m[64], o[8];
 
-	for (int i = 0; i < 8; i++)
+SUB_BYTES_IN:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		u[i] = s->p[7 - i];
+	}
 	if (inverse)
 		top_inverse(&top, u);
 	else
@@ -272,8 +292,12 @@ static void sub_bytes(aes_state *s, int inverse)
 		bottom_inverse(o, m);
 	else
 		bottom_forward(o, m);
-	for (int i = 0; i < 8; i++)
+SUB_BYTES_OUT:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s->p[7 - i] = o[i];
+	}
 }
 
 /* ---- ShiftRows, MixColumns: byte (row r, column c) of block k is bit 16k + 4c + r ---- */
@@ -285,8 +309,12 @@ static void sub_bytes(aes_state *s, int inverse)
 PXYK_INLINE aes_v vsm(aes_v x, int right, int n, uint64_t mask)
 {
 	aes_v r;
-	for (int i = 0; i < AES_L; i++)
+VSM_LANES:
+	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		r.w[i] = (right ? x.w[i] >> n : x.w[i] << n) & mask;
+	}
 	return r;
 }
 #else
@@ -339,8 +367,12 @@ PXYK_INLINE aes_v inv_shift_rows_v(aes_v x)
 
 static void shift_rows(aes_state *s, int inverse)
 {
-	for (int b = 0; b < 8; b++)
+SHIFT_ROWS_PLANES:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s->p[b] = inverse ? inv_shift_rows_v(s->p[b]) : shift_rows_v(s->p[b]);
+	}
 }
 
 /* rotate rows within each column: row r takes row r+1 (rot1) or r+2 (rot2) */
@@ -374,11 +406,19 @@ static void mix_columns(aes_state *s)
 {
 	aes_v t[8], t2[8];
 
-	for (int b = 0; b < 8; b++)
+MIX_T:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		t[b] = vx(s->p[b], rot1(s->p[b]));
+	}
 	mul2(t2, t);
-	for (int b = 0; b < 8; b++)
+MIX_OUT:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s->p[b] = vx(vx(t2[b], s->p[b]), vx(t[b], rot2(t[b])));
+	}
 }
 
 /* a^-1(x) = a(x) ({04} x^2 + {05}): u_r = s_r + 4 (s_r + s_{r+2}), then MixColumns */
@@ -386,19 +426,31 @@ static void inv_mix_columns(aes_state *s)
 {
 	aes_v t[8], t2[8], t4[8];
 
-	for (int b = 0; b < 8; b++)
+INV_MIX_T:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		t[b] = vx(s->p[b], rot2(s->p[b]));
+	}
 	mul2(t2, t);
 	mul2(t4, t2);
-	for (int b = 0; b < 8; b++)
+INV_MIX_OUT:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s->p[b] = vx(s->p[b], t4[b]);
+	}
 	mix_columns(s);
 }
 
 static void add_round_key(aes_state *s, const aes_state *rk)
 {
-	for (int b = 0; b < 8; b++)
+ARK_PLANES:
+	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s->p[b] = vx(s->p[b], rk->p[b]);
+	}
 }
 
 /* ---- bytes <-> planes ------------------------------------------------------------- */
@@ -412,7 +464,10 @@ static void add_round_key(aes_state *s, const aes_state *rk)
 #if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
 PXYK_INLINE void vswapmove(aes_v *a, aes_v *b, int n, uint64_t mask)
 {
+SWAPMOVE_LANES:
 	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		uint64_t t = ((a->w[i] >> n) ^ b->w[i]) & mask;
 		b->w[i] ^= t;
 		a->w[i] ^= t << n;
@@ -421,7 +476,10 @@ PXYK_INLINE void vswapmove(aes_v *a, aes_v *b, int n, uint64_t mask)
 
 PXYK_INLINE aes_v vdelta(aes_v x, int n, uint64_t mask) /* swap bit pairs n apart within a word */
 {
+DELTA_LANES:
 	for (int i = 0; i < AES_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 		uint64_t t = (x.w[i] ^ (x.w[i] >> n)) & mask;
 		x.w[i] ^= t ^ (t << n);
 	}
@@ -444,33 +502,61 @@ PXYK_INLINE aes_v vdelta(aes_v x, int n, uint64_t mask)
 
 static void transpose(aes_v w[8])
 {
+TR_DELTA:
 	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		w[k] = vdelta(w[k], 7, 0x00aa00aa00aa00aaull);
 		w[k] = vdelta(w[k], 14, 0x0000cccc0000ccccull);
 		w[k] = vdelta(w[k], 28, 0x00000000f0f0f0f0ull);
 	}
-	for (int k = 0; k < 4; k++)
+TR_SWAP32:
+	for (int k = 0; k < 4; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
 		vswapmove(&w[k], &w[k + 4], 32, 0x00000000ffffffffull);
+	}
+TR_SWAP16:
 	for (int k = 0; k < 8; k += 4) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2
 		vswapmove(&w[k], &w[k + 2], 16, 0x0000ffff0000ffffull);
 		vswapmove(&w[k + 1], &w[k + 3], 16, 0x0000ffff0000ffffull);
 	}
-	for (int k = 0; k < 8; k += 2)
+TR_SWAP8:
+	for (int k = 0; k < 8; k += 2) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
 		vswapmove(&w[k], &w[k + 1], 8, 0x00ff00ff00ff00ffull);
+	}
 }
 
 /* the inverse: the same steps in the opposite order */
 static void untranspose(aes_v w[8])
 {
-	for (int k = 0; k < 8; k += 2)
+UNTR_SWAP8:
+	for (int k = 0; k < 8; k += 2) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
 		vswapmove(&w[k], &w[k + 1], 8, 0x00ff00ff00ff00ffull);
+	}
+UNTR_SWAP16:
 	for (int k = 0; k < 8; k += 4) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2
 		vswapmove(&w[k], &w[k + 2], 16, 0x0000ffff0000ffffull);
 		vswapmove(&w[k + 1], &w[k + 3], 16, 0x0000ffff0000ffffull);
 	}
-	for (int k = 0; k < 4; k++)
+UNTR_SWAP32:
+	for (int k = 0; k < 4; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
 		vswapmove(&w[k], &w[k + 4], 32, 0x00000000ffffffffull);
+	}
+UNTR_DELTA:
 	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		w[k] = vdelta(w[k], 7, 0x00aa00aa00aa00aaull);
 		w[k] = vdelta(w[k], 14, 0x0000cccc0000ccccull);
 		w[k] = vdelta(w[k], 28, 0x00000000f0f0f0f0ull);
@@ -480,33 +566,57 @@ static void untranspose(aes_v w[8])
 PXYK_INLINE uint64_t load64le(const uint8_t *p)
 {
 	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
+
+LOAD64_BYTES:
+	for (int i = 7; i >= 0; i--) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		v = (v << 8) | p[i];
+	}
 	return v;
 }
 
 PXYK_INLINE void store64le(uint8_t *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
+STORE64_BYTES:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		p[i] = (uint8_t)(v >> (8 * i));
+	}
 }
 
 static void load_state(aes_state *s, const uint8_t *in)
 {
-	for (int k = 0; k < 8; k++)
-		for (int g = 0; g < AES_L; g++)
+LOAD_STATE_WORDS:
+	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+	LOAD_STATE_LANES:
+		for (int g = 0; g < AES_L; g++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 			AES_W(s->p[k], g) = load64le(in + 64 * g + 8 * k);
+		}
+	}
 	transpose(s->p);
 }
 
 /* the same 64 bytes (4 blocks) in every lane */
 static void load_state_rep(aes_state *s, const uint8_t *in)
 {
+LOAD_REP_WORDS:
 	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		uint64_t v = load64le(in + 8 * k);
 
-		for (int g = 0; g < AES_L; g++)
+	LOAD_REP_LANES:
+		for (int g = 0; g < AES_L; g++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 			AES_W(s->p[k], g) = v;
+		}
 	}
 	transpose(s->p);
 }
@@ -515,24 +625,46 @@ static void store_state(uint8_t *out, const aes_state *s)
 {
 	aes_v w[8];
 
-	for (int k = 0; k < 8; k++)
+STORE_STATE_COPY:
+	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		w[k] = s->p[k];
+	}
 	untranspose(w);
-	for (int k = 0; k < 8; k++)
-		for (int g = 0; g < AES_L; g++)
+STORE_STATE_WORDS:
+	for (int k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+	STORE_STATE_LANES:
+		for (int g = 0; g < AES_L; g++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 			store64le(out + 64 * g + 8 * k, AES_W(w[k], g));
+		}
+	}
 }
 
 /* ---- the cipher ----------------------------------------------------------------------- */
 
+/*
+ * Every round unrolled: a pass of AES_BLOCKS blocks goes through 10 or 14
+ * rounds of logic, one after the other, and a new pass can enter every
+ * cycle. The rounds AES-128 does not use are passed by.
+ */
 static void encrypt_state(const struct aes_key *k, aes_state *s)
 {
 	add_round_key(s, &k->rk[0]);
-	for (int r = 1; r < k->rounds; r++) {
-		sub_bytes(s, 0);
-		shift_rows(s, 0);
-		mix_columns(s);
-		add_round_key(s, &k->rk[r]);
+AES_ROUNDS:
+	for (int r = 1; r < AES_MAX_ROUNDS; r++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 13 max = 13
+		if (r < k->rounds) {
+			sub_bytes(s, 0);
+			shift_rows(s, 0);
+			mix_columns(s);
+			add_round_key(s, &k->rk[r]);
+		}
 	}
 	sub_bytes(s, 0);
 	shift_rows(s, 0);
@@ -542,11 +674,16 @@ static void encrypt_state(const struct aes_key *k, aes_state *s)
 static void decrypt_state(const struct aes_key *k, aes_state *s)
 {
 	add_round_key(s, &k->rk[k->rounds]);
-	for (int r = k->rounds - 1; r >= 1; r--) {
-		shift_rows(s, 1);
-		sub_bytes(s, 1);
-		add_round_key(s, &k->rk[r]);
-		inv_mix_columns(s);
+AES_INV_ROUNDS:
+	for (int r = AES_MAX_ROUNDS - 1; r >= 1; r--) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 13 max = 13
+		if (r < k->rounds) {
+			shift_rows(s, 1);
+			sub_bytes(s, 1);
+			add_round_key(s, &k->rk[r]);
+			inv_mix_columns(s);
+		}
 	}
 	shift_rows(s, 1);
 	sub_bytes(s, 1);
@@ -590,18 +727,37 @@ static uint32_t sub_word(uint32_t w)
 	aes_state s;
 	uint32_t r = 0;
 
+SUB_WORD_IN:
 	for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		uint64_t v = 0;
 
-		for (int j = 0; j < 4; j++)
+	SUB_WORD_BYTES:
+		for (int j = 0; j < 4; j++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
 			v |= (uint64_t)((w >> (24 - 8 * j + b)) & 1) << j;
-		for (int g = 0; g < AES_L; g++)
+		}
+	SUB_WORD_LANES:
+		for (int g = 0; g < AES_L; g++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8
 			AES_W(s.p[b], g) = v;
+		}
 	}
 	sub_bytes(&s, 0);
-	for (int j = 0; j < 4; j++)
-		for (int b = 0; b < 8; b++)
+SUB_WORD_OUT:
+	for (int j = 0; j < 4; j++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
+	SUB_WORD_OUT_BITS:
+		for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 			r |= (uint32_t)((AES_W(s.p[b], 0) >> j) & 1) << (24 - 8 * j + b);
+		}
+	}
 	return r;
 }
 
@@ -615,10 +771,20 @@ void aes_expand(struct aes_key *k, const uint8_t *key, int key_len)
 
 	k->rounds = nk + 6;
 	total = 4 * (k->rounds + 1);
-	for (int i = 0; i < nk; i++)
-		w[i] = pxyk_be32(key + 4 * i);
+KEY_LOAD:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		if (i < nk)
+			w[i] = pxyk_be32(key + 4 * i);
+	}
+	/* one word per iteration; SubWord's S-box depth makes it two cycles */
 KEY_WORDS:
 	for (int i = nk; i < total; i++) {
+#pragma HLS PIPELINE II = 2
+#pragma HLS LATENCY max = 2
+#pragma HLS LOOP_TRIPCOUNT min = 36 max = 52 avg = 36
+		PXYK_TRIP(KEY_WORDS);
 		uint32_t t = w[i - 1];
 
 		/* pos = i % nk */
@@ -632,14 +798,31 @@ KEY_WORDS:
 		pos = pos + 1 == nk ? 0 : pos + 1;
 	}
 	/* each round key, in every block position, as planes: four copies, read by every lane */
-	for (int r = 0; r <= k->rounds; r++) {
-		for (int b = 0; b < 4; b++)
-			for (int j = 0; j < 4; j++)
-				pxyk_put_be32(buf + 16 * b + 4 * j, w[4 * r + j]);
+KEY_PLANES:
+	for (int r = 0; r <= AES_MAX_ROUNDS; r++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 3
+#pragma HLS LOOP_TRIPCOUNT min = 15 max = 15
+		PXYK_TRIP(KEY_PLANES);
+	KEY_PLANE_BYTES:
+		for (int b = 0; b < 4; b++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
+		KEY_PLANE_WORDS:
+			for (int j = 0; j < 4; j++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 4
+				pxyk_put_be32(buf + 16 * b + 4 * j, r <= k->rounds ? w[4 * r + j] : 0);
+			}
+		}
 		load_state_rep(&k->rk[r], buf);
 	}
-	for (int i = 0; i < total; i++)
+KEY_WIPE:
+	for (int i = 0; i < 4 * (AES_MAX_ROUNDS + 1); i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 60 max = 60
 		w[i] = 0;
+	}
 	pxyk_zero(buf, sizeof(buf));
 }
 
@@ -653,45 +836,34 @@ void aes_encrypt1(const struct aes_key *k, const uint8_t in[16], uint8_t out[16]
 	pxyk_copy(out, buf, 16);
 }
 
-void aes_ctr32(const struct aes_key *k, const uint8_t ctr0[16], const uint8_t *in, uint8_t *out, uint32_t n)
-{
-	uint8_t ks[16 * AES_BLOCKS];
-	uint32_t ctr = pxyk_be32(ctr0 + 12);
-
-CTR_PASS:
-	for (uint32_t off = 0; off < n; off += 16 * AES_BLOCKS) {
-		uint32_t len = n - off < 16 * AES_BLOCKS ? n - off : 16 * AES_BLOCKS;
-
-		for (int b = 0; b < AES_BLOCKS; b++) {
-			pxyk_copy(ks + 16 * b, ctr0, 12);
-			pxyk_put_be32(ks + 16 * b + 12, ctr++);
-		}
-		aes_encrypt_blocks(k, ks);
-		for (uint32_t i = 0; i < len; i++)
-			out[off + i] = (uint8_t)(in[off + i] ^ ks[i]);
-	}
-}
-
+/* a pass of whole blocks from in to out (16 * AES_BLOCKS bytes) */
 void aes_cbc_decrypt(const struct aes_key *k, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n)
 {
-	uint8_t buf[16 * AES_BLOCKS], prev[16];
+	uint8_t buf[16 * AES_BLOCKS];
 
-	pxyk_copy(prev, iv, 16);
-CBC_PASS:
+	/* P_i = D(C_i) ^ C_{i-1}: every block on its own, AES_BLOCKS per pass */
+CBC_DEC_PASSES:
 	for (uint32_t off = 0; off < n; off += 16 * AES_BLOCKS) {
-		uint32_t len = n - off < 16 * AES_BLOCKS ? n - off : 16 * AES_BLOCKS;
-		uint8_t last[16];
-
-		pxyk_zero(buf, sizeof(buf));
-		pxyk_copy(buf, in + off, len);
-		pxyk_copy(last, in + off + len - 16, 16);
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 40
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 290 avg = 257
+		PXYK_TRIP(CBC_DEC_PASSES);
+	CBC_DEC_IN:
+		for (uint32_t i = 0; i < 16 * AES_BLOCKS; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 512
+			buf[i] = off + i < n ? in[off + i] : 0;
+		}
 		aes_decrypt_blocks(k, buf);
-		/* P_i = D(C_i) ^ C_{i-1}; read C_{i-1} before out (which may be in) is written */
-		for (uint32_t i = len; i-- > 16;)
-			out[off + i] = (uint8_t)(buf[i] ^ in[off + i - 16]);
-		for (uint32_t i = 0; i < 16; i++)
-			out[off + i] = (uint8_t)(buf[i] ^ prev[i]);
-		pxyk_copy(prev, last, 16);
+	CBC_DEC_OUT:
+		for (uint32_t i = 0; i < 16 * AES_BLOCKS; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 512
+			uint32_t pos = off + i;
+
+			if (pos < n)
+				out[pos] = (uint8_t)(buf[i] ^ (pos < 16 ? iv[pos] : in[pos - 16]));
+		}
 	}
 }
 
@@ -700,10 +872,19 @@ void aes_cbc_encrypt(const struct aes_key *k, const uint8_t iv[16], const uint8_
 	uint8_t x[16];
 
 	pxyk_copy(x, iv, 16);
+	/* serial: each block waits for the previous one's whole pass through the rounds */
 CBC_ENC:
 	for (uint32_t off = 0; off < n; off += 16) {
-		for (int i = 0; i < 16; i++)
+#pragma HLS PIPELINE off
+#pragma HLS LATENCY max = 32
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1153 avg = 1030
+		PXYK_TRIP(CBC_ENC);
+	CBC_ENC_XOR:
+		for (int i = 0; i < 16; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
 			x[i] ^= in[off + (uint32_t)i];
+		}
 		aes_encrypt1(k, x, x);
 		pxyk_copy(out + off, x, 16);
 	}

@@ -14,10 +14,12 @@
 #include "kernel.h"
 
 #ifndef AES_L
-#if !defined(__SYNTHESIS__) && !defined(PXYK_NO_VECTOR) && defined(__AVX512F__)
+#if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
+#define AES_L 1                 /* synthesis: 4 blocks, one 512-bit beat, per pass */
+#elif defined(__AVX512F__)
 #define AES_L 8                 /* host with 512-bit vectors: a plane per register */
 #else
-#define AES_L 4                 /* 64-bit words per bit plane */
+#define AES_L 4                 /* host: 64-bit words per bit plane */
 #endif
 #endif
 #define AES_BLOCKS (4 * AES_L)  /* blocks per bitsliced pass */
@@ -60,13 +62,9 @@ void aes_decrypt_blocks(const struct aes_key *k, uint8_t *blocks);
 void aes_encrypt1(const struct aes_key *k, const uint8_t in[16], uint8_t out[16]);
 
 /**
- * CTR as GCM uses it (NIST SP 800-38D): the 16-byte counter block ctr0 is
- * incremented in its last 32 bits, starting at ctr0 for the first byte.
- * out = in ^ keystream, n bytes; out may equal in.
+ * CBC decryption of n bytes (a multiple of 16) from in to out, which must not
+ * overlap.
  */
-void aes_ctr32(const struct aes_key *k, const uint8_t ctr0[16], const uint8_t *in, uint8_t *out, uint32_t n);
-
-/** CBC decryption of n bytes (a multiple of 16); out may equal in. */
 void aes_cbc_decrypt(const struct aes_key *k, const uint8_t iv[16], const uint8_t *in, uint8_t *out, uint32_t n);
 
 /** CBC encryption (sequential by nature; used by seal). */

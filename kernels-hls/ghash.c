@@ -1,74 +1,142 @@
 #include "ghash.h"
 
+/*
+ * Bit order (both forms): a block loads as the 128-bit integer hi:lo
+ * (big-endian), whose bit 127 - i is the coefficient of x^i. With that
+ * reflection the integer carry-less product of two blocks is the 255-bit
+ * reflection of the polynomial product, i.e. its 256-bit reflection divided
+ * by x; the multiplier operand is therefore stored as B x^-1, and the
+ * 256-bit product z3:z2:z1:z0 is then the reflection of A B.
+ *
+ * Reduction modulo x^128 + x^7 + x^2 + x + 1: z3:z2 reflects the low 128
+ * coefficients, D = z1:z0 the high ones; x^(128+i) = x^i (1 + x + x^2 + x^7),
+ * and a product by x^k is a right shift by k in this order. D's terms that
+ * pass x^127 again (from D's low bits, shifted left) fold into G before the
+ * second, final fold.
+ */
+#define GH_REDUCE(T, SHL, SHR, X, z3, z2, z1, z0, yh, yl)                                                  \
+	do {                                                                                              \
+		T gh_ = X(X(z1, SHL(z0, 63)), X(SHL(z0, 62), SHL(z0, 57)));                                  \
+		T gl_ = z0;                                                                                  \
+		yh = X(X(X(z3, gh_), SHR(gh_, 1)), X(SHR(gh_, 2), SHR(gh_, 7)));                             \
+		yl = X(X(X(z2, gl_), X(SHR(gl_, 1), SHR(gl_, 2))),                                           \
+		       X(X(SHR(gl_, 7), SHL(gh_, 63)), X(SHL(gh_, 62), SHL(gh_, 57))));                      \
+	} while (0)
+
+#ifdef GH_LOGIC
+/* ---- synthesis: AND/XOR logic ------------------------------------------------------ */
+
+#define SX(a, b) ((a) ^ (b))
+#define SSHL(a, n) ((a) << (n))
+#define SSHR(a, n) ((a) >> (n))
+
+/* 64x64 -> 128 carry-less: a 64x64 array of AND gates under XOR trees */
+static void clmul64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo)
+{
+	uint64_t h = 0, l = 0;
+
+CLMUL_BITS:
+	for (int i = 0; i < 64; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+		uint64_t m = 0 - ((a >> i) & 1);
+
+		l ^= (b << i) & m;
+		h ^= (i ? b >> (64 - i) : 0) & m;
+	}
+	*hi = h;
+	*lo = l;
+}
+
+/* y <- y * B, B given as B x^-1 (bh:bl) */
+static void gf_mul(uint64_t *yh, uint64_t *yl, uint64_t bh, uint64_t bl)
+{
+	uint64_t hh, hl, lh, ll, mh, ml, z3, z2, z1, z0;
+
+	clmul64(*yh, bh, &hh, &hl);
+	clmul64(*yl, bl, &lh, &ll);
+	clmul64(*yh ^ *yl, bh ^ bl, &mh, &ml);
+	mh ^= hh ^ lh;
+	ml ^= hl ^ ll;
+	z3 = hh;
+	z2 = hl ^ mh;
+	z1 = lh ^ ml;
+	z0 = ll;
+	GH_REDUCE(uint64_t, SSHL, SSHR, SX, z3, z2, z1, z0, *yh, *yl);
+}
+
+/* B -> B x^-1 = B (x^127 + x^6 + x + 1): if B's x^0 term is set, add the modulus, then divide by x */
+static void prep(uint64_t bh, uint64_t bl, uint64_t *nh, uint64_t *nl)
+{
+	uint64_t m = 0 - (bh >> 63);
+
+	*nh = ((bh ^ (m & 0xe100000000000000ull)) << 1) ^ (bl >> 63);
+	*nl = (bl << 1) ^ (bh >> 63);
+}
+
+void ghash_init(struct ghash_key *k, const uint8_t h[16])
+{
+	uint64_t hh = pxyk_be64(h), hl = pxyk_be64(h + 8), ph, pl, nh, nl;
+	uint64_t pw_h[GH_L + 1], pw_l[GH_L + 1];
+
+	prep(hh, hl, &ph, &pl);
+	pw_h[1] = hh;
+	pw_l[1] = hl;
+	/* H^t = H^(t-1) * H: one multiplier, GH_L - 1 products */
+GH_POWERS:
+	for (int t = 2; t <= GH_L; t++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 7 max = 7
+		PXYK_TRIP(GH_POWERS);
+		uint64_t yh = pw_h[t - 1], yl = pw_l[t - 1];
+
+		gf_mul(&yh, &yl, ph, pl);
+		pw_h[t] = yh;
+		pw_l[t] = yl;
+	}
+GH_KEY_LANES:
+	for (int i = 0; i < GH_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		prep(pw_h[GH_L], pw_l[GH_L], &nh, &nl);
+		k->step_h.w[i] = nh;
+		k->step_l.w[i] = nl;
+		prep(pw_h[GH_L - i], pw_l[GH_L - i], &nh, &nl);
+		k->last_h.w[i] = nh;
+		k->last_l.w[i] = nl;
+	}
+}
+
+void gh_group(struct gh_state *s, const struct ghash_key *k, const uint8_t *p, int last)
+{
+#pragma HLS ALLOCATION function instances = gf_mul limit = 4
+GH_LANES:
+	for (int i = 0; i < GH_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		uint64_t yh = s->yh.w[i] ^ pxyk_be64(p + 16 * i), yl = s->yl.w[i] ^ pxyk_be64(p + 16 * i + 8);
+
+		gf_mul(&yh, &yl, last ? k->last_h.w[i] : k->step_h.w[i], last ? k->last_l.w[i] : k->step_l.w[i]);
+		s->yh.w[i] = yh;
+		s->yl.w[i] = yl;
+	}
+}
+
+void gh_start(struct gh_state *s)
+{
+GH_ZERO:
+	for (int i = 0; i < GH_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		s->yh.w[i] = 0;
+		s->yl.w[i] = 0;
+	}
+}
+
+#else
+/* ---- host: integer multiplications of bit combs, GH_L lanes per vector ------------------ */
 /* ---- lane operations ------------------------------------------------------------ */
 
-#if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
-PXYK_INLINE gh_v gx(gh_v a, gh_v b)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = a.w[i] ^ b.w[i];
-	return r;
-}
-
-PXYK_INLINE gh_v go(gh_v a, gh_v b)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = a.w[i] | b.w[i];
-	return r;
-}
-
-PXYK_INLINE gh_v gand(gh_v a, uint64_t m)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = a.w[i] & m;
-	return r;
-}
-
-PXYK_INLINE gh_v gshr(gh_v a, int n)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = a.w[i] >> n;
-	return r;
-}
-
-PXYK_INLINE gh_v gshl(gh_v a, int n)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = a.w[i] << n;
-	return r;
-}
-
-/* all-ones in the lanes whose top bit is set */
-PXYK_INLINE gh_v gtop(gh_v a)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = 0 - (a.w[i] >> 63);
-	return r;
-}
-
-/* 32x32 -> 64-bit integer product of the low halves */
-PXYK_INLINE gh_v gmul(gh_v a, gh_v b)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = (uint64_t)(uint32_t)a.w[i] * (uint32_t)b.w[i];
-	return r;
-}
-
-PXYK_INLINE gh_v gsplat(uint64_t s)
-{
-	gh_v r;
-	for (int i = 0; i < GH_L; i++)
-		r.w[i] = s;
-	return r;
-}
-#else
 PXYK_INLINE gh_v gx(gh_v a, gh_v b) { return a ^ b; }
 PXYK_INLINE gh_v go(gh_v a, gh_v b) { return a | b; }
 PXYK_INLINE gh_v gand(gh_v a, uint64_t m) { return a & m; }
@@ -78,7 +146,6 @@ PXYK_INLINE gh_v gtop(gh_v a) { return 0 - (a >> 63); }
 /* both operands masked to 32 bits: one unsigned 32x32 -> 64 multiply per lane */
 PXYK_INLINE gh_v gmul(gh_v a, gh_v b) { return (a & 0xffffffffull) * (b & 0xffffffffull); }
 PXYK_INLINE gh_v gsplat(uint64_t s) { return (gh_v){0} + s; }
-#endif
 
 /* ---- carry-less products ---------------------------------------------------------- */
 
@@ -126,19 +193,10 @@ PXYK_INLINE void clmul64(gh_v x, const gh_v v[12], gh_v *hi, gh_v *lo)
 	*lo = gx(p0, gshl(mid, 32));
 }
 
-/*
- * Bit order: a block loads as the 128-bit integer hi:lo (big-endian), whose
- * bit 127 - i is the coefficient of x^i. With that reflection the integer
- * carry-less product of two blocks is the 255-bit reflection of the
- * polynomial product, i.e. its 256-bit reflection divided by x; the
- * multiplier operand is therefore stored as B x^-1 (gh_prep), and the
- * 256-bit product z3:z2:z1:z0 is then the reflection of A B.
- *
- * y <- y * B in every lane (b: the operand's combs from gh_prep).
- */
+/* y <- y * B in every lane (b: the operand's combs from gh_prep) */
 static void gh_mul(gh_v *yh, gh_v *yl, const gh_v b[GH_COMBS])
 {
-	gh_v hh, hl, lh, ll, mh, ml, z3, z2, z1, z0, gh, gl;
+	gh_v hh, hl, lh, ll, mh, ml, z3, z2, z1, z0;
 
 	/* Karatsuba over 64-bit halves: three 64x64 products */
 	clmul64(*yh, b, &hh, &hl);
@@ -150,18 +208,7 @@ static void gh_mul(gh_v *yh, gh_v *yl, const gh_v b[GH_COMBS])
 	z2 = gx(hl, mh);
 	z1 = gx(lh, ml);
 	z0 = ll;
-	/*
-	 * Reduce modulo x^128 + x^7 + x^2 + x + 1. z3:z2 reflects the low 128
-	 * coefficients, D = z1:z0 the high ones; x^(128+i) = x^i (1 + x + x^2 + x^7),
-	 * and a product by x^k is a right shift by k in this order. D's terms
-	 * that pass x^127 again (from D's low bits, shifted left) fold into G
-	 * before the second, final fold.
-	 */
-	gh = gx(gx(z1, gshl(z0, 63)), gx(gshl(z0, 62), gshl(z0, 57)));
-	gl = z0;
-	*yh = gx(gx(gx(z3, gh), gshr(gh, 1)), gx(gshr(gh, 2), gshr(gh, 7)));
-	*yl = gx(gx(gx(z2, gl), gx(gshr(gl, 1), gshr(gl, 2))),
-		 gx(gx(gshr(gl, 7), gshl(gh, 63)), gx(gshl(gh, 62), gshl(gh, 57))));
+	GH_REDUCE(gh_v, gshl, gshr, gx, z3, z2, z1, z0, *yh, *yl);
 }
 
 /* the four combs of the low 32 bits of x */
@@ -186,8 +233,7 @@ PXYK_INLINE void prep64(gh_v out[12], gh_v x)
 /*
  * Multiplier operand B (hi:lo, per lane) as gh_mul takes it: B x^-1, whose
  * high half, low half and their XOR, each split into 32-bit halves and their
- * XOR, each as four combs. x^-1 = x^127 + x^6 + x + 1: if B's x^0 term is
- * set, add the modulus, then divide by x (a left shift in this bit order).
+ * XOR, each as four combs.
  */
 static void gh_prep(gh_v out[GH_COMBS], gh_v bh, gh_v bl)
 {
@@ -200,8 +246,6 @@ static void gh_prep(gh_v out[GH_COMBS], gh_v bh, gh_v bl)
 	prep64(out + 24, gx(nh, nl));
 }
 
-/* ---- the hash ------------------------------------------------------------------------ */
-
 void ghash_init(struct ghash_key *k, const uint8_t h[16])
 {
 	uint64_t hh = pxyk_be64(h), hl = pxyk_be64(h + 8), ph = hh, pl = hl;
@@ -212,7 +256,6 @@ void ghash_init(struct ghash_key *k, const uint8_t h[16])
 	 * GH_L - 1 - i of H^(2^t). Step t multiplies by H^(2^t) or by 1; lane 0
 	 * (all bits set) then holds H^(2^(t+1)), the next step's factor.
 	 */
-GH_POWERS:
 	for (int t = 0; (1 << t) < GH_L; t++) {
 		for (int i = 0; i < GH_L; i++) {
 			uint64_t sel = 0 - (uint64_t)(((GH_L - 1 - i) >> t) & 1);
@@ -229,8 +272,7 @@ GH_POWERS:
 	gh_prep(k->step, gsplat(ph), gsplat(pl));
 }
 
-/* y_i <- (y_i + X_i) * B_i for the GH_L blocks at p */
-static void gh_group(gh_v *yh, gh_v *yl, const uint8_t *p, const gh_v b[GH_COMBS])
+void gh_group(struct gh_state *s, const struct ghash_key *k, const uint8_t *p, int last)
 {
 	gh_v xh = gsplat(0), xl = gsplat(0);
 
@@ -238,75 +280,28 @@ static void gh_group(gh_v *yh, gh_v *yl, const uint8_t *p, const gh_v b[GH_COMBS
 		GH_W(xh, i) = pxyk_be64(p + 16 * i);
 		GH_W(xl, i) = pxyk_be64(p + 16 * i + 8);
 	}
-	*yh = gx(*yh, xh);
-	*yl = gx(*yl, xl);
-	gh_mul(yh, yl, b);
+	s->yh = gx(s->yh, xh);
+	s->yl = gx(s->yl, xl);
+	gh_mul(&s->yh, &s->yl, last ? k->last : k->step);
 }
 
-/* The running hash: the lanes and a group being gathered block by block. */
-struct gh_run {
-	gh_v yh, yl;
-	uint8_t stage[16 * GH_L];
-	uint32_t fill; /* blocks in stage */
-};
-
-/* one block of len <= 16 bytes, zero-padded, into the group being gathered */
-static void gh_push(struct gh_run *r, const struct ghash_key *k, const uint8_t *p, uint32_t len)
+void gh_start(struct gh_state *s)
 {
-	uint8_t *b = r->stage + 16 * r->fill;
-
-	pxyk_zero(b, 16);
-	pxyk_copy(b, p, len);
-	r->fill++;
-	if (r->fill == GH_L) {
-		gh_group(&r->yh, &r->yl, r->stage, k->step);
-		r->fill = 0;
-	}
+	s->yh = gsplat(0);
+	s->yl = gsplat(0);
 }
+#endif
 
-/* n bytes, zero-padded to whole blocks; never completes the last group (the length block does) */
-static void gh_absorb(struct gh_run *r, const struct ghash_key *k, const uint8_t *p, uint32_t n)
+void gh_finish(const struct gh_state *s, uint8_t out[16])
 {
-	uint32_t off = 0;
-
-GH_HEAD:
-	for (; off < n && r->fill != 0; off += 16)
-		gh_push(r, k, p + off, n - off < 16 ? n - off : 16);
-GH_GROUPS:
-	for (; r->fill == 0 && off + 16 * GH_L <= n; off += 16 * GH_L)
-		gh_group(&r->yh, &r->yl, p + off, k->step);
-GH_TAIL:
-	for (; off < n; off += 16)
-		gh_push(r, k, p + off, n - off < 16 ? n - off : 16);
-}
-
-void ghash_gcm(const struct ghash_key *k, const uint8_t *a, uint32_t alen, const uint8_t *c, uint32_t clen,
-	       uint8_t out[16])
-{
-	struct gh_run r;
-	uint8_t len[16];
-	uint32_t blocks = (alen + 15) / 16 + (clen + 15) / 16 + 1;
 	uint64_t hh = 0, hl = 0;
 
-	/*
-	 * Leading zero blocks leave GHASH unchanged (0 * H = 0); as many as make
-	 * the stream whole groups put the length block in the last lane of the
-	 * last group.
-	 */
-	r.fill = (GH_L - blocks % GH_L) % GH_L;
-	r.yh = gsplat(0);
-	r.yl = gsplat(0);
-	pxyk_zero(r.stage, sizeof(r.stage));
-	gh_absorb(&r, k, a, alen);
-	gh_absorb(&r, k, c, clen);
-	pxyk_put_be64(len, (uint64_t)alen * 8);
-	pxyk_put_be64(len + 8, (uint64_t)clen * 8);
-	pxyk_copy(r.stage + 16 * (GH_L - 1), len, 16);
-	gh_group(&r.yh, &r.yl, r.stage, k->last);
-GH_LANES:
+GH_FOLD:
 	for (int i = 0; i < GH_L; i++) {
-		hh ^= GH_W(r.yh, i);
-		hl ^= GH_W(r.yl, i);
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		hh ^= GH_W(s->yh, i);
+		hl ^= GH_W(s->yl, i);
 	}
 	pxyk_put_be64(out, hh);
 	pxyk_put_be64(out + 8, hl);

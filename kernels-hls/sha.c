@@ -48,20 +48,36 @@ uint32_t sha_digest_len(int alg)
 	return alg == SHA_1 ? 20 : alg == SHA_256 ? 32 : 48;
 }
 
+/*
+ * The compression functions: one round per iteration (a pipeline at II = 1
+ * whose only loop-carried path is the round itself), the message schedule
+ * computed in the same iteration from a 16-word window.
+ */
 static void compress1(uint64_t h[8], const uint8_t *p)
 {
-	uint32_t w[80], a = (uint32_t)h[0], b = (uint32_t)h[1], c = (uint32_t)h[2], d = (uint32_t)h[3],
+	uint32_t w[16], a = (uint32_t)h[0], b = (uint32_t)h[1], c = (uint32_t)h[2], d = (uint32_t)h[3],
 			e = (uint32_t)h[4];
 
-SHA1_W:
-	for (int t = 0; t < 16; t++)
+SHA1_LOAD:
+	for (int t = 0; t < 16; t++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
 		w[t] = pxyk_be32(p + 4 * t);
-	for (int t = 16; t < 80; t++)
-		w[t] = ROL32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+	}
 SHA1_ROUNDS:
 	for (int t = 0; t < 80; t++) {
-		uint32_t f, k, tmp;
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 2
+#pragma HLS LOOP_TRIPCOUNT min = 80 max = 80
+		PXYK_TRIP(SHA1_ROUNDS);
+		uint32_t f, k, tmp, wt;
 
+		if (t < 16) {
+			wt = w[t];
+		} else {
+			wt = ROL32(w[(t - 3) & 15] ^ w[(t - 8) & 15] ^ w[(t - 14) & 15] ^ w[t & 15], 1);
+			w[t & 15] = wt;
+		}
 		if (t < 20) {
 			f = (b & c) | (~b & d);
 			k = 0x5a827999;
@@ -75,7 +91,7 @@ SHA1_ROUNDS:
 			f = b ^ c ^ d;
 			k = 0xca62c1d6;
 		}
-		tmp = ROL32(a, 5) + f + e + k + w[t];
+		tmp = ROL32(a, 5) + f + e + k + wt;
 		e = d;
 		d = c;
 		c = ROL32(b, 30);
@@ -91,74 +107,122 @@ SHA1_ROUNDS:
 
 static void compress256(uint64_t h[8], const uint8_t *p)
 {
-	uint32_t w[64], s[8];
+	uint32_t w[16], s[8];
 
-SHA256_W:
-	for (int t = 0; t < 16; t++)
+SHA256_LOAD:
+	for (int t = 0; t < 16; t++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
 		w[t] = pxyk_be32(p + 4 * t);
-	for (int t = 16; t < 64; t++) {
-		uint32_t s0 = ROR32(w[t - 15], 7) ^ ROR32(w[t - 15], 18) ^ (w[t - 15] >> 3);
-		uint32_t s1 = ROR32(w[t - 2], 17) ^ ROR32(w[t - 2], 19) ^ (w[t - 2] >> 10);
-		w[t] = w[t - 16] + s0 + w[t - 7] + s1;
 	}
-	for (int i = 0; i < 8; i++)
+SHA256_STATE:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s[i] = (uint32_t)h[i];
+	}
 SHA256_ROUNDS:
 	for (int t = 0; t < 64; t++) {
-		uint32_t S1 = ROR32(s[4], 6) ^ ROR32(s[4], 11) ^ ROR32(s[4], 25);
-		uint32_t ch = (s[4] & s[5]) ^ (~s[4] & s[6]);
-		uint32_t t1 = s[7] + S1 + ch + k256[t] + w[t];
-		uint32_t S0 = ROR32(s[0], 2) ^ ROR32(s[0], 13) ^ ROR32(s[0], 22);
-		uint32_t maj = (s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]);
-		uint32_t t2 = S0 + maj;
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 2
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+		PXYK_TRIP(SHA256_ROUNDS);
+		uint32_t wt;
 
-		s[7] = s[6];
-		s[6] = s[5];
-		s[5] = s[4];
-		s[4] = s[3] + t1;
-		s[3] = s[2];
-		s[2] = s[1];
-		s[1] = s[0];
-		s[0] = t1 + t2;
+		if (t < 16) {
+			wt = w[t];
+		} else {
+			uint32_t w15 = w[(t - 15) & 15], w2 = w[(t - 2) & 15];
+			uint32_t s0 = ROR32(w15, 7) ^ ROR32(w15, 18) ^ (w15 >> 3);
+			uint32_t s1 = ROR32(w2, 17) ^ ROR32(w2, 19) ^ (w2 >> 10);
+
+			wt = w[t & 15] + s0 + w[(t - 7) & 15] + s1;
+			w[t & 15] = wt;
+		}
+		{
+			uint32_t S1 = ROR32(s[4], 6) ^ ROR32(s[4], 11) ^ ROR32(s[4], 25);
+			uint32_t ch = (s[4] & s[5]) ^ (~s[4] & s[6]);
+			uint32_t t1 = s[7] + S1 + ch + k256[t] + wt;
+			uint32_t S0 = ROR32(s[0], 2) ^ ROR32(s[0], 13) ^ ROR32(s[0], 22);
+			uint32_t maj = (s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]);
+			uint32_t t2 = S0 + maj;
+
+			s[7] = s[6];
+			s[6] = s[5];
+			s[5] = s[4];
+			s[4] = s[3] + t1;
+			s[3] = s[2];
+			s[2] = s[1];
+			s[1] = s[0];
+			s[0] = t1 + t2;
+		}
 	}
-	for (int i = 0; i < 8; i++)
+SHA256_ADD:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		h[i] = (uint32_t)(h[i] + s[i]);
+	}
 }
 
 static void compress512(uint64_t h[8], const uint8_t *p)
 {
-	uint64_t w[80], s[8];
+	uint64_t w[16], s[8];
 
-SHA512_W:
-	for (int t = 0; t < 16; t++)
+SHA512_LOAD:
+	for (int t = 0; t < 16; t++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
 		w[t] = pxyk_be64(p + 8 * t);
-	for (int t = 16; t < 80; t++) {
-		uint64_t s0 = ROR64(w[t - 15], 1) ^ ROR64(w[t - 15], 8) ^ (w[t - 15] >> 7);
-		uint64_t s1 = ROR64(w[t - 2], 19) ^ ROR64(w[t - 2], 61) ^ (w[t - 2] >> 6);
-		w[t] = w[t - 16] + s0 + w[t - 7] + s1;
 	}
-	for (int i = 0; i < 8; i++)
+SHA512_STATE:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		s[i] = h[i];
+	}
 SHA512_ROUNDS:
 	for (int t = 0; t < 80; t++) {
-		uint64_t S1 = ROR64(s[4], 14) ^ ROR64(s[4], 18) ^ ROR64(s[4], 41);
-		uint64_t ch = (s[4] & s[5]) ^ (~s[4] & s[6]);
-		uint64_t t1 = s[7] + S1 + ch + k512[t] + w[t];
-		uint64_t S0 = ROR64(s[0], 28) ^ ROR64(s[0], 34) ^ ROR64(s[0], 39);
-		uint64_t maj = (s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]);
-		uint64_t t2 = S0 + maj;
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 2
+#pragma HLS LOOP_TRIPCOUNT min = 80 max = 80
+		PXYK_TRIP(SHA512_ROUNDS);
+		uint64_t wt;
 
-		s[7] = s[6];
-		s[6] = s[5];
-		s[5] = s[4];
-		s[4] = s[3] + t1;
-		s[3] = s[2];
-		s[2] = s[1];
-		s[1] = s[0];
-		s[0] = t1 + t2;
+		if (t < 16) {
+			wt = w[t];
+		} else {
+			uint64_t w15 = w[(t - 15) & 15], w2 = w[(t - 2) & 15];
+			uint64_t s0 = ROR64(w15, 1) ^ ROR64(w15, 8) ^ (w15 >> 7);
+			uint64_t s1 = ROR64(w2, 19) ^ ROR64(w2, 61) ^ (w2 >> 6);
+
+			wt = w[t & 15] + s0 + w[(t - 7) & 15] + s1;
+			w[t & 15] = wt;
+		}
+		{
+			uint64_t S1 = ROR64(s[4], 14) ^ ROR64(s[4], 18) ^ ROR64(s[4], 41);
+			uint64_t ch = (s[4] & s[5]) ^ (~s[4] & s[6]);
+			uint64_t t1 = s[7] + S1 + ch + k512[t] + wt;
+			uint64_t S0 = ROR64(s[0], 28) ^ ROR64(s[0], 34) ^ ROR64(s[0], 39);
+			uint64_t maj = (s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]);
+			uint64_t t2 = S0 + maj;
+
+			s[7] = s[6];
+			s[6] = s[5];
+			s[5] = s[4];
+			s[4] = s[3] + t1;
+			s[3] = s[2];
+			s[2] = s[1];
+			s[1] = s[0];
+			s[0] = t1 + t2;
+		}
 	}
-	for (int i = 0; i < 8; i++)
+SHA512_ADD:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		h[i] += s[i];
+	}
 }
 
 static void compress(int alg, uint64_t h[8], const uint8_t *p)
@@ -183,23 +247,36 @@ void sha_init(struct sha_ctx *c, int alg)
 	c->alg = alg;
 	c->buf_len = 0;
 	c->total = 0;
-	for (int i = 0; i < 8; i++)
+SHA_IV:
+	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		c->h[i] = alg == SHA_1 ? (i < 5 ? iv1[i] : 0) : alg == SHA_256 ? iv256[i] : iv384[i];
+	}
 }
 
+/* Whole blocks per iteration: what fits in the buffer is taken at once (a shifter), a full buffer compressed. */
 void sha_update(struct sha_ctx *c, const uint8_t *p, uint32_t n)
 {
-	uint32_t bs = sha_block_len(c->alg);
+	uint32_t bs = sha_block_len(c->alg), i = 0;
 
 	c->total += n;
 SHA_UPDATE:
-	for (uint32_t i = 0; i < n;) {
-		if (c->buf_len == 0 && n - i >= bs) {
-			compress(c->alg, c->h, p + i);
-			i += bs;
-			continue;
+	for (uint32_t it = 0; i < n; it++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 290 avg = 257
+		PXYK_TRIP(SHA_UPDATE);
+		uint32_t take = n - i < bs - c->buf_len ? n - i : bs - c->buf_len;
+
+	SHA_FILL:
+		for (uint32_t j = 0; j < SHA_MAX_BLOCK; j++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 128 max = 128
+			if (j < take)
+				c->buf[c->buf_len + j] = p[i + j];
 		}
-		c->buf[c->buf_len++] = p[i++];
+		c->buf_len += take;
+		i += take;
 		if (c->buf_len == bs) {
 			compress(c->alg, c->h, c->buf);
 			c->buf_len = 0;
@@ -211,11 +288,13 @@ static void put_state(int alg, const uint64_t h[8], uint8_t *out)
 {
 	uint32_t dl = sha_digest_len(alg);
 
-	if (alg == SHA_384) {
-		for (uint32_t i = 0; i < dl / 8; i++)
+PUT_STATE:
+	for (uint32_t i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+		if (alg == SHA_384 && i < dl / 8)
 			pxyk_put_be64(out + 8 * i, h[i]);
-	} else {
-		for (uint32_t i = 0; i < dl / 4; i++)
+		else if (alg != SHA_384 && i < dl / 4)
 			pxyk_put_be32(out + 4 * i, (uint32_t)h[i]);
 	}
 }
@@ -239,8 +318,11 @@ static void hmac_pads(int alg, const uint8_t *key, uint32_t key_len, uint8_t *ip
 {
 	uint32_t bs = sha_block_len(alg);
 
-	for (uint32_t i = 0; i < bs; i++) {
-		uint8_t k = i < key_len ? key[i] : 0;
+HMAC_PADS:
+	for (uint32_t i = 0; i < SHA_MAX_BLOCK; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 128 max = 128
+		uint8_t k = i < key_len && i < bs ? key[i] : 0;
 		ipad[i] = k ^ 0x36;
 		opad[i] = k ^ 0x5c;
 	}
@@ -290,15 +372,24 @@ void hmac_ct(int alg, const uint8_t *key, uint32_t key_len, const uint8_t hdr13[
 	hmac_pads(alg, key, key_len, ipad, opad);
 	sha_init(&c, alg);
 	compress(alg, c.h, ipad);
+HMAC_CT_INIT:
 	for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		h[i] = c.h[i];
 		keep[i] = 0;
 	}
 HMAC_CT_BLOCKS:
 	for (uint32_t b = 0; b < nblocks; b++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 290 avg = 257
+		PXYK_TRIP(HMAC_CT_BLOCKS);
 		uint32_t is_last = (uint32_t)pxyk_eqmask(b, last);
 
-		for (uint32_t j = 0; j < bs; j++) {
+	HMAC_CT_BYTES:
+		for (uint32_t j = 0; j < SHA_MAX_BLOCK; j++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 128 max = 128
 			uint32_t k = b * bs + j;
 			uint8_t v = 0;
 			uint32_t in_msg = (uint32_t)pxyk_ltmask(k, end);
@@ -316,11 +407,16 @@ HMAC_CT_BLOCKS:
 				uint8_t lb = from_end < 8 ? (uint8_t)(bits >> (8 * from_end)) : 0;
 				v = (uint8_t)((v & ~lenpos) | (lb & lenpos));
 			}
-			blk[j] = v;
+			if (j < bs)
+				blk[j] = v;
 		}
 		compress(alg, h, blk);
-		for (int i = 0; i < 8; i++)
+	HMAC_CT_KEEP:
+		for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 			keep[i] |= h[i] & (0 - (uint64_t)(is_last & 1));
+		}
 	}
 	put_state(alg, keep, inner);
 	sha_init(&c, alg);

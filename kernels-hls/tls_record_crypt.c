@@ -10,11 +10,33 @@
  *             compressions set by the public record length (hmac_ct), the
  *             received MAC taken from its secret offset by a masked rotation.
  *             Encrypt-then-MAC (RFC 7366): MAC over public bytes, compared in
- *             constant time, then decryption.
+ *             constant time; the plaintext is released only with it.
  *   seal      the inverse, for RECORD_SEAL jobs.
  *
  * Descriptors are checked against the buffers' bounds first (public data):
  * a bad one is flagged, never followed.
+ *
+ * Microarchitecture. The batch runs in groups of REC_G records through four
+ * stages that overlap across groups (DATAFLOW: while one group is being
+ * stored, the next is being decrypted, the one after loaded):
+ *
+ *   setup   descriptors, checks, AES key expansion          (descs ->)
+ *   load    the records, 512-bit beats, into local buffers   (in ->)
+ *   crypt   per record, one beat per cycle: GCM as one pass of CTR and
+ *           GHASH (8 blocks per 2 cycles: two passes of the unrolled AES
+ *           pipeline, 8 GHASH products on 4 multipliers); CBC decryption 4
+ *           blocks per cycle; padding checks; the received MAC
+ *   finish  the group's HMACs on REC_G units at once (one record each: a
+ *           MAC is serial within a record, parallel across records); the
+ *           verdicts; the plaintext out under the verdict's mask (-> out)
+ *
+ * Every loop carries its trip count (LOOP_TRIPCOUNT: min, max, avg for
+ * 16 KiB records) and, for firmware/perf_model.py, PXYK_TRIP and the pragmas
+ * its cycle count depends on.
+ *
+ * With the host's arithmetic (emulation only, kernel_abi.h), records are read
+ * where they lie in `in` and written in place in `out`, as a card's DMA
+ * costs the host nothing; the synthesis form always stages them.
  */
 #include "aes.h"
 #include "ghash.h"
@@ -25,10 +47,56 @@
 #define BULK_AES_128_CBC 3
 #define BULK_AES_256_CBC 4
 
+/* ---- geometry (firmware/perf_model.py reads these) ----------------------------------- */
+
+#define REC_G 16      /* records per group: HMAC units in the finish stage */
+#define REC_BEAT 64   /* bytes per AXI beat (512 bits) */
+#define GCM_CH (AES_BLOCKS > GH_L ? AES_BLOCKS : GH_L) /* blocks per GCM chunk: 8 (synthesis) */
+/* a local record buffer: a slot, and room for a whole AES pass read past its end */
+#define REC_BUF (PXY_K_REC_SLOT + 16 * AES_BLOCKS + REC_BEAT)
+
+/* What a seal can grow a record by, at most: explicit IV or nonce, MAC, padding block. */
+#define SEAL_GROWTH (16 + 48 + 16)
+
+enum { MAC_NONE = 0, MAC_MTE = 1, MAC_ETM = 2, MAC_RAW = 3 };
+
 PXYK_INLINE int bulk_key_len(uint32_t bulk)
 {
 	return bulk == BULK_AES_128_GCM || bulk == BULK_AES_128_CBC ? 16 : 32;
 }
+
+PXYK_INLINE int bulk_gcm(uint32_t bulk)
+{
+	return bulk == BULK_AES_128_GCM || bulk == BULK_AES_256_GCM;
+}
+
+/* setup -> crypt */
+struct rec_ctx {
+	struct pxy_k_rec_desc d;
+	uint32_t go;    /* the operation runs (else its result is final: a bad descriptor, a record too short) */
+	uint32_t flags; /* PXY_K_F_BADDESC */
+	struct aes_key key;
+};
+
+/* setup -> load */
+struct rec_ld {
+	uint32_t off, len;
+};
+
+/* crypt -> finish */
+struct rec_st {
+	uint32_t ok;       /* the verdict so far: all-ones if good */
+	uint32_t out_len;  /* the result's length if good */
+	uint32_t store;    /* bytes of output to write (public) */
+	uint32_t flags;
+	uint32_t mac_kind; /* MAC_*: what finish computes */
+	uint32_t mac_alg, mac_key_len, mac_len; /* mac_len: public length (MtE: the most the data can be) */
+	uint32_t data_len; /* MtE: the data's length (secret) */
+	uint32_t in_off, out_off;
+	uint8_t hdr[13];
+	uint8_t got[SHA_MAX_DIGEST]; /* the record's own MAC */
+	uint8_t mac_key[PXY_K_MAC_KEY_MAX];
+};
 
 static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t *ver, uint32_t len)
 {
@@ -40,122 +108,177 @@ static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t 
 	h[12] = (uint8_t)len;
 }
 
-/* all-ones if the n bytes are equal */
+/* all-ones if the n (<= 48) bytes are equal */
 static uint32_t ct_eq_bytes(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
 	uint32_t acc = 0;
 
-	for (uint32_t i = 0; i < n; i++)
-		acc |= (uint32_t)(a[i] ^ b[i]);
+EQ_BYTES:
+	for (uint32_t i = 0; i < SHA_MAX_DIGEST; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 48 max = 48
+		if (i < n)
+			acc |= (uint32_t)(a[i] ^ b[i]);
+	}
 	return (uint32_t)pxyk_eqmask(acc, 0);
 }
 
-/* ---- GCM --------------------------------------------------------------------------- */
-
-/* the keystream blocks that come with H and E(J0) out of the first AES pass */
-#define GCM_FIRST (AES_BLOCKS - 2)
-
-struct gcm_ctx {
-	struct aes_key key;
-	struct ghash_key gh;
-	uint8_t j0[16];
-	/* E(0^128) = H, E(J0), then the keystream for counters 2 .. AES_BLOCKS - 1 */
-	uint8_t first[16 * AES_BLOCKS];
-};
-
-static void gcm_start(struct gcm_ctx *c, const uint8_t *key, int key_len, const uint8_t nonce[12])
+/* n bytes (public), a beat per cycle; the buffers may be at any offset */
+static void copy_beats(uint8_t *d, const uint8_t *s, uint32_t n)
 {
-	aes_expand(&c->key, key, key_len);
-	pxyk_copy(c->j0, nonce, 12);
-	pxyk_put_be32(c->j0 + 12, 1);
-	/* one pass: block 0 is the zero block, block b > 0 is J0 with counter b */
-	pxyk_zero(c->first, 16);
-	for (uint32_t b = 1; b < AES_BLOCKS; b++) {
-		pxyk_copy(c->first + 16 * b, nonce, 12);
-		pxyk_put_be32(c->first + 16 * b + 12, b);
+COPY_BEATS:
+	for (uint32_t off = 0; off < n; off += REC_BEAT) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 290 avg = 257
+		PXYK_TRIP(COPY_BEATS);
+	COPY_BEAT_BYTES:
+		for (uint32_t i = 0; i < REC_BEAT; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+			if (off + i < n)
+				d[off + i] = s[off + i];
+		}
 	}
-	aes_encrypt_blocks(&c->key, c->first);
-	ghash_init(&c->gh, c->first);
 }
 
-/* the keystream starts at inc32(J0) */
-static void gcm_ctr(struct gcm_ctx *c, const uint8_t *in, uint8_t *out, uint32_t n)
-{
-	uint32_t head = n < 16 * GCM_FIRST ? n : 16 * GCM_FIRST;
-	uint8_t ctr[16];
+/* ---- GCM --------------------------------------------------------------------------------- */
 
-	for (uint32_t i = 0; i < head; i++)
-		out[i] = (uint8_t)(in[i] ^ c->first[32 + i]);
-	pxyk_copy(ctr, c->j0, 12);
-	pxyk_put_be32(ctr + 12, AES_BLOCKS);
-	aes_ctr32(&c->key, ctr, in + head, out + head, n - head);
+/*
+ * One GCM operation: CTR over n bytes from ib[src..) to ob[dst..) (separate
+ * buffers), GHASH over the AAD (hdr when aad_hdr, else ib[0..alen)) and
+ * the ciphertext (the input when opening, the output when sealing), and the
+ * tag. The GHASH stream is padded in front with zero blocks (which leave it
+ * unchanged) to whole groups of GH_L blocks, the length block last; one
+ * chunk of GCM_CH stream blocks per iteration, with the keystream of the
+ * ciphertext blocks that fall in it.
+ */
+static void gcm_record(const struct aes_key *k, const uint8_t nonce[12], const uint8_t hdr[13], int aad_hdr,
+		       uint32_t alen, const uint8_t *ib, uint32_t src, uint8_t *ob, uint32_t dst, uint32_t n, int seal,
+		       uint8_t tag[16])
+{
+#pragma HLS ALLOCATION function instances = aes_encrypt_blocks limit = 1
+	uint8_t first[16 * AES_BLOCKS], lenb[16];
+	struct ghash_key gh;
+	struct gh_state y;
+	uint32_t ab = (alen + 15) / 16, cb = (n + 15) / 16;
+	uint32_t fill = (GH_L - (ab + cb + 1) % GH_L) % GH_L, total = fill + ab + cb + 1;
+
+	/* one pass: block 0 the zero block (H), block 1 J0 (for the tag) */
+	pxyk_zero(first, sizeof(first));
+	pxyk_copy(first + 16, nonce, 12);
+	first[31] = 1;
+	aes_encrypt_blocks(k, first);
+	ghash_init(&gh, first);
+	gh_start(&y);
+	pxyk_put_be64(lenb, (uint64_t)alen * 8);
+	pxyk_put_be64(lenb + 8, (uint64_t)n * 8);
+
+GCM_CHUNKS:
+	for (uint32_t v0 = 0; v0 < total; v0 += GCM_CH) {
+#pragma HLS PIPELINE II = 2
+#pragma HLS LATENCY max = 48
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 130 avg = 129
+		PXYK_TRIP(GCM_CHUNKS);
+		uint8_t ks[16 * GCM_CH], blk[16 * GCM_CH];
+		uint32_t j0 = v0 - fill - ab; /* the chunk's first ciphertext block (mod 2^32) */
+
+	GCM_COUNTERS:
+		for (uint32_t t = 0; t < GCM_CH; t++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 32
+			pxyk_copy(ks + 16 * t, nonce, 12);
+			pxyk_put_be32(ks + 16 * t + 12, 2 + j0 + t); /* inc32(J0) is the first */
+		}
+	GCM_PASSES:
+		for (uint32_t p = 0; p < GCM_CH / AES_BLOCKS; p++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2
+			aes_encrypt_blocks(k, ks + 16 * AES_BLOCKS * p);
+		}
+	GCM_BYTES:
+		for (uint32_t i = 0; i < 16 * GCM_CH; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 128 max = 512
+			uint32_t v = v0 + i / 16, o = i % 16;
+			uint8_t x = 0;
+
+			if (v >= fill && v < fill + ab) {
+				uint32_t a = 16 * (v - fill) + o;
+
+				if (a < alen)
+					x = aad_hdr ? hdr[a] : ib[a];
+			} else if (v >= fill + ab && v < fill + ab + cb) {
+				uint32_t pos = 16 * (v - fill - ab) + o;
+
+				if (pos < n) {
+					uint8_t in = ib[src + pos], c = (uint8_t)(in ^ ks[i]);
+
+					ob[dst + pos] = c;
+					x = seal ? c : in;
+				}
+			} else if (v == total - 1) {
+				x = lenb[o];
+			}
+			blk[i] = x;
+		}
+	GCM_GROUPS:
+		for (uint32_t q = 0; q < GCM_CH / GH_L; q++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4
+			/* the stream is whole groups, not always whole chunks */
+			if (v0 + GH_L * q < total)
+				gh_group(&y, &gh, blk + 16 * GH_L * q, v0 + GH_L * (q + 1) == total);
+		}
+	}
+	gh_finish(&y, tag);
+GCM_TAG:
+	for (int i = 0; i < 16; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
+		tag[i] ^= first[16 + i];
+	}
 }
 
-static void gcm_tag(struct gcm_ctx *c, const uint8_t *aad, uint32_t aad_len, const uint8_t *ct, uint32_t n,
-		    uint8_t tag[16])
+/* GCM through the host's arithmetic when lent (emulation): 1 if it did; *ok for an open */
+static int gcm_host(int seal, const struct pxy_k_rec_desc *d, const uint8_t nonce[12], const uint8_t *aad,
+		    uint32_t alen, const uint8_t *in, uint32_t n, uint8_t *tag, uint8_t *out, uint32_t *ok)
 {
-	ghash_gcm(&c->gh, aad, aad_len, ct, n, tag);
-	for (int i = 0; i < 16; i++)
-		tag[i] ^= c->first[16 + i];
-}
-
-/* open: ct (n bytes) then tag; plaintext to out only if authentic (else zeros) */
-static uint32_t gcm_open(const uint8_t *key, int kl, const uint8_t nonce[12], const uint8_t *aad, uint32_t aad_len,
-			 const uint8_t *ct, uint32_t n, const uint8_t *tag, uint8_t *out)
-{
-	struct gcm_ctx c;
-	uint8_t calc[16];
-	uint32_t ok;
-
 #ifdef PXYK_HAVE_HOST
-	if (pxyk_host && pxyk_host->gcm(0, key, (uint32_t)kl, nonce, aad, aad_len, ct, n, (uint8_t *)tag, out, &ok) == 0)
-		return 0 - (ok & 1);
+	if (pxyk_host && pxyk_host->gcm(seal, d->key, (uint32_t)bulk_key_len(d->bulk), nonce, aad, alen, in, n, tag, out,
+					ok) == 0)
+		return 1;
+#else
+	(void)seal;
+	(void)d;
+	(void)nonce;
+	(void)aad;
+	(void)alen;
+	(void)in;
+	(void)n;
+	(void)tag;
+	(void)out;
+	(void)ok;
 #endif
-	gcm_start(&c, key, kl, nonce);
-	gcm_tag(&c, aad, aad_len, ct, n, calc);
-	ok = ct_eq_bytes(calc, tag, 16);
-	gcm_ctr(&c, ct, out, n);
-	for (uint32_t i = 0; i < n; i++)
-		out[i] &= (uint8_t)ok;
-	return ok;
+	return 0;
 }
 
-static void gcm_seal(const uint8_t *key, int kl, const uint8_t nonce[12], const uint8_t *aad, uint32_t aad_len,
-		     const uint8_t *pt, uint32_t n, uint8_t *out_ct, uint8_t tag[16])
+/* ---- CBC ------------------------------------------------------------------------------------ */
+
+/* AES-CBC: the host's when lent, else the kernel's bitsliced AES with the expanded key */
+static void cbc_crypt(int enc, const struct aes_key *k, const struct pxy_k_rec_desc *d, const uint8_t iv[16],
+		      const uint8_t *in, uint8_t *out, uint32_t n)
 {
-	struct gcm_ctx c;
-
 #ifdef PXYK_HAVE_HOST
-	uint32_t ok;
-
-	if (pxyk_host && pxyk_host->gcm(1, key, (uint32_t)kl, nonce, aad, aad_len, pt, n, tag, out_ct, &ok) == 0)
+	if (pxyk_host && pxyk_host->cbc(enc, d->key, (uint32_t)bulk_key_len(d->bulk), iv, in, out, n) == 0)
 		return;
+#else
+	(void)d;
 #endif
-	gcm_start(&c, key, kl, nonce);
-	gcm_ctr(&c, pt, out_ct, n);
-	gcm_tag(&c, aad, aad_len, out_ct, n, tag);
-}
-
-/* ---- CBC with a raw key --------------------------------------------------------------- */
-
-/* AES-CBC with a raw key (enc: encrypt): the host's when lent, else the kernel's bitsliced AES */
-static void cbc_crypt(int enc, const uint8_t *key, int kl, const uint8_t iv[16], const uint8_t *in, uint8_t *out,
-		      uint32_t n)
-{
-	struct aes_key k;
-
-#ifdef PXYK_HAVE_HOST
-	if (pxyk_host && pxyk_host->cbc(enc, key, (uint32_t)kl, iv, in, out, n) == 0)
-		return;
-#endif
-	aes_expand(&k, key, kl);
 	if (enc)
-		aes_cbc_encrypt(&k, iv, in, out, n);
+		aes_cbc_encrypt(k, iv, in, out, n);
 	else
-		aes_cbc_decrypt(&k, iv, in, out, n);
+		aes_cbc_decrypt(k, iv, in, out, n);
 }
-
-/* ---- CBC padding and MAC, constant time ------------------------------------------------ */
 
 /* all-ones if the last pad+1 bytes all equal pad (TLS) / pad+1 (PKCS#7, tls = 0), scanning min(256, len) */
 static uint32_t ct_check_padding(const uint8_t *p, uint32_t len, uint32_t pad, uint32_t tls)
@@ -168,6 +291,11 @@ static uint32_t ct_check_padding(const uint8_t *p, uint32_t len, uint32_t pad, u
 
 PAD_SCAN:
 	for (uint32_t i = 0; i < 256; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS UNROLL factor = 64
+#pragma HLS LATENCY max = 4
+#pragma HLS LOOP_TRIPCOUNT min = 256 max = 256
+		PXYK_TRIP(PAD_SCAN);
 		uint32_t in = (uint32_t)pxyk_ltmask(i, to_check) & (uint32_t)pxyk_ltmask(i, count);
 		uint32_t b = i < len ? p[len - 1 - i] : 0;
 
@@ -187,10 +315,13 @@ static void ct_copy_mac(uint8_t *out, const uint8_t *p, uint32_t len, uint32_t m
 	uint32_t scan_start = len > mac_len + 256 ? len - mac_len - 256 : 0;
 	uint32_t rot = 0, j = 0;
 
-	for (uint32_t i = 0; i < SHA_MAX_DIGEST; i++)
-		rotated[i] = 0;
+	pxyk_zero(rotated, SHA_MAX_DIGEST);
 MAC_SCAN:
 	for (uint32_t i = 0; i < 256 + SHA_MAX_DIGEST; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 3
+#pragma HLS LOOP_TRIPCOUNT min = 304 max = 304
+		PXYK_TRIP(MAC_SCAN);
 		uint32_t pos = scan_start + i;
 		uint32_t valid = (uint32_t)pxyk_ltmask(pos, len);
 		uint32_t in_mac = (uint32_t)~pxyk_ltmask(pos, mac_start) & (uint32_t)pxyk_ltmask(pos, mac_start + mac_len) & valid;
@@ -202,218 +333,443 @@ MAC_SCAN:
 	}
 MAC_ROTATE:
 	for (uint32_t m = 0; m < SHA_MAX_DIGEST; m++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LATENCY max = 3
+#pragma HLS LOOP_TRIPCOUNT min = 48 max = 48
+		PXYK_TRIP(MAC_ROTATE);
 		uint32_t idx = rot + m;
 		uint8_t v = 0;
 
 		idx = (uint32_t)pxyk_sel(pxyk_ltmask(idx, mac_len), idx, idx - mac_len);
-		for (uint32_t i = 0; i < SHA_MAX_DIGEST; i++)
+	MAC_ROTATE_SCAN:
+		for (uint32_t i = 0; i < SHA_MAX_DIGEST; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 48 max = 48
 			v |= (uint8_t)(rotated[i] & (uint8_t)pxyk_eqmask(i, idx));
+		}
 		if (m < mac_len)
 			out[m] = v;
 	}
 }
 
-/* ---- TLS records ------------------------------------------------------------------------ */
+/* ---- the operations (crypt stage) --------------------------------------------------------------- */
 
-static void tls_gcm_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uint32_t len, uint8_t *out,
-			 struct pxy_k_rec_result *r)
+static void tls_gcm_open(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
-	uint8_t nonce[12], aad[13];
-	uint32_t n;
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t n = d->in_len - 5 - 8 - 16, ok;
+	uint8_t nonce[12], hdr[13], calc[16];
 
-	if (len < 5 + 8 + 16)
-		return; /* public: too short for this suite */
-	n = len - 5 - 8 - 16;
 	pxyk_copy(nonce, d->iv, 4);
-	pxyk_copy(nonce + 4, rec + 5, 8);
-	mac_header(aad, d->seq, rec[0], rec + 1, n);
-	r->ok = gcm_open(d->key, bulk_key_len(d->bulk), nonce, aad, 13, rec + 13, n, rec + 13 + n, out) & 1;
-	r->out_len = n & (0 - r->ok);
+	pxyk_copy(nonce + 4, ib + 5, 8);
+	mac_header(hdr, d->seq, ib[0], ib + 1, n);
+	if (gcm_host(0, d, nonce, hdr, 13, ib + 13, n, (uint8_t *)ib + 13 + n, ob, &ok)) {
+		t->ok = 0 - (ok & 1);
+	} else {
+		gcm_record(&c->key, nonce, hdr, 1, 13, ib, 13, ob, 0, n, 0, calc);
+		t->ok = ct_eq_bytes(calc, ib + 13 + n, 16);
+	}
+	t->out_len = n;
+	t->store = n;
 }
 
-static void tls_cbc_open(const struct pxy_k_rec_desc *d, const uint8_t *rec, uint32_t len, uint8_t *out,
-			 struct pxy_k_rec_result *r)
+static void tls_gcm_seal(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
-	uint32_t flen = len - 5, explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
-	const uint8_t *frag = rec + 5, *iv = explicit_iv ? frag : d->iv;
-	uint8_t hdr[13], calc[SHA_MAX_DIGEST], got[SHA_MAX_DIGEST];
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t n = d->in_len - 5, ok;
+	uint8_t nonce[12], hdr[13];
+
+	pxyk_copy(ob, ib, 5);
+	/* the explicit nonce is the sequence number */
+	pxyk_put_be64(ob + 5, d->seq);
+	pxyk_copy(nonce, d->iv, 4);
+	pxyk_copy(nonce + 4, ob + 5, 8);
+	mac_header(hdr, d->seq, ib[0], ib + 1, n);
+	if (!gcm_host(1, d, nonce, hdr, 13, ib + 5, n, ob + 13 + n, ob + 13, &ok))
+		gcm_record(&c->key, nonce, hdr, 1, 13, ib, 5, ob, 13, n, 1, ob + 13 + n);
+	t->out_len = 5 + 8 + n + 16;
+	ob[3] = (uint8_t)((t->out_len - 5) >> 8);
+	ob[4] = (uint8_t)(t->out_len - 5);
+	t->ok = 0xffffffffu;
+	t->store = t->out_len;
+}
+
+static void raw_gcm(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
+{
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t a = d->aad_len, ok;
+	uint8_t calc[16];
+
+	if (d->op == PXY_K_OP_GCM_OPEN) {
+		uint32_t n = d->in_len - a - 16;
+
+		if (gcm_host(0, d, d->iv, ib, a, ib + a, n, (uint8_t *)ib + a + n, ob, &ok)) {
+			t->ok = 0 - (ok & 1);
+		} else {
+			gcm_record(&c->key, d->iv, d->iv, 0, a, ib, a, ob, 0, n, 0, calc);
+			t->ok = ct_eq_bytes(calc, ib + a + n, 16);
+		}
+		t->out_len = n;
+		t->store = n;
+	} else {
+		uint32_t n = d->in_len - a;
+
+		if (!gcm_host(1, d, d->iv, ib, a, ib + a, n, ob + n, ob, &ok))
+			gcm_record(&c->key, d->iv, d->iv, 0, a, ib, a, ob, 0, n, 1, ob + n);
+		t->out_len = n + 16;
+		t->store = n + 16;
+		t->ok = 0xffffffffu;
+	}
+}
+
+/* mb: where finish reads an encrypt-then-MAC record's MAC input (the IV and ciphertext) */
+static void tls_cbc_open(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, uint8_t *mb, int copy_mac_input,
+			 struct rec_st *t)
+{
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t flen = d->in_len - 5, explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
+	const uint8_t *iv = explicit_iv ? ib + 5 : d->iv;
 	uint32_t ctlen, pad, good;
 
-	if (d->mac < SHA_1 || d->mac > SHA_384 || len < 5)
-		return;
 	if (d->etm) {
-		uint32_t enc_len;
+		uint32_t enc_len = flen - maclen;
 
-		if (flen < explicit_iv + 16 + maclen || (flen - maclen - explicit_iv) % 16)
-			return;
-		enc_len = flen - maclen;
-		mac_header(hdr, d->seq, rec[0], rec + 1, enc_len);
-		hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, frag, enc_len, calc);
-		good = ct_eq_bytes(calc, frag + enc_len, maclen);
+		mac_header(t->hdr, d->seq, ib[0], ib + 1, enc_len);
+		if (copy_mac_input)
+			copy_beats(mb, ib + 5, enc_len);
+		pxyk_copy(t->got, ib + 5 + enc_len, maclen);
 		ctlen = enc_len - explicit_iv;
-		cbc_crypt(0, d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
-		pad = out[ctlen - 1];
-		good &= ct_check_padding(out, ctlen, pad, 1);
-		r->out_len = (ctlen - pad - 1) & good;
+		cbc_crypt(0, &c->key, d, iv, ib + 5 + explicit_iv, ob, ctlen);
+		pad = ob[ctlen - 1];
+		good = ct_check_padding(ob, ctlen, pad, 1);
+		t->mac_kind = MAC_ETM;
+		t->mac_len = enc_len;
+		t->out_len = ctlen - pad - 1;
 	} else {
 		uint32_t data_len, max_data;
 
-		if (flen < explicit_iv + 16 || (flen - explicit_iv) % 16 || flen - explicit_iv < maclen + 1)
-			return;
 		ctlen = flen - explicit_iv;
-		cbc_crypt(0, d->key, bulk_key_len(d->bulk), iv, frag + explicit_iv, out, ctlen);
-		pad = out[ctlen - 1];
-		good = ct_check_padding(out, ctlen, pad, 1) & ~(uint32_t)pxyk_ltmask(ctlen, pad + 1 + maclen);
+		cbc_crypt(0, &c->key, d, iv, ib + 5 + explicit_iv, ob, ctlen);
+		pad = ob[ctlen - 1];
+		good = ct_check_padding(ob, ctlen, pad, 1) & ~(uint32_t)pxyk_ltmask(ctlen, pad + 1 + maclen);
 		/* RFC 5246 §6.2.3.2: with a bad padding, compute the MAC as if there were none */
 		pad &= good;
 		max_data = ctlen - 1 - maclen;
 		data_len = max_data - pad;
-		mac_header(hdr, d->seq, rec[0], rec + 1, data_len);
-		hmac_ct(d->mac, d->mac_key, d->mac_key_len, hdr, out, data_len, max_data, calc);
-		ct_copy_mac(got, out, ctlen, maclen, data_len);
-		good &= ct_eq_bytes(calc, got, maclen);
-		r->out_len = data_len & good;
+		mac_header(t->hdr, d->seq, ib[0], ib + 1, data_len);
+		ct_copy_mac(t->got, ob, ctlen, maclen, data_len);
+		t->mac_kind = MAC_MTE;
+		t->mac_len = max_data;
+		t->data_len = data_len;
+		t->out_len = data_len;
 	}
-	for (uint32_t i = 0; i < ctlen; i++)
-		out[i] &= (uint8_t)good;
-	r->ok = good & 1;
+	t->ok = good;
+	t->store = ctlen;
 }
 
-static void tls_seal(const struct pxy_k_rec_desc *d, const uint8_t *pt_rec, uint32_t len, uint8_t *out,
-		     struct pxy_k_rec_result *r)
+/* MAC-then-encrypt or encrypt-then-MAC, serial: the MAC (MtE) before, CBC after, each block after the last */
+static void tls_cbc_seal(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
-	uint32_t n = len - 5;
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t n = d->in_len - 5, explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
+	uint8_t *body = ob + 5 + explicit_iv;
+	uint32_t m = n, padded, pad;
 	uint8_t hdr[13];
 
-	pxyk_copy(out, pt_rec, 5);
-	if (d->bulk == BULK_AES_128_GCM || d->bulk == BULK_AES_256_GCM) {
-		uint8_t nonce[12];
-
-		/* the explicit nonce is the sequence number */
-		pxyk_put_be64(out + 5, d->seq);
-		pxyk_copy(nonce, d->iv, 4);
-		pxyk_copy(nonce + 4, out + 5, 8);
-		mac_header(hdr, d->seq, pt_rec[0], pt_rec + 1, n);
-		gcm_seal(d->key, bulk_key_len(d->bulk), nonce, hdr, 13, pt_rec + 5, n, out + 13, out + 13 + n);
-		r->out_len = 5 + 8 + n + 16;
-	} else {
-		uint32_t explicit_iv = d->version >= 0x0302 ? 16 : 0, maclen = sha_digest_len(d->mac);
-		uint8_t *body = out + 5 + explicit_iv;
-		uint32_t m = n, padded, pad;
-
-		if (explicit_iv)
-			pxyk_copy(out + 5, d->iv, 16);
-		pxyk_copy(body, pt_rec + 5, n);
-		if (!d->etm) {
-			mac_header(hdr, d->seq, pt_rec[0], pt_rec + 1, n);
-			hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, pt_rec + 5, n, body + n);
-			m += maclen;
-		}
-		padded = (m / 16 + 1) * 16;
-		pad = padded - m - 1;
-		for (uint32_t i = m; i < padded; i++)
-			body[i] = (uint8_t)pad;
-		cbc_crypt(1, d->key, bulk_key_len(d->bulk), d->iv, body, body, padded);
-		if (d->etm) {
-			mac_header(hdr, d->seq, pt_rec[0], pt_rec + 1, explicit_iv + padded);
-			hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, out + 5, explicit_iv + padded, body + padded);
-			padded += maclen;
-		}
-		r->out_len = 5 + explicit_iv + padded;
+	pxyk_copy(ob, ib, 5);
+	if (explicit_iv)
+		pxyk_copy(ob + 5, d->iv, 16);
+	copy_beats(body, ib + 5, n);
+	if (!d->etm) {
+		mac_header(hdr, d->seq, ib[0], ib + 1, n);
+		hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, ib + 5, n, body + n);
+		m += maclen;
 	}
-	out[3] = (uint8_t)((r->out_len - 5) >> 8);
-	out[4] = (uint8_t)(r->out_len - 5);
-	r->ok = 1;
+	padded = (m / 16 + 1) * 16;
+	pad = padded - m - 1;
+SEAL_PAD:
+	for (uint32_t i = 0; i < 16; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
+		if (m + i < padded)
+			body[m + i] = (uint8_t)pad;
+	}
+	cbc_crypt(1, &c->key, d, d->iv, body, body, padded);
+	if (d->etm) {
+		mac_header(hdr, d->seq, ib[0], ib + 1, explicit_iv + padded);
+		hmac(d->mac, d->mac_key, d->mac_key_len, hdr, 13, ob + 5, explicit_iv + padded, body + padded);
+		padded += maclen;
+	}
+	t->out_len = 5 + explicit_iv + padded;
+	ob[3] = (uint8_t)((t->out_len - 5) >> 8);
+	ob[4] = (uint8_t)(t->out_len - 5);
+	t->ok = 0xffffffffu;
+	t->store = t->out_len;
 }
 
-/* What a seal can grow a record by, at most: explicit IV or nonce, MAC, padding block. */
-#define SEAL_GROWTH (16 + 48 + 16)
-
-static void rec_one(const struct pxy_k_rec_desc *d, const uint8_t *in, uint8_t *out, struct pxy_k_rec_result *r)
+static void raw_cbc_dec(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
-	const uint8_t *src = in + d->in_off;
-	uint8_t *dst = out + d->out_off;
-	int kl = bulk_key_len(d->bulk);
-	uint32_t gcm = d->bulk == BULK_AES_128_GCM || d->bulk == BULK_AES_256_GCM;
+	const struct pxy_k_rec_desc *d = &c->d;
+	uint32_t n = d->in_len, pad;
 
-	r->ok = 0;
-	r->out_len = 0;
-	r->flags = 0;
-	for (int i = 0; i < 64; i++)
-		r->mac[i] = 0;
+	cbc_crypt(0, &c->key, d, d->iv, ib, ob, n);
+	pad = ob[n - 1];
+	t->ok = ct_check_padding(ob, n, pad, 0);
+	t->out_len = n - pad;
+	t->store = n;
+}
+
+/* ---- the stages ------------------------------------------------------------------------------------ */
+
+/* PXY_K_F_BADDESC, or 0 with *go = 1 if the operation runs (0: its result is no output) */
+static uint32_t rec_check(const struct pxy_k_rec_desc *d, uint32_t *go)
+{
+	uint32_t gcm = (uint32_t)bulk_gcm(d->bulk), maclen = sha_digest_len(d->mac), mac_ok = d->mac >= SHA_1 && d->mac <= SHA_384;
+	uint32_t flen = d->in_len - 5, explicit_iv = d->version >= 0x0302 ? 16 : 0;
+
+	*go = 0;
+	/* every slot is PXY_K_REC_SLOT bytes: a descriptor may not reach outside its own */
+	if (d->in_off % PXY_K_REC_SLOT || d->out_off % PXY_K_REC_SLOT || d->in_off / PXY_K_REC_SLOT >= PXY_K_REC_MAX_BATCH ||
+	    d->out_off / PXY_K_REC_SLOT >= PXY_K_REC_MAX_BATCH || d->in_len > PXY_K_REC_SLOT || d->out_cap > PXY_K_REC_SLOT)
+		return PXY_K_F_BADDESC;
 	switch (d->op) {
 	case PXY_K_OP_TLS_OPEN:
 		if (d->in_len < 5 || d->out_cap < d->in_len)
-			goto bad;
+			return PXY_K_F_BADDESC;
+		/* public: too short for the suite, or not whole blocks: no output, not authentic */
 		if (gcm)
-			tls_gcm_open(d, src, d->in_len, dst, r);
+			*go = d->in_len >= 5 + 8 + 16;
+		else if (!mac_ok)
+			*go = 0;
+		else if (d->etm)
+			*go = flen >= explicit_iv + 16 + maclen && (flen - maclen - explicit_iv) % 16 == 0;
 		else
-			tls_cbc_open(d, src, d->in_len, dst, r);
-		break;
+			*go = flen >= explicit_iv + 16 && (flen - explicit_iv) % 16 == 0 && flen - explicit_iv >= maclen + 1;
+		return 0;
 	case PXY_K_OP_TLS_SEAL:
-		if (d->in_len < 5 || d->in_len - 5 > 16384 || d->out_cap < d->in_len + SEAL_GROWTH ||
-		    (!gcm && (d->mac < SHA_1 || d->mac > SHA_384)))
-			goto bad;
-		tls_seal(d, src, d->in_len, dst, r);
+		if (d->in_len < 5 || d->in_len - 5 > 16384 || d->out_cap < d->in_len + SEAL_GROWTH || (!gcm && !mac_ok))
+			return PXY_K_F_BADDESC;
 		break;
 	case PXY_K_OP_GCM_OPEN:
 		if (d->aad_len > d->in_len || d->in_len - d->aad_len < 16 || d->out_cap < d->in_len)
-			goto bad;
-		{
-			uint32_t n = d->in_len - d->aad_len - 16;
-			r->ok = gcm_open(d->key, kl, d->iv, src, d->aad_len, src + d->aad_len, n, src + d->aad_len + n,
-					 dst) & 1;
-			r->out_len = n & (0 - r->ok);
-		}
+			return PXY_K_F_BADDESC;
 		break;
 	case PXY_K_OP_GCM_SEAL:
 		if (d->aad_len > d->in_len || d->out_cap < d->in_len - d->aad_len + 16)
-			goto bad;
-		{
-			uint32_t n = d->in_len - d->aad_len;
-			gcm_seal(d->key, kl, d->iv, src, d->aad_len, src + d->aad_len, n, dst, dst + n);
-			r->out_len = n + 16;
-			r->ok = 1;
-		}
+			return PXY_K_F_BADDESC;
 		break;
 	case PXY_K_OP_CBC_DEC:
 		if (d->in_len == 0 || d->in_len % 16 || d->out_cap < d->in_len)
-			goto bad;
-		{
-			uint32_t pad, good;
-
-			cbc_crypt(0, d->key, kl, d->iv, src, dst, d->in_len);
-			pad = dst[d->in_len - 1];
-			good = ct_check_padding(dst, d->in_len, pad, 0);
-			for (uint32_t i = 0; i < d->in_len; i++)
-				dst[i] &= (uint8_t)good;
-			r->ok = good & 1;
-			r->out_len = (d->in_len - pad) & good;
-		}
+			return PXY_K_F_BADDESC;
 		break;
 	case PXY_K_OP_HMAC:
-		if (d->mac < SHA_1 || d->mac > SHA_384 || d->mac_key_len > sha_block_len(d->mac))
-			goto bad;
-		hmac(d->mac, d->mac_key, d->mac_key_len, src, 0, src, d->in_len, r->mac);
-		r->out_len = sha_digest_len(d->mac);
-		r->ok = 1;
+		if (!mac_ok || d->mac_key_len > sha_block_len(d->mac))
+			return PXY_K_F_BADDESC;
 		break;
 	default:
-		goto bad;
+		return PXY_K_F_BADDESC;
 	}
-	r->status = PXY_K_DONE;
-	return;
-bad:
-	r->flags = PXY_K_F_BADDESC;
-	r->status = PXY_K_DONE;
+	*go = 1;
+	return 0;
+}
+
+static void rec_setup(const struct pxy_k_rec_desc *descs, uint32_t g0, uint32_t n, struct rec_ctx ctx[REC_G],
+		      struct rec_ld ld[REC_G])
+{
+	uint32_t cnt = n - g0 < REC_G ? n - g0 : REC_G;
+
+SETUP_RECS:
+	for (uint32_t r = 0; r < cnt; r++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16 avg = 16
+		PXYK_TRIP(SETUP_RECS);
+		struct rec_ctx *c = &ctx[r];
+
+		pxyk_copy_words(&c->d, &descs[g0 + r], sizeof(c->d));
+		c->flags = rec_check(&c->d, &c->go);
+		ld[r].off = c->d.in_off;
+		ld[r].len = c->go ? c->d.in_len : 0;
+		/* the key schedule, whatever the operation (HMAC has none: its key is then unused) */
+		aes_expand(&c->key, c->d.key, bulk_key_len(c->d.bulk));
+	}
+}
+
+static void rec_load(const uint8_t *in, uint32_t g0, uint32_t n, const struct rec_ld ld[REC_G], int direct,
+		     uint8_t ibuf[REC_G][REC_BUF])
+{
+	uint32_t cnt = n - g0 < REC_G ? n - g0 : REC_G;
+
+LOAD_RECS:
+	for (uint32_t r = 0; r < cnt; r++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16 avg = 16
+		PXYK_TRIP(LOAD_RECS);
+	LOAD_BEATS:
+		for (uint32_t off = 0; !direct && off < ld[r].len; off += REC_BEAT) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 289 avg = 257
+			PXYK_TRIP(LOAD_BEATS);
+		LOAD_BYTES:
+			for (uint32_t i = 0; i < REC_BEAT; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+				ibuf[r][off + i] = in[ld[r].off + off + i];
+			}
+		}
+	}
+}
+
+static void rec_crypt(const struct rec_ctx ctx[REC_G], const uint8_t ibuf[REC_G][REC_BUF], const uint8_t *in,
+		      uint8_t *out, uint32_t g0, uint32_t n, int direct, uint8_t obuf[REC_G][REC_BUF],
+		      uint8_t mbuf[REC_G][REC_BUF], struct rec_st st[REC_G])
+{
+	uint32_t cnt = n - g0 < REC_G ? n - g0 : REC_G;
+
+CRYPT_RECS:
+	for (uint32_t r = 0; r < cnt; r++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16 avg = 16
+		PXYK_TRIP(CRYPT_RECS);
+		const struct rec_ctx *c = &ctx[r];
+		const struct pxy_k_rec_desc *d = &c->d;
+		struct rec_st *t = &st[r];
+		const uint8_t *ib = direct ? in + d->in_off : ibuf[r];
+		uint8_t *ob = direct ? out + d->out_off : obuf[r];
+		int gcm = bulk_gcm(d->bulk);
+
+		t->ok = 0;
+		t->out_len = 0;
+		t->store = 0;
+		t->flags = c->flags;
+		t->mac_kind = MAC_NONE;
+		t->mac_alg = d->mac;
+		t->mac_key_len = d->mac_key_len;
+		t->mac_len = 0;
+		t->data_len = 0;
+		t->in_off = d->in_off;
+		t->out_off = d->out_off;
+		pxyk_copy(t->mac_key, d->mac_key, PXY_K_MAC_KEY_MAX);
+		if (!c->go)
+			continue;
+		switch (d->op) {
+		case PXY_K_OP_TLS_OPEN:
+			if (gcm)
+				tls_gcm_open(c, ib, ob, t);
+			else
+				tls_cbc_open(c, ib, ob, mbuf[r], !direct, t);
+			break;
+		case PXY_K_OP_TLS_SEAL:
+			if (gcm)
+				tls_gcm_seal(c, ib, ob, t);
+			else
+				tls_cbc_seal(c, ib, ob, t);
+			break;
+		case PXY_K_OP_GCM_OPEN:
+		case PXY_K_OP_GCM_SEAL:
+			raw_gcm(c, ib, ob, t);
+			break;
+		case PXY_K_OP_CBC_DEC:
+			raw_cbc_dec(c, ib, ob, t);
+			break;
+		default: /* PXY_K_OP_HMAC */
+			if (!direct)
+				copy_beats(mbuf[r], ib, d->in_len);
+			t->mac_kind = MAC_RAW;
+			t->mac_len = d->in_len;
+			t->ok = 0xffffffffu;
+			t->out_len = sha_digest_len(d->mac);
+			break;
+		}
+	}
+}
+
+/* what finish's MAC unit u hashes: the plaintext (MtE), the fragment (EtM), the input (HMAC) */
+PXYK_INLINE const uint8_t *mac_input(const struct rec_st *t, const uint8_t *in, const uint8_t *out, int direct,
+				     const uint8_t *obuf, const uint8_t *mbuf)
+{
+	if (t->mac_kind == MAC_MTE)
+		return direct ? out + t->out_off : obuf;
+	if (!direct)
+		return mbuf;
+	return in + t->in_off + (t->mac_kind == MAC_ETM ? 5 : 0);
+}
+
+static void rec_finish(const struct rec_st st[REC_G], const uint8_t obuf[REC_G][REC_BUF],
+		       const uint8_t mbuf[REC_G][REC_BUF], const uint8_t *in, uint32_t g0, uint32_t n, int direct,
+		       uint8_t *out, struct pxy_k_rec_result *results)
+{
+	uint32_t cnt = n - g0 < REC_G ? n - g0 : REC_G;
+	uint8_t calc[REC_G][SHA_MAX_DIGEST];
+
+	/* the group's MACs: one unit per record, all at once */
+FINISH_MACS:
+	for (uint32_t u = 0; u < REC_G; u++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 16 max = 16
+		PXYK_TRIP(FINISH_MACS);
+		const struct rec_st *t = &st[u];
+		const uint8_t *p;
+
+		if (u >= cnt)
+			continue;
+		p = mac_input(t, in, out, direct, obuf[u], mbuf[u]);
+		pxyk_zero(calc[u], SHA_MAX_DIGEST);
+		if (t->mac_kind == MAC_MTE)
+			hmac_ct(t->mac_alg, t->mac_key, t->mac_key_len, t->hdr, p, t->data_len, t->mac_len, calc[u]);
+		else if (t->mac_kind == MAC_ETM)
+			hmac(t->mac_alg, t->mac_key, t->mac_key_len, t->hdr, 13, p, t->mac_len, calc[u]);
+		else if (t->mac_kind == MAC_RAW)
+			hmac(t->mac_alg, t->mac_key, t->mac_key_len, p, 0, p, t->mac_len, calc[u]);
+	}
+
+FINISH_RECS:
+	for (uint32_t r = 0; r < cnt; r++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16 avg = 16
+		PXYK_TRIP(FINISH_RECS);
+		const struct rec_st *t = &st[r];
+		struct pxy_k_rec_result res;
+		uint32_t ok = t->ok;
+		uint8_t *dst = out + t->out_off;
+		const uint8_t *ob = direct ? dst : obuf[r];
+
+		if (t->mac_kind == MAC_MTE || t->mac_kind == MAC_ETM)
+			ok &= ct_eq_bytes(calc[r], t->got, sha_digest_len(t->mac_alg));
+		res.status = PXY_K_DONE;
+		res.flags = t->flags;
+		res.ok = ok & 1;
+		res.out_len = t->out_len & ok;
+	RESULT_MAC:
+		for (int i = 0; i < 64; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+			res.mac[i] = t->mac_kind == MAC_RAW && i < SHA_MAX_DIGEST ? calc[r][i] : 0;
+		}
+		/* the output under the verdict's mask, whole beats (zero past the end; a slot is whole beats) */
+	STORE_BEATS:
+		for (uint32_t off = 0; off < t->store; off += REC_BEAT) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 290 avg = 257
+			PXYK_TRIP(STORE_BEATS);
+		STORE_BYTES:
+			for (uint32_t i = 0; i < REC_BEAT; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
+				uint32_t pos = off + i;
+
+				dst[pos] = pos < t->store ? (uint8_t)(ob[pos] & (uint8_t)ok) : 0;
+			}
+		}
+		pxyk_copy_words(&results[g0 + r], &res, sizeof(res));
+	}
 }
 
 void tls_record_crypt(const struct pxy_k_rec_desc *descs, const uint8_t *in, uint8_t *out,
 		      struct pxy_k_rec_result *results, uint32_t n_descs)
 {
 #pragma HLS INTERFACE m_axi port = descs offset = slave bundle = gmem0 depth = 128
-#pragma HLS INTERFACE m_axi port = in offset = slave bundle = gmem1 depth = 2375680
-#pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem2 depth = 2375680
+#pragma HLS INTERFACE m_axi port = in offset = slave bundle = gmem1 depth = 2375680 max_widen_bitwidth = 512
+#pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem2 depth = 2375680 max_widen_bitwidth = 512
 #pragma HLS INTERFACE m_axi port = results offset = slave bundle = gmem3 depth = 128
 #pragma HLS INTERFACE s_axilite port = descs
 #pragma HLS INTERFACE s_axilite port = in
@@ -421,28 +777,35 @@ void tls_record_crypt(const struct pxy_k_rec_desc *descs, const uint8_t *in, uin
 #pragma HLS INTERFACE s_axilite port = results
 #pragma HLS INTERFACE s_axilite port = n_descs
 #pragma HLS INTERFACE s_axilite port = return
-	struct pxy_k_rec_desc d;
-	struct pxy_k_rec_result r;
+	struct rec_ctx ctx[REC_G];
+	struct rec_ld ld[REC_G];
+	struct rec_st st[REC_G];
+	uint8_t ibuf[REC_G][REC_BUF], obuf[REC_G][REC_BUF], mbuf[REC_G][REC_BUF];
+	uint32_t n = n_descs < PXY_K_REC_MAX_BATCH ? n_descs : PXY_K_REC_MAX_BATCH;
+	int direct = 0;
 
-REC_BATCH:
-	for (uint32_t i = 0; i < PXY_K_REC_MAX_BATCH; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128
-		if (i >= n_descs)
-			break;
-		pxyk_copy_words(&d, &descs[i], sizeof(d));
-		/* every slot is PXY_K_REC_SLOT bytes: a descriptor may not reach outside its own */
-		if (d.in_off % PXY_K_REC_SLOT || d.out_off % PXY_K_REC_SLOT || d.in_off / PXY_K_REC_SLOT >= PXY_K_REC_MAX_BATCH ||
-		    d.out_off / PXY_K_REC_SLOT >= PXY_K_REC_MAX_BATCH || d.in_len > PXY_K_REC_SLOT ||
-		    d.out_cap > PXY_K_REC_SLOT) {
-			r.status = PXY_K_DONE;
-			r.flags = PXY_K_F_BADDESC;
-			r.ok = 0;
-			r.out_len = 0;
-			for (int j = 0; j < 64; j++)
-				r.mac[j] = 0;
-		} else {
-			rec_one(&d, in, out, &r);
-		}
-		pxyk_copy_words(&results[i], &r, sizeof(r));
+	/* one buffer per record (the finish stage's units read theirs at once), each in 512-bit words */
+#pragma HLS ARRAY_PARTITION variable = ibuf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = obuf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = mbuf type = complete dim = 1
+#pragma HLS ARRAY_RESHAPE variable = ibuf type = cyclic factor = 64 dim = 2
+#pragma HLS ARRAY_RESHAPE variable = obuf type = cyclic factor = 64 dim = 2
+#pragma HLS ARRAY_RESHAPE variable = mbuf type = cyclic factor = 64 dim = 2
+#pragma HLS BIND_STORAGE variable = ibuf type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = obuf type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = mbuf type = ram_2p impl = bram
+
+#ifdef PXYK_HAVE_HOST
+	direct = pxyk_host != NULL;
+#endif
+REC_GROUPS:
+	for (uint32_t g0 = 0; g0 < n; g0 += REC_G) {
+#pragma HLS DATAFLOW
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8 avg = 8
+		PXYK_TRIP(REC_GROUPS);
+		rec_setup(descs, g0, n, ctx, ld);
+		rec_load(in, g0, n, ld, direct, ibuf);
+		rec_crypt(ctx, ibuf, in, out, g0, n, direct, obuf, mbuf, st);
+		rec_finish(st, obuf, mbuf, in, g0, n, direct, out, results);
 	}
 }
