@@ -12,7 +12,10 @@ when the .cfg would not link or would link something else than intended:
   - some m_axi port of some compute unit has no sp= (v++ would pick a bank);
   - two ports of one m_axi bundle go to different banks;
   - slr= names an unknown compute unit or an SLR the platform does not have;
-  - with --freq-mhz, kernel_frequency= is missing or says another frequency.
+  - with --freq-mhz, kernel_frequency= is missing or says another frequency;
+  - the compute units placed in one SLR need more than perf_model.py's
+    SLR_LIMIT of what the platform leaves to kernels there (per-unit
+    estimates from perf_model.resources()).
 
 Compute units are those of nk=, or KERNEL_1 for a kernel without one (v++'s
 default). The platform is --platform, else the .cfg's file name (u250.cfg).
@@ -160,7 +163,7 @@ def parse_cfg(path, pb):
     return entries
 
 
-def check(path, platform, kernels, freq_mhz):
+def check(path, platform, kernels, freq_mhz, resources=None):
     pb = Problems(path)
     entries = parse_cfg(path, pb)
     cus = {}        # cu -> kernel
@@ -271,6 +274,15 @@ def check(path, platform, kernels, freq_mhz):
             if cu in slr and near is not None and near != slr[cu][0]:
                 pb.warn(n, f'{cu} is in SLR{slr[cu][0]} but {port} goes to {bank}, attached to SLR{near}')
 
+    # resources: each SLR's compute units (perf_model.py's per-unit estimates) against what the platform
+    # leaves to kernels there
+    if resources is not None and platform in resources['platforms']:
+        pm, per_cu = resources['module'], resources['per_cu']
+        plat = pm.PLATFORMS[platform]
+        placed = {cu: (kname, slr[cu][0] if cu in slr else None) for cu, kname in cus.items()}
+        for e in pm.slr_problems(plat, pm.slr_usage(plat, placed, per_cu)):
+            pb.error(0, f'{e} (perf_model.py\'s estimate: move a compute unit to another SLR)')
+
     if freq_mhz is not None:
         freq_mhz = f'{freq_mhz:g}'
         if freq is None:
@@ -318,6 +330,15 @@ def main():
             print('check_cfg:', e)
         return 1
 
+    resources = None
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import perf_model
+        resources = {'module': perf_model, 'platforms': perf_model.PLATFORMS,
+                     'per_cu': perf_model.resources(perf_model.geometry())}
+    except Exception as e:  # no C compiler to read the kernels' geometry: the rest is still checked
+        print(f'check_cfg: warning: SLR resources not checked ({e})')
+
     ok = True
     for cfg in a.cfg:
         platform = a.platform or os.path.splitext(os.path.basename(cfg))[0]
@@ -325,7 +346,7 @@ def main():
             print(f'check_cfg: {cfg}: which platform? name the file u250.cfg/u55c.cfg or pass --platform')
             ok = False
             continue
-        ok &= check(cfg, platform, kernels, a.freq_mhz)
+        ok &= check(cfg, platform, kernels, a.freq_mhz, resources)
     return 0 if ok else 1
 
 

@@ -6,11 +6,15 @@ inlining) and fails if a function calls itself directly or through others
 (recursion), calls through a pointer (HLS has no function pointers), calls
 anything outside the kernel sources (libc, compiler runtime), or allocates a
 variable-length array; and checks that every top function declares its AXI
-interfaces with #pragma HLS INTERFACE.
+interfaces with #pragma HLS INTERFACE; and that every loop is labelled,
+states its trip count and its schedule (PIPELINE II=n, PIPELINE off,
+UNROLL, DATAFLOW) and, unless fully unrolled, counts its iterations with
+PXYK_TRIP for firmware/perf_model.py.
 
   kernel_lint.py --tops rsa_crt_decrypt,tls_record_crypt --sources SRC.c... --ir SRC.ll...
 """
 import argparse
+import os
 import re
 import sys
 
@@ -90,6 +94,14 @@ def main():
         body = re.search(r'\n[a-z].*\b' + re.escape(top) + r'\((?:[^)]*)\)\s*\{(.*?)\n\}', text, re.S)
         if not body or 'm_axi' not in body.group(1) or 's_axilite port = return' not in body.group(1):
             problems.append(f'top function {top}: no #pragma HLS INTERFACE m_axi / s_axilite port = return')
+
+    # loops: labelled, scheduled, trip counts stated and counted (perf_model.py reads them)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import perf_model
+    try:
+        problems += perf_model.lint_loops()
+    except perf_model.ModelError as e:
+        problems.append(str(e))
 
     for p in problems:
         print('kernel-lint:', p)

@@ -63,7 +63,7 @@ PXYK_INLINE void pxyk_mac(limb_t a, limb_t b, limb_t c, limb_t d, limb_t *hi, li
  */
 #ifdef PXYK_TRIPS
 struct pxyk_trip {
-	int id;
+	int id, outer; /* this loop's node; the loop it runs in */
 };
 void pxyk_trip_enter(struct pxyk_trip *t, const char *name);
 void pxyk_trip_leave(struct pxyk_trip *t);

@@ -25,7 +25,8 @@
  *   crypt   per record, one beat per cycle: GCM as one pass of CTR and
  *           GHASH (8 blocks per 2 cycles: two passes of the unrolled AES
  *           pipeline, 8 GHASH products on 4 multipliers); CBC decryption 4
- *           blocks per cycle; padding checks; the received MAC
+ *           blocks per cycle; padding checks; the received MAC; the MAC
+ *           units' input copied into their own buffers
  *   finish  the group's HMACs on REC_G units at once (one record each: a
  *           MAC is serial within a record, parallel across records); the
  *           verdicts; the plaintext out under the verdict's mask (-> out)
@@ -156,6 +157,7 @@ static void gcm_record(const struct aes_key *k, const uint8_t nonce[12], const u
 		       uint32_t alen, const uint8_t *ib, uint32_t src, uint8_t *ob, uint32_t dst, uint32_t n, int seal,
 		       uint8_t tag[16])
 {
+	/* one AES pipeline (a beat per cycle): a chunk's GCM_CH blocks in two */
 #pragma HLS ALLOCATION function instances = aes_encrypt_blocks limit = 1
 	uint8_t first[16 * AES_BLOCKS], lenb[16];
 	struct ghash_key gh;
@@ -458,6 +460,9 @@ static void tls_cbc_open(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob
 		data_len = max_data - pad;
 		mac_header(t->hdr, d->seq, ib[0], ib + 1, data_len);
 		ct_copy_mac(t->got, ob, ctlen, maclen, data_len);
+		/* the MAC units read their own copy, so that the plaintext buffers need no port per record */
+		if (copy_mac_input)
+			copy_beats(mb, ob, max_data);
 		t->mac_kind = MAC_MTE;
 		t->mac_len = max_data;
 		t->data_len = data_len;
@@ -687,10 +692,11 @@ CRYPT_RECS:
 PXYK_INLINE const uint8_t *mac_input(const struct rec_st *t, const uint8_t *in, const uint8_t *out, int direct,
 				     const uint8_t *obuf, const uint8_t *mbuf)
 {
-	if (t->mac_kind == MAC_MTE)
-		return direct ? out + t->out_off : obuf;
+	(void)obuf;
 	if (!direct)
 		return mbuf;
+	if (t->mac_kind == MAC_MTE)
+		return out + t->out_off;
 	return in + t->in_off + (t->mac_kind == MAC_ETM ? 5 : 0);
 }
 
@@ -784,9 +790,8 @@ void tls_record_crypt(const struct pxy_k_rec_desc *descs, const uint8_t *in, uin
 	uint32_t n = n_descs < PXY_K_REC_MAX_BATCH ? n_descs : PXY_K_REC_MAX_BATCH;
 	int direct = 0;
 
-	/* one buffer per record (the finish stage's units read theirs at once), each in 512-bit words */
-#pragma HLS ARRAY_PARTITION variable = ibuf type = complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = obuf type = complete dim = 1
+	/* 512-bit words; the MAC inputs one buffer per record (the finish stage's units read theirs at
+	 * once), the records in and out one buffer per group (one record at a time) */
 #pragma HLS ARRAY_PARTITION variable = mbuf type = complete dim = 1
 #pragma HLS ARRAY_RESHAPE variable = ibuf type = cyclic factor = 64 dim = 2
 #pragma HLS ARRAY_RESHAPE variable = obuf type = cyclic factor = 64 dim = 2
@@ -798,11 +803,14 @@ void tls_record_crypt(const struct pxy_k_rec_desc *descs, const uint8_t *in, uin
 #ifdef PXYK_HAVE_HOST
 	direct = pxyk_host != NULL;
 #endif
+	/* canonical form (from 0, by 1, to a bound): what dataflow in a loop asks for */
 REC_GROUPS:
-	for (uint32_t g0 = 0; g0 < n; g0 += REC_G) {
+	for (uint32_t g = 0; g < (n + REC_G - 1) / REC_G; g++) {
 #pragma HLS DATAFLOW
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 8 avg = 8
 		PXYK_TRIP(REC_GROUPS);
+		uint32_t g0 = g * REC_G;
+
 		rec_setup(descs, g0, n, ctx, ld);
 		rec_load(in, g0, n, ld, direct, ibuf);
 		rec_crypt(ctx, ibuf, in, out, g0, n, direct, obuf, mbuf, st);

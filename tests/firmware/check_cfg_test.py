@@ -62,8 +62,8 @@ expect('u55c.cfg passes', 'u55c', u55c, 0, r'ok for u55c', '--freq-mhz', '300')
 # a port without a bank
 expect('missing sp= (u250)', 'u250', drop(u250, r'sp=rsa_crt_decrypt_3\.jobs:'), 1,
        r'missing sp= for rsa_crt_decrypt_3\.jobs')
-expect('missing sp= (u55c)', 'u55c', drop(u55c, r'sp=tls_record_crypt_2\.out:'), 1,
-       r'missing sp= for tls_record_crypt_2\.out')
+expect('missing sp= (u55c)', 'u55c', drop(u55c, r'sp=tls_record_crypt_1\.out:'), 1,
+       r'missing sp= for tls_record_crypt_1\.out')
 # one more compute unit than sp= lines cover
 expect('nk= adds a unit without banks', 'u250',
        sub(u250, 'nk=tls_record_crypt:2:tls_record_crypt_1.tls_record_crypt_2',
@@ -79,8 +79,8 @@ expect('nk= unknown kernel', 'u250', sub(u250, 'nk=tls_record_crypt:2:', 'nk=tls
        r'unknown kernel "tls_record_decrypt"')
 expect('nk= count and names disagree', 'u250', sub(u250, 'nk=tls_record_crypt:2:', 'nk=tls_record_crypt:3:'), 1,
        r'asks for 3 compute units but names 2')
-expect('sp= unknown compute unit', 'u250', u250 + 'sp=rsa_crt_decrypt_7.keys:DDR[0]\n', 1,
-       r'unknown compute unit "rsa_crt_decrypt_7"')
+expect('sp= unknown compute unit', 'u250', u250 + 'sp=rsa_crt_decrypt_9.keys:DDR[0]\n', 1,
+       r'unknown compute unit "rsa_crt_decrypt_9"')
 expect('sp= unknown port', 'u250', sub(u250, 'sp=rsa_crt_decrypt_1.keys:', 'sp=rsa_crt_decrypt_1.key:'), 1,
        r'port "key" of rsa_crt_decrypt_1, which is not an argument')
 expect('sp= on a scalar argument', 'u250', u250 + 'sp=rsa_crt_decrypt_1.n_jobs:DDR[0]\n', 1,
@@ -95,15 +95,21 @@ expect('u250 has no HBM', 'u250', sub(u250, 'sp=rsa_crt_decrypt_1.keys:DDR[0]', 
        1, r'HBM\[0\] is not a memory bank of u250')
 expect('u250 has DDR[0..3]', 'u250', sub(u250, 'sp=rsa_crt_decrypt_1.keys:DDR[0]', 'sp=rsa_crt_decrypt_1.keys:DDR[4]'),
        1, r'DDR\[4\] is not a memory bank of u250')
-expect('u55c has no DDR', 'u55c', sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[0]', 'sp=rsa_crt_decrypt_1.keys:DDR[0]'),
+expect('u55c has no DDR', 'u55c', sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[10]', 'sp=rsa_crt_decrypt_1.keys:DDR[0]'),
        1, r'DDR\[0\] is not a memory bank of u55c')
 expect('u55c has HBM[0..31]', 'u55c',
-       sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[0]', 'sp=rsa_crt_decrypt_1.keys:HBM[32]'),
+       sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[10]', 'sp=rsa_crt_decrypt_1.keys:HBM[32]'),
        1, r'HBM\[32\] is not a memory bank of u55c')
-expect('u55c HBM range', 'u55c', sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[0]', 'sp=rsa_crt_decrypt_1.keys:HBM[0:3]'),
+expect('u55c HBM range', 'u55c', sub(u55c, 'sp=rsa_crt_decrypt_1.keys:HBM[10]', 'sp=rsa_crt_decrypt_1.keys:HBM[0:3]'),
        0, None)
 expect('u55c has SLR0..SLR2', 'u55c', sub(u55c, 'slr=rsa_crt_decrypt_4:SLR2', 'slr=rsa_crt_decrypt_4:SLR3'), 1,
        r'u55c has SLR0\.\.SLR2')
+
+# resources: four RSA units in the SLR that holds the static region do not fit (perf_model.py's estimates)
+expect('SLR over its resources', 'u250',
+       sub(sub(u250, 'slr=rsa_crt_decrypt_5:SLR3', 'slr=rsa_crt_decrypt_5:SLR1'),
+           'slr=rsa_crt_decrypt_6:SLR3', 'slr=rsa_crt_decrypt_6:SLR1'), 1,
+       r'SLR1: LUT [\d,]+ of [\d,]+ available to kernels \(\d+%, over 90%\)')
 
 # the clock must be the one the kernels are compiled for
 expect('kernel_frequency disagrees', 'u250', u250, 1, r'compiled for 250 MHz', '--freq-mhz', '250')
