@@ -123,6 +123,14 @@ static int check_xclbin(const char *raw, uint64_t num, char *why, size_t n)
 	return pxy_xclbin_info(raw, &info, why, n) < 0 ? -1 : 0;
 }
 
+static int check_emu_timing(const char *raw, uint64_t num, char *why, size_t n)
+{
+	struct pxy_dev_emu_timing t;
+
+	(void)num;
+	return pxy_dev_emu_timing_load(raw, &t, why, n);
+}
+
 static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
 {
 	uint32_t mask;
@@ -149,6 +157,11 @@ static const struct opt_def opts[] = {
 	{ "xclbin", STR(xclbin), RESTART, "FILE",
 	  "the kernels: the card's xclbin for xrt/auto, or an emulation xclbin for emu (default: this build's "
 	  "emulation xclbin)", check_xclbin },
+	{ "emu-timing", STR(emu_timing), RESTART, "CARD[:SCALE]",
+	  "emu: complete kernel runs when the card would, by firmware/perf_model.py's model of u250 or u55c (or a "
+	  "timing table file), on an emulation xclbin with that card's compute units; SCALE stretches every "
+	  "modelled time for a host slower than the card (default: runs end when the emulation ends)",
+	  check_emu_timing },
 	{ "device", U64(device, 0, 63), RESTART, "N", "the card's index for xrt/auto (default 0)" },
 	{ "engine-batch", U64(engine_batch, 0, 128), RESTART, "N",
 	  "xrt/emu: most jobs per kernel launch; 0 fills to the kernel's limit, 64 RSA, 128 records (default 0)" },

@@ -23,6 +23,7 @@ struct pxy_config {
 	char *key;
 	char *engine;
 	char *xclbin;
+	char *emu_timing;
 	char *keylog;
 	char *conn_log;
 	char *metrics;

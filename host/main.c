@@ -608,6 +608,7 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 	ep.run_timeout_ms = (unsigned)cfg->engine_timeout_ms;
 	ep.device = (unsigned)cfg->device;
 	ep.xclbin = cfg->xclbin;
+	ep.emu_timing = cfg->emu_timing;
 	ep.why = why;
 	ep.why_len = sizeof(why);
 	r = pxy_engine_open(cfg->engine ? cfg->engine : "auto", &ep, &a->engine);

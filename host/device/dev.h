@@ -37,8 +37,36 @@ enum pxy_run_state {
 typedef void (*pxy_run_cb)(void *run, int state, void *data);
 
 struct pxy_k_emu_host;
+struct pxy_engine_cu_stats;
 
 /* How the emulation device computes (the emu provider's own settings; XRT's emulation has emconfig.json). */
+/*
+ * Card timing in emulation (--emu-timing): a run ends no earlier than the
+ * card would end it by firmware/perf_model.py's model of the kernels, read
+ * from the table it writes (firmware/platforms/<card>.timing): cycles per
+ * RSA group by key size; per record launch a fixed part, a part per record
+ * and one per byte by suite; and a PCIe link per direction that all record
+ * runs share. `scale` stretches every modelled time (a slower card), so that
+ * a host slower than the card can still keep pace with the model.
+ */
+struct pxy_dev_emu_timing {
+	char platform[32];
+	double freq_hz, scale;
+	int rsa_cus, rec_cus;        /* compute units the model places: the xclbin must have as many */
+	int rsa_group;               /* jobs per lock-step group */
+	double rsa_group_cycles[3];  /* RSA-2048, -3072, -4096 */
+	double rec_fixed, rec_per_record, rec_gcm_per_byte, rec_cbc_per_byte;
+	double pcie_Bps;             /* per direction */
+	struct pxy_engine_cu_stats *out; /* [0] RSA, [1] records: counters the device keeps (atomics) */
+};
+
+/** Read a timing table: "u250", "u55c", or a file, with ":SCALE" (default 1). 0, or -1 with err. */
+int pxy_dev_emu_timing_load(const char *spec, struct pxy_dev_emu_timing *t, char *err, size_t err_len);
+
+/** The emulation xclbin of this build (or install) with the compute units `platform`'s model places
+ * (proxyssl_emu_<platform>.xclbin); NULL for the default one with one unit per kernel. */
+const char *pxy_emu_xclbin_path_for(const char *platform);
+
 struct pxy_dev_emu_opts {
 	const struct pxy_k_emu_host *host; /* lend the kernels the host's arithmetic (NULL: their own) */
 	void (*idle)(void);  /* called on a compute unit's thread after it has had no work for a while */
@@ -47,6 +75,7 @@ struct pxy_dev_emu_opts {
 	int shared_memory;   /* 1: a buffer's device memory is its host memory and a sync moves
 			      * nothing, as a card's DMA costs the host no copy (0: kept apart and
 			      * copied on sync, so that a missing sync shows as wrong results) */
+	struct pxy_dev_emu_timing *timing; /* card timing (NULL: runs end when the emulation ends) */
 };
 
 struct pxy_dev_provider {

@@ -46,12 +46,14 @@
 #include <libxml/tree.h>
 
 #include "device/axlf.h"
+#include "proxyssl/engine.h"
 #include "proxyssl/kernel_abi.h"
 #include "util/util.h"
 
 #define EMU_MAX_KERNELS 8
 #define EMU_MAX_ARGS 16
 #define EMU_MAX_CUS 16
+#define EMU_CU_STACK (16u << 20)
 
 typedef int (*emu_entry)(const uint64_t *args, unsigned nargs);
 
@@ -73,6 +75,7 @@ struct emu_dev {
 	long fail_after; /* < 0: never */
 	long stall_ms;
 	long runs_started;
+	uint64_t link_free_ns; /* card timing: when the PCIe link is next free (under mu) */
 	struct pxy_dev_emu_opts opts;
 	pthread_mutex_t mu;
 };
@@ -498,9 +501,222 @@ static void emu_close(void *dv)
 
 /* ---- kernels and compute units ----------------------------------------------------- */
 
+/* ---- card timing ----------------------------------------------------------------------- */
+
+/* The modelled run time of a run, in ns at the card's clock (scaled), and the bytes it moves
+ * over PCIe in its busier direction; from its arguments, before the kernel runs. */
+static double model_ns(const struct pxy_dev_emu_timing *t, int rsa, const uint64_t *args, double *link_bytes)
+{
+	double cycles;
+
+	*link_bytes = 0;
+	if (rsa) {
+		const struct pxy_k_rsa_key *keys = (const void *)(uintptr_t)args[PXY_K_RSA_ARG_KEYS];
+		const struct pxy_k_rsa_job *jobs = (const void *)(uintptr_t)args[PXY_K_RSA_ARG_JOBS];
+		uint32_t n = (uint32_t)args[PXY_K_RSA_ARG_N], count[3] = { 0, 0, 0 };
+
+		if (n > PXY_K_RSA_MAX_BATCH)
+			n = PXY_K_RSA_MAX_BATCH;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t id = jobs[i].key_id, bits = id < PXY_K_MAX_KEYS ? keys[id].bits : 0;
+
+			if (bits == 2048 || bits == 3072 || bits == 4096)
+				count[(bits - 2048) / 1024]++;
+		}
+		cycles = t->rec_fixed; /* launch overhead, as for records */
+		for (int s = 0; s < 3; s++)
+			cycles += (double)((count[s] + (uint32_t)t->rsa_group - 1) / (uint32_t)t->rsa_group) *
+				  t->rsa_group_cycles[s];
+		*link_bytes = (double)n * sizeof(struct pxy_k_rsa_job);
+	} else {
+		const struct pxy_k_rec_desc *d = (const void *)(uintptr_t)args[PXY_K_REC_ARG_DESCS];
+		uint32_t n = (uint32_t)args[PXY_K_REC_ARG_N];
+		double gcm = 0, cbc = 0;
+
+		if (n > PXY_K_REC_MAX_BATCH)
+			n = PXY_K_REC_MAX_BATCH;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t len = d[i].in_len < PXY_K_REC_SLOT ? d[i].in_len : PXY_K_REC_SLOT;
+
+			if (d[i].bulk == 1 || d[i].bulk == 2) /* AES-GCM (enum pxy_bulk) */
+				gcm += len;
+			else
+				cbc += len;
+		}
+		cycles = t->rec_fixed + t->rec_per_record * n + t->rec_gcm_per_byte * gcm + t->rec_cbc_per_byte * cbc;
+		*link_bytes = gcm + cbc + (double)n * sizeof(struct pxy_k_rec_desc);
+	}
+	return cycles / t->freq_hz * 1e9 * t->scale;
+}
+
+/* Hold a finished run until the card would have finished it; count what the model shows. */
+static void timing_hold(struct emu_dev *d, int rsa, uint64_t t0, double ns, double link_bytes)
+{
+	struct pxy_dev_emu_timing *t = d->opts.timing;
+	uint64_t end = t0 + (uint64_t)ns, now;
+
+	/* the PCIe link, shared by every run: a run cannot end before its bytes have crossed it */
+	if (!rsa && t->pcie_Bps > 0) {
+		uint64_t xfer = (uint64_t)(link_bytes / t->pcie_Bps * 1e9 * t->scale), start;
+
+		pthread_mutex_lock(&d->mu);
+		start = d->link_free_ns > t0 ? d->link_free_ns : t0;
+		d->link_free_ns = start + xfer;
+		pthread_mutex_unlock(&d->mu);
+		if (start + xfer > end)
+			end = start + xfer;
+	}
+	now = pxy_now_ns();
+	if (now < end) {
+		struct timespec ts = { (time_t)(end / 1000000000u), (long)(end % 1000000000u) };
+
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+	} else {
+		if (t->out)
+			__atomic_add_fetch(&t->out[!rsa].late_runs, 1, __ATOMIC_RELAXED);
+		end = now;
+	}
+	if (t->out) {
+		__atomic_add_fetch(&t->out[!rsa].runs, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&t->out[!rsa].busy_ns, end - t0, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&t->out[!rsa].model_ns, (uint64_t)ns, __ATOMIC_RELAXED);
+	}
+}
+
+static int parse_timing(FILE *f, struct pxy_dev_emu_timing *t, char *err, size_t n)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+		{ "freq_mhz", offsetof(struct pxy_dev_emu_timing, freq_hz) },
+		{ "rsa2048_group_cycles", offsetof(struct pxy_dev_emu_timing, rsa_group_cycles[0]) },
+		{ "rsa3072_group_cycles", offsetof(struct pxy_dev_emu_timing, rsa_group_cycles[1]) },
+		{ "rsa4096_group_cycles", offsetof(struct pxy_dev_emu_timing, rsa_group_cycles[2]) },
+		{ "rec_fixed", offsetof(struct pxy_dev_emu_timing, rec_fixed) },
+		{ "rec_per_record", offsetof(struct pxy_dev_emu_timing, rec_per_record) },
+		{ "rec_gcm_per_byte", offsetof(struct pxy_dev_emu_timing, rec_gcm_per_byte) },
+		{ "rec_cbc_per_byte", offsetof(struct pxy_dev_emu_timing, rec_cbc_per_byte) },
+		{ "pcie_GBps", offsetof(struct pxy_dev_emu_timing, pcie_Bps) },
+	};
+	char line[256];
+	unsigned seen = 0, lineno = 0;
+
+	while (fgets(line, sizeof(line), f)) {
+		char key[64], val[64];
+		double v;
+		char *end;
+		int found = 0;
+
+		lineno++;
+		if (line[0] == '#' || line[strspn(line, " \t\r\n")] == 0)
+			continue;
+		if (sscanf(line, " %63[A-Za-z0-9_] = %63s", key, val) != 2) {
+			snprintf(err, n, "line %u: expected key = value", lineno);
+			return -1;
+		}
+		if (!strcmp(key, "platform")) {
+			snprintf(t->platform, sizeof(t->platform), "%.31s", val);
+			continue;
+		}
+		v = strtod(val, &end);
+		if (*end || !(v >= 0) || v > 1e12) {
+			snprintf(err, n, "line %u: %s = %s is not a number", lineno, key, val);
+			return -1;
+		}
+		if (!strcmp(key, "rsa_cus") || !strcmp(key, "rec_cus") || !strcmp(key, "rsa_group")) {
+			int *dst = !strcmp(key, "rsa_cus") ? &t->rsa_cus : !strcmp(key, "rec_cus") ? &t->rec_cus : &t->rsa_group;
+
+			*dst = (int)v;
+			seen |= 1u << (9 + (dst == &t->rec_cus) + 2 * (dst == &t->rsa_group));
+			continue;
+		}
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (!strcmp(key, keys[i].key)) {
+				*(double *)((char *)t + keys[i].off) = v;
+				seen |= 1u << i;
+				found = 1;
+			}
+		(void)found; /* keys this build does not know are left for newer tables */
+	}
+	if (seen != 0xfffu) {
+		snprintf(err, n, "incomplete table (freq_mhz, rsa_cus, rec_cus, rsa_group, rsa{2048,3072,4096}_group_cycles, "
+				 "rec_fixed, rec_per_record, rec_gcm_per_byte, rec_cbc_per_byte and pcie_GBps are needed)");
+		return -1;
+	}
+	if (t->freq_hz <= 0 || t->rsa_group < 1 || t->rsa_cus < 1 || t->rec_cus < 1) {
+		snprintf(err, n, "freq_mhz, rsa_group, rsa_cus and rec_cus must be positive");
+		return -1;
+	}
+	t->freq_hz *= 1e6;
+	t->pcie_Bps *= 1e9;
+	return 0;
+}
+
+int pxy_dev_emu_timing_load(const char *spec, struct pxy_dev_emu_timing *t, char *err, size_t n)
+{
+	static const char *const dirs[] = {
+#ifdef PXY_TIMING_DIR_BUILD
+		PXY_TIMING_DIR_BUILD,
+#endif
+#ifdef PXY_TIMING_DIR_INSTALL
+		PXY_TIMING_DIR_INSTALL,
+#endif
+	};
+	char name[512], path[1024], sub[1024];
+	const char *colon = strrchr(spec, ':');
+	FILE *f = NULL;
+	double scale = 1;
+
+	memset(t, 0, sizeof(*t));
+	if (colon) {
+		char *end;
+
+		scale = strtod(colon + 1, &end);
+		if (*end || !(scale >= 1) || scale > 1e6) {
+			snprintf(err, n, "--emu-timing %s: the scale after ':' must be a number >= 1", spec);
+			return -1;
+		}
+	}
+	snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
+	if (strchr(name, '/')) {
+		snprintf(path, sizeof(path), "%s", name);
+		f = fopen(path, "r");
+	} else {
+		if (!name[0] || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(name)) {
+			snprintf(err, n, "--emu-timing %s: expected a card (u250, u55c) or a file", spec);
+			return -1;
+		}
+		for (size_t i = 0; !f && i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s.timing", dirs[i], name);
+			f = fopen(path, "r");
+		}
+	}
+	if (!f) {
+		snprintf(err, n, "--emu-timing %s: no timing table %s%s (firmware/perf_model.py --emit-timing writes one)",
+			 spec, strchr(name, '/') ? name : name, strchr(name, '/') ? "" : ".timing");
+		return -1;
+	}
+	if (parse_timing(f, t, sub, sizeof(sub)) < 0) {
+		snprintf(err, n, "--emu-timing: %s: %s", path, sub);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	t->scale = scale;
+	if (!t->platform[0])
+		snprintf(t->platform, sizeof(t->platform), "%.31s", name);
+	return 0;
+}
+
 /* Execute one run (on a compute unit's thread, or inline); its end state. */
 static int run_exec(struct emu_kernel *k, struct emu_run *r)
 {
+	struct pxy_dev_emu_timing *t = k->dev->opts.timing;
+	int rsa = !strcmp(k->meta->name, PXY_K_RSA_NAME), state;
+	uint64_t t0 = t ? pxy_now_ns() : 0;
+	double ns = 0, link_bytes = 0;
 	long started;
 	int fail;
 
@@ -513,7 +729,12 @@ static int run_exec(struct emu_kernel *k, struct emu_run *r)
 
 		nanosleep(&ts, NULL);
 	}
-	return !fail && k->entry(r->args, (unsigned)k->meta->nargs) == 0 ? PXY_RUN_COMPLETED : PXY_RUN_ERROR;
+	if (t)
+		ns = model_ns(t, rsa, r->args, &link_bytes);
+	state = !fail && k->entry(r->args, (unsigned)k->meta->nargs) == 0 ? PXY_RUN_COMPLETED : PXY_RUN_ERROR;
+	if (t && state == PXY_RUN_COMPLETED)
+		timing_hold(k->dev, rsa, t0, ns, link_bytes);
+	return state;
 }
 
 static void *cu_main(void *arg)
@@ -610,11 +831,18 @@ static void *emu_kernel_open(void *dv, const uint8_t uuid[16], const char *name)
 	pthread_mutex_init(&k->mu, NULL);
 	pthread_cond_init(&k->cv, NULL);
 	pthread_cond_init(&k->done, NULL);
+	/* the kernels keep their buffers on the stack (about 1 MiB for a record group): a stack
+	 * size of our own, not whatever RLIMIT_STACK leaves the default */
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, EMU_CU_STACK);
 	for (int i = 0; i < ncus && !d->opts.inline_runs; i++) {
-		if (pthread_create(&k->cus[i], NULL, cu_main, k) != 0)
+		if (pthread_create(&k->cus[i], &attr, cu_main, k) != 0)
 			break;
 		k->ncus++;
 	}
+	pthread_attr_destroy(&attr);
 	return k;
 }
 
@@ -870,6 +1098,19 @@ const struct pxy_dev_provider *pxy_dev_find(const char *name)
 	if (!strcmp(name, "xrt"))
 		return &pxy_dev_xrt;
 	return NULL;
+}
+
+const char *pxy_emu_xclbin_path_for(const char *platform)
+{
+	static char buf[1024];
+	const char *base = pxy_emu_xclbin_path();
+	const char *dot;
+
+	if (!platform || !base || !(dot = strrchr(base, '.')))
+		return NULL;
+	/* .../proxyssl_emu.xclbin -> .../proxyssl_emu_<platform>.xclbin */
+	snprintf(buf, sizeof(buf), "%.*s_%s%s", (int)(dot - base), base, platform, dot);
+	return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
 const char *pxy_emu_xclbin_path(void)

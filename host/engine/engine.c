@@ -37,6 +37,8 @@ static int auto_open(const struct pxy_engine_params *p, struct pxy_engine **out)
 
 	if (q.xclbin && !have_info) {
 		/* reason holds why the file is unusable */
+	} else if (q.emu_timing && *q.emu_timing) {
+		snprintf(reason, sizeof(reason), "--emu-timing asks for the emulation");
 	} else if (!xrt || !*xrt) {
 		snprintf(reason, sizeof(reason), "no card: XILINX_XRT is not set");
 	} else if (emu_mode && *emu_mode) {

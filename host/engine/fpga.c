@@ -130,6 +130,7 @@ struct fpga_engine {
 	int sync;             /* runs execute inline: nothing is signalled */
 	int host_arith;       /* emulation: the kernels took the host's arithmetic */
 	uint64_t last_run_ns; /* sync: when the last run ended (0: the host's contexts forgot their keys) */
+	struct pxy_dev_emu_timing timing; /* emu --emu-timing (timing.freq_hz == 0: none) */
 	char name[8];
 };
 
@@ -1020,6 +1021,7 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 	char scratch[256], *why = p && p->why ? p->why : scratch;
 	size_t why_len = p && p->why ? p->why_len : sizeof(scratch);
 	const char *xclbin = p && p->xclbin ? p->xclbin : dp == &pxy_dev_emu ? pxy_emu_xclbin_path() : NULL;
+	const char *timing = p && p->emu_timing && p->emu_timing[0] ? p->emu_timing : NULL;
 	struct pxy_xclbin_info info;
 
 	if (!e)
@@ -1048,6 +1050,26 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 		snprintf(why, why_len, "cannot start the software engine");
 		goto fail;
 	}
+	if (timing) {
+		/* the card's timing in emulation: the table, and an emulation xclbin with its compute units */
+		if (dp != &pxy_dev_emu) {
+			snprintf(why, why_len, "--emu-timing applies to the emu engine (a card has its own timing)");
+			goto fail;
+		}
+		if (e->sync) {
+			snprintf(why, why_len, "--emu-timing needs compute-unit threads (--engine-threads 1 or more): "
+					       "a modelled run would hold the io loop");
+			goto fail;
+		}
+		if (pxy_dev_emu_timing_load(timing, &e->timing, why, why_len) < 0)
+			goto fail;
+		e->timing.out = e->base.stats.cu;
+		if (!(p && p->xclbin) && !(xclbin = pxy_emu_xclbin_path_for(e->timing.platform))) {
+			snprintf(why, why_len, "--emu-timing %s: no emulation xclbin proxyssl_emu_%s.xclbin with the "
+					       "card's compute units (give one with --xclbin)", timing, e->timing.platform);
+			goto fail;
+		}
+	}
 	if (!xclbin) {
 		snprintf(why, why_len, dp == &pxy_dev_emu ? "no --xclbin given and no emulation xclbin installed"
 							  : "the xrt engine needs --xclbin (the card's xclbin)");
@@ -1075,6 +1097,7 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 			/* a sync costs what a card's DMA costs the host (nothing); the tests
 			 * keep device memory apart so that a missing sync shows */
 			.shared_memory = !(apart && !strcmp(apart, "1")),
+			.timing = timing ? &e->timing : NULL,
 		};
 		int r = dp->emu_configure(e->dev, &eo);
 
@@ -1087,6 +1110,22 @@ static int fpga_open_with(const struct pxy_dev_provider *dp, const struct pxy_en
 	if (setup_kernel(e, K_RSA, &info, p ? p->batch : 0, why, why_len) < 0 ||
 	    setup_kernel(e, K_REC, &info, p ? p->batch : 0, why, why_len) < 0)
 		goto fail;
+	if (timing) {
+		char sc[48] = "";
+
+		if (e->kr[K_RSA].ncu != e->timing.rsa_cus || e->kr[K_REC].ncu != e->timing.rec_cus) {
+			snprintf(why, why_len, "--emu-timing %s models %d %s and %d %s compute unit(s), but %s has %d and %d",
+				 timing, e->timing.rsa_cus, PXY_K_RSA_NAME, e->timing.rec_cus, PXY_K_REC_NAME, xclbin,
+				 e->kr[K_RSA].ncu, e->kr[K_REC].ncu);
+			goto fail;
+		}
+		e->base.stats.cu[K_RSA].cus = (uint32_t)e->kr[K_RSA].ncu;
+		e->base.stats.cu[K_REC].cus = (uint32_t)e->kr[K_REC].ncu;
+		if (e->timing.scale > 1)
+			snprintf(sc, sizeof(sc), ", every time x%g", e->timing.scale);
+		pxy_info("engine %s: card timing %s (firmware/perf_model.py's model) at %.0f MHz%s: runs end when the "
+			 "card would end them", e->name, e->timing.platform, e->timing.freq_hz / 1e6, sc);
+	}
 	pxy_info("engine %s: %s on %s: %d %s and %d %s compute unit(s), batches of up to %u and %u%s", e->name,
 		 xclbin, info.vbnv, e->kr[K_RSA].ncu, PXY_K_RSA_NAME, e->kr[K_REC].ncu, PXY_K_REC_NAME,
 		 e->kr[K_RSA].batch, e->kr[K_REC].batch,

@@ -204,9 +204,19 @@ struct pxy_engine_params {
 	unsigned run_timeout_ms; /**< device engines: a launch running longer is a card failure (0: 10000) */
 	unsigned device;     /**< device engines: device index */
 	const char *xclbin;  /**< device engines: the xclbin (NULL: the emulation xclbin of this build) */
+	const char *emu_timing; /**< emu: card timing, "u250[:SCALE]", "u55c", or a table file (NULL: none) */
 	int shared_event_fd; /**< > 0: signal this eventfd instead of creating one (an engine inside another) */
 	char *why;           /**< out, optional: why open failed, or which engine `auto` chose and why */
 	size_t why_len;
+};
+
+/** emu with card timing (--emu-timing): a kernel's compute units as the model times them */
+struct pxy_engine_cu_stats {
+	uint64_t runs;      /**< runs held to the model's time */
+	uint64_t busy_ns;   /**< summed over the units: each run's start to its modelled end */
+	uint64_t model_ns;  /**< summed modelled run times */
+	uint64_t late_runs; /**< runs the host took longer to emulate than the model allows */
+	uint32_t cus;       /**< compute units */
 };
 
 struct pxy_engine_stats {
@@ -219,6 +229,7 @@ struct pxy_engine_stats {
 	uint64_t software_jobs;  /**< jobs run in software: shapes the kernels do not take, or after a failover */
 	uint64_t device_failures; /**< runs that failed, timed out or returned uncomputed results */
 	uint64_t faults;         /**< RSA results withheld by the kernel's re-encryption check */
+	struct pxy_engine_cu_stats cu[2]; /**< emu --emu-timing: [0] rsa_crt_decrypt, [1] tls_record_crypt */
 };
 
 struct pxy_engine;

@@ -8,23 +8,31 @@
 #                  engine at batch sizes 1, 8 and 64, one engine thread:
 #                  cpu, emu (the kernels on the host's arithmetic) and
 #                  emu-pure (the kernels' own arithmetic, PXY_EMU_PURE=1).
-# Prints a table and each engine's ratio to OpenSSL. Numbers only: it passes
+# Then the card's timing in emulation (--emu-timing, firmware/perf_model.py's
+# model, every time stretched by SCALE so that this host keeps pace): the emu
+# engine with the card's compute units, jobs streaming (512 in flight), and
+# what it reached of the model's rate for full launches on every unit, how
+# busy the units were, and the runs the host emulated too slowly (late).
+# Prints tables and each engine's ratio to OpenSSL. Numbers only: it passes
 # or fails nothing.
 #
 #   tests/bench/engine_bench.sh [--build DIR] [--engines cpu,emu,emu-pure] [--batches 1,8,64] [--seconds 2]
+#                               [--timing u250:20,u55c:20 | --timing none]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build="$here/build"
 engines=cpu,emu,emu-pure
 batches=1,8,64
 secs=2
+timing=u250:20,u55c:20
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--build) build=$2; shift ;;
 	--engines) engines=$2; shift ;;
 	--batches) batches=$2; shift ;;
 	--seconds) secs=$2; shift ;;
-	-h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--timing) timing=$2; shift ;;
+	-h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "engine_bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -65,4 +73,22 @@ echo "$out" | while read -r line; do
 	esac
 	printf '%-16s %-8s %6s %12s %12s %8.3f  %s\n' "$op" "$eng" "$b" "$rate" "$(printf '%.4g' "$ref")" \
 		"$(awk -v r="$rate" -v o="$ref" 'BEGIN { print r / o }')" "$unit"
+done
+
+[ "$timing" = none ] && exit 0
+printf '\nCard timing in emulation (modelled card, times x SCALE; the emu engine, %s compute-unit threads)\n' "the card's"
+printf '%-16s %-10s %6s %12s %12s %9s %8s %6s  %s\n' op card batch rate model of_model cu_busy late unit
+printf -- '-------------------------------------------------------------------------------------------\n'
+IFS=, read -r -a tlist <<<"$timing"
+for t in "${tlist[@]}"; do
+	for op in rsa2048 gcm cbc; do
+		b=64
+		[ "$op" = rsa2048 ] || b=128
+		"$bin" --engines emu --ops "$op" --batches "$b" --seconds "$((secs * 2))" --emu-timing "$t" --threads 1 \
+			--inflight 512 2>/dev/null
+	done
+done | while read -r line; do
+	get() { printf '%s\n' "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+	printf '%-16s %-10s %6s %12s %12s %9s %8s %6s  %s\n' "$(get op)" "$(get engine | sed 's/^emu-//'):x$(get scale)" \
+		"$(get batch)" "$(get rate)" "$(get model)" "$(get of_model)" "$(get cu_busy)" "$(get late_runs)" "$(get unit)"
 done

@@ -35,6 +35,8 @@ static int open_engine(const char *name, struct pxy_engine **e, char *why, size_
 
 	if ((!strcmp(name, "emu") || !strcmp(name, "xrt")) && xclbin && *xclbin)
 		p.xclbin = xclbin;
+	/* emu with a card's compute units and timing (its own emulation xclbin) */
+	p.emu_timing = getenv("PXY_TEST_EMU_TIMING");
 	why[0] = '\0';
 	return pxy_engine_open(name, &p, e);
 }

@@ -7,7 +7,8 @@ firmware/perf_model.py on its counts for both cards, and checks:
   - the U250 figures reach the goals the kernels are designed for
     (>= 40,000 RSA-2048 decryptions/s, >= 12 GB/s of AES-GCM records);
   - every SLR of both placements fits (no OVER line);
-  - --emit-timing writes the table the emulation device reads;
+  - --emit-timing writes the table the emulation device reads, and the
+    committed firmware/platforms/<card>.timing is that table;
   - counts that name a loop the sources do not have, or a loop inside a
     pipelined loop, are refused with a message, not modelled.
 
@@ -61,6 +62,10 @@ with tempfile.TemporaryDirectory() as d:
         if card == 'u250' and m1 and m2:
             check(f'u250: RSA-2048 >= 40000/s ({m1.group(1)})', int(m1.group(1)) >= 40000)
             check(f'u250: AES-GCM >= 12 GB/s ({m2.group(1)})', float(m2.group(1)) >= 12.0)
+        committed = os.path.join(ROOT, 'firmware', 'platforms', f'{card}.timing')
+        check(f'{card}: firmware/platforms/{card}.timing is what the model emits now',
+              open(timing).read() == open(committed).read(),
+              f'regenerate it: make -C firmware timing (or perf_model.py --platform {card} --emit-timing {committed})')
         tab = dict(l.split(' = ', 1) for l in open(timing) if ' = ' in l)
         need = {'freq_mhz', 'rsa_cus', 'rec_cus', 'rsa_group', 'rsa2048_group_cycles', 'rsa3072_group_cycles',
                 'rsa4096_group_cycles', 'rec_fixed', 'rec_per_record', 'rec_gcm_per_byte', 'rec_cbc_per_byte'}

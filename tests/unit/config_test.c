@@ -98,6 +98,19 @@ static void test_errors(void **state)
 	pxy_config_free(&c);
 	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--log-level", "loud", NULL), PXY_E_USAGE);
 	pxy_config_free(&c);
+	/* --emu-timing: a card this build has a table for, a scale of at least 1 */
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--emu-timing", "u250:20", NULL), PXY_OK);
+	assert_string_equal(c.emu_timing, "u250:20");
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--emu-timing", "u999", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "no timing table u999.timing"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--emu-timing", "u55c:0.5", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "must be a number >= 1"));
+	pxy_config_free(&c);
+	assert_int_equal(parse(&c, err, sizeof(err), REQ, "--emu-timing", "/etc/passwd", NULL), PXY_E_USAGE);
+	assert_non_null(strstr(err, "expected key = value"));
+	pxy_config_free(&c);
 	/* ports are 16 bits: no quiet truncation; the backend's port is not 0 */
 	assert_int_equal(parse(&c, err, sizeof(err), "--listen", "127.0.0.1:99999", "--backend", "127.0.0.1:2", "--cert",
 			       "c", "--key", "k", NULL),
