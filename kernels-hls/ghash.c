@@ -256,8 +256,14 @@ void ghash_init(struct ghash_key *k, const uint8_t h[16])
 	 * GH_L - 1 - i of H^(2^t). Step t multiplies by H^(2^t) or by 1; lane 0
 	 * (all bits set) then holds H^(2^(t+1)), the next step's factor.
 	 */
+HOST_GH_STEPS:
 	for (int t = 0; (1 << t) < GH_L; t++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 3 max = 3
+	HOST_GH_SELECT:
 		for (int i = 0; i < GH_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 			uint64_t sel = 0 - (uint64_t)(((GH_L - 1 - i) >> t) & 1);
 
 			GH_W(bh, i) = (ph & sel) | (0x8000000000000000ull & ~sel); /* 1 = x^0: the first bit */
@@ -276,7 +282,10 @@ void gh_group(struct gh_state *s, const struct ghash_key *k, const uint8_t *p, i
 {
 	gh_v xh = gsplat(0), xl = gsplat(0);
 
+HOST_GH_LOAD:
 	for (int i = 0; i < GH_L; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
 		GH_W(xh, i) = pxyk_be64(p + 16 * i);
 		GH_W(xl, i) = pxyk_be64(p + 16 * i + 8);
 	}

@@ -464,13 +464,20 @@ CHECK_DIGITS:
 /* digits <-> 64-bit limbs (nd even) */
 static void to_limbs(uint64_t *r, const dig_t *d, int nd)
 {
-	for (int k = 0; k < nd / 2; k++)
+HOST_TO_LIMBS:
+	for (int k = 0; k < nd / 2; k++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 32 max = 32
 		r[k] = (uint64_t)d[2 * k] | (uint64_t)d[2 * k + 1] << 32;
+	}
 }
 
 static void from_limbs(dig_t *d, const uint64_t *r, int nd)
 {
+HOST_FROM_LIMBS:
 	for (int k = 0; k < nd / 2; k++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 32 max = 32
 		d[2 * k] = (dig_t)r[k];
 		d[2 * k + 1] = (dig_t)(r[k] >> 32);
 	}
@@ -482,15 +489,25 @@ static int host_exp(dig_t x[RSA_LANES][RSA_ND], const dig_t mod[RSA_LANES][RSA_N
 	uint64_t m[2][RSA_ND / 2], xx[2][RSA_ND / 2], ee[2][RSA_ND / 2], r[2][RSA_ND / 2];
 	int ok = 1;
 
+HOST_EXP_JOBS:
 	for (int j = 0; j < jobs && ok; j++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32
+	HOST_EXP_HALVES:
 		for (int h = 0; h < 2; h++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2
 			to_limbs(m[h], mod[2 * j + h], nd);
 			to_limbs(xx[h], x[2 * j + h], nd);
 			to_limbs(ee[h], ex[2 * j + h], nd);
 		}
 		ok = pxyk_host->modexp2(r[0], r[1], xx[0], xx[1], ee[0], ee[1], m[0], m[1], (uint32_t)(nd / 2)) == 0;
-		for (int h = 0; h < 2 && ok; h++)
+	HOST_EXP_OUT:
+		for (int h = 0; h < 2 && ok; h++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2
 			from_limbs(x[2 * j + h], r[h], nd);
+		}
 	}
 	return ok;
 }
@@ -500,7 +517,10 @@ static int host_exp_pub(dig_t x[RSA_LANES][RSA_ND], const dig_t mod[RSA_LANES][R
 {
 	uint64_t m[RSA_ND / 2], xx[RSA_ND / 2], r[RSA_ND / 2];
 
+HOST_EXP_PUB_LANES:
 	for (int l = 0; l < active; l++) {
+#pragma HLS PIPELINE off
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 64
 		to_limbs(m, mod[l], nd);
 		to_limbs(xx, x[l], nd);
 		if (pxyk_host->modexp_pub(r, xx, e[l], m, (uint32_t)(nd / 2)) != 0)

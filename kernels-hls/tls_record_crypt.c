@@ -751,9 +751,15 @@ FINISH_RECS:
 #pragma HLS LOOP_TRIPCOUNT min = 64 max = 64
 			res.mac[i] = t->mac_kind == MAC_RAW && i < SHA_MAX_DIGEST ? calc[r][i] : 0;
 		}
-		/* the output under the verdict's mask, whole beats (zero past the end; a slot is whole beats) */
+		/* the output under the verdict's mask, whole beats (zero past the end; a slot is whole beats).
+		 * In place (emulation), the plaintext is already where it goes, and a record that failed is
+		 * wiped: the verdict is the result's own, which the host reads anyway */
+#ifdef PXYK_HAVE_HOST
+		if (direct && !ok)
+			pxyk_zero(dst, t->store);
+#endif
 	STORE_BEATS:
-		for (uint32_t off = 0; off < t->store; off += REC_BEAT) {
+		for (uint32_t off = 0; !direct && off < t->store; off += REC_BEAT) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 290 avg = 257
 			PXYK_TRIP(STORE_BEATS);
