@@ -126,7 +126,14 @@ static void mm(RSA_MEM_PARAMS, struct mm_op op, int nd, int nb, int active)
 	dig_t qv[RSA_LANES];
 	uint64_t cyv[RSA_LANES], bwv[RSA_LANES], used[RSA_LANES];
 	int i = 0, b = 0, g = 0;
-	int total = op.rows * nb * RSA_LG;
+	/* the synthesis form runs every lane group, the pipeline's schedule; on a CPU, groups
+	 * without an active lane are skipped (a lone job need not pay for 32) */
+#if defined(__SYNTHESIS__) || defined(PXYK_NO_VECTOR)
+	const int lg = RSA_LG;
+#else
+	const int lg = (active + RSA_U - 1) / RSA_U;
+#endif
+	int total = op.rows * nb * lg;
 
 #pragma HLS ARRAY_PARTITION variable = qv type = cyclic factor = 4 dim = 1
 #pragma HLS ARRAY_PARTITION variable = cyv type = cyclic factor = 4 dim = 1
@@ -218,7 +225,7 @@ MM_ROWS:
 				}
 			}
 		}
-		if (++g == RSA_LG) {
+		if (++g == lg) {
 			g = 0;
 			if (++b == nb) {
 				b = 0;
@@ -231,7 +238,7 @@ MM_ROWS:
 	b = 0;
 	g = 0;
 MM_CARRY:
-	for (int it = 0; it < nb * RSA_LG; it++) {
+	for (int it = 0; it < nb * lg; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LATENCY max = 8
 #pragma HLS LOOP_TRIPCOUNT min = 32 max = 64 avg = 32
@@ -268,7 +275,7 @@ MM_CARRY:
 			if (b == nb - 1)
 				used[l] = op.plain ? 0 : pxyk_nzmask(cy | (bw ^ 1));
 		}
-		if (++g == RSA_LG) {
+		if (++g == lg) {
 			g = 0;
 			b++;
 		}
@@ -277,7 +284,7 @@ MM_CARRY:
 	b = 0;
 	g = 0;
 MM_STORE:
-	for (int it = 0; it < nb * RSA_LG; it++) {
+	for (int it = 0; it < nb * lg; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LATENCY max = 3
 #pragma HLS LOOP_TRIPCOUNT min = 32 max = 64 avg = 32
@@ -311,7 +318,7 @@ MM_STORE:
 					c2[l][nd + k] = v;
 			}
 		}
-		if (++g == RSA_LG) {
+		if (++g == lg) {
 			g = 0;
 			b++;
 		}
