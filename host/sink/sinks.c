@@ -89,6 +89,16 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 	if (n > 0 && t && (t->dropped[0] || t->dropped[1]) && (size_t)n < cap)
 		n += snprintf(out + n, cap - (size_t)n, " dropped_c2s=%" PRIu64 " dropped_s2c=%" PRIu64,
 			      t->dropped[0], t->dropped[1]);
+	/* what went wrong, when something did: the first parse error (and from whom), the last alert
+	 * of each side but close_notify */
+	if (n > 0 && t && t->error && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " error=%s:%s", t->error_dir == PXY_C2S ? "client" : "server",
+			      pxy_err_str(t->error));
+	for (int d = 0; d < 2; d++)
+		if (n > 0 && t && t->has_alert[d] && t->alert[d][1] != 0 && (size_t)n < cap)
+			n += snprintf(out + n, cap - (size_t)n, " alert_%s=%s:%s(%u)", d == PXY_C2S ? "client" : "server",
+				      t->alert[d][0] == 2 ? "fatal" : "warning", pxy_alert_name(t->alert[d][1]),
+				      t->alert[d][1]);
 	return n > 0 ? PXY_MIN((size_t)n, cap - 1) : 0;
 }
 
@@ -171,6 +181,19 @@ size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
 	add_u64(o, "decrypted_s2c", t ? t->decrypted[1] : 0);
 	add_u64(o, "dropped_c2s", t ? t->dropped[0] : 0);
 	add_u64(o, "dropped_s2c", t ? t->dropped[1] : 0);
+	if (t && t->error) {
+		add_str(o, "error", pxy_err_str(t->error));
+		add_str(o, "error_from", t->error_dir == PXY_C2S ? "client" : "server");
+	}
+	for (int d = 0; d < 2; d++)
+		if (t && t->has_alert[d] && t->alert[d][1] != 0) { /* close_notify is no news */
+			json_object *a = json_object_new_object();
+
+			add_str(a, "level", t->alert[d][0] == 2 ? "fatal" : "warning");
+			add_str(a, "description", pxy_alert_name(t->alert[d][1]));
+			add_u64(a, "code", t->alert[d][1]);
+			json_object_object_add(o, d == PXY_C2S ? "client_alert" : "server_alert", a);
+		}
 	add_str(o, "close", s->close);
 	if (s->engine)
 		add_str(o, "engine", s->engine);

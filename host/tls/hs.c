@@ -97,22 +97,20 @@ int pxy_hs_empty(const struct pxy_hs_rd *h)
 
 /* ---- extensions ---------------------------------------------------------- */
 
-#define MAX_EXTS 128
-
+/* Which extension types a hello carried: one bit per 16-bit type, so that any number of
+ * extensions the block can hold (up to 16,383 in 65,535 bytes) is checked for repeats. */
 struct ext_seen {
-	uint16_t ids[MAX_EXTS];
-	unsigned n;
+	uint64_t bits[65536 / 64];
 };
 
 /* RFC 5246 §7.4.1.4: no more than one extension of the same type. */
 static int ext_once(struct ext_seen *s, uint16_t id)
 {
-	for (unsigned i = 0; i < s->n; i++)
-		if (s->ids[i] == id)
-			return PXY_E_ILLEGAL_PARAM;
-	if (s->n == MAX_EXTS)
-		return PXY_E_DECODE;
-	s->ids[s->n++] = id;
+	uint64_t bit = 1ull << (id % 64);
+
+	if (s->bits[id / 64] & bit)
+		return PXY_E_ILLEGAL_PARAM;
+	s->bits[id / 64] |= bit;
 	return PXY_OK;
 }
 
@@ -211,10 +209,11 @@ static int parse_reneg_info(struct pxy_cur ext)
 int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 {
 	struct pxy_cur suites, comp, exts;
-	struct ext_seen seen = { .n = 0 };
+	static _Thread_local struct ext_seen seen;
 	uint8_t has_null = 0;
 	int present;
 
+	memset(&seen, 0, sizeof(seen));
 	memset(ch, 0, sizeof(*ch));
 	PXY_TRY(parse_hello_start(&b, &ch->version, ch->random, ch->sid, &ch->sid_len));
 	PXY_TRY(pxy_cur_sub_u16(&b, &suites));
@@ -291,9 +290,10 @@ static const uint8_t hrr_random[32] = {
 int pxy_hs_parse_server_hello(struct pxy_cur b, struct pxy_server_hello *sh)
 {
 	struct pxy_cur exts;
-	struct ext_seen seen = { .n = 0 };
+	static _Thread_local struct ext_seen seen;
 	int present;
 
+	memset(&seen, 0, sizeof(seen));
 	memset(sh, 0, sizeof(*sh));
 	PXY_TRY(parse_hello_start(&b, &sh->legacy_version, sh->random, sh->sid, &sh->sid_len));
 	PXY_TRY(pxy_cur_u16(&b, &sh->suite));

@@ -166,6 +166,7 @@ struct pxy_tap {
 	const struct pxy_suite *suite;
 	const struct pxy_identity *id; /* the identity whose certificate the server sent */
 	uint8_t have_ch, have_sh, cert_request;
+	uint8_t c2s_unread; /* the client's first flight did not parse: it goes on unread, the server answers */
 	uint8_t inspect;    /* still parsing */
 	uint8_t decrypting; /* still decrypting */
 	uint8_t epochs_ready; /* keys exist for epochs below this (0: none yet) */
@@ -345,8 +346,54 @@ static void tap_fail(struct pxy_tap *t, enum pxy_dir d, int err)
 	else
 		r = d == PXY_C2S ? PXY_R_CLIENT_PROTOCOL : PXY_R_SERVER_PROTOCOL;
 	set_reason(t, r);
+	/* Before the server has answered, a first flight the proxy cannot read is the
+	 * server's to judge: it goes on unchanged (the loop forwards the client's bytes
+	 * whatever the verdict), the proxy stops reading it and waits for the answer
+	 * (server_answers) */
+	if (d == PXY_C2S && !t->have_sh && t->info.verdict == PXY_V_PENDING && r != PXY_R_INTERNAL) {
+		t->c2s_unread = 1;
+		stop_decrypt(t, r);
+		free_transcript(t);
+		return;
+	}
+	/* the server's answer to such a flight is not TLS the proxy reads (an HTTP error
+	 * page, say): it goes to the client as it is */
+	if (d == PXY_S2C && t->c2s_unread && t->info.verdict == PXY_V_PENDING) {
+		set_verdict(t, PXY_V_ALLOW);
+		stop_inspect(t, r);
+		return;
+	}
 	set_verdict(t, PXY_V_REJECT);
 	stop_inspect(t, r);
+}
+
+/*
+ * The server's first record after a client flight the proxy could not read
+ * (c2s_unread). An alert goes to the client as it is (on_alert lets it
+ * through; the connection keeps the client's error as its reason and logs the
+ * server's alert). A handshake means the server went on with a session whose
+ * hello the proxy did not understand and so cannot decrypt: rejected as any
+ * client protocol error is. Anything else goes through as it is.
+ */
+static void server_answers(struct pxy_tap *t, const struct pxy_record *r)
+{
+	struct pxy_cur body = pxy_cur_make(r->buf ? r->buf + PXY_TLS_HDR_LEN : NULL, r->h.len);
+
+	if (r->h.type == PXY_CT_ALERT) {
+		uint8_t level, desc;
+
+		if (pxy_cur_u8(&body, &level) == 0 && pxy_cur_u8(&body, &desc) == 0) {
+			t->info.alert[PXY_S2C][0] = level;
+			t->info.alert[PXY_S2C][1] = desc;
+			t->info.has_alert[PXY_S2C] = 1;
+		}
+		set_verdict(t, PXY_V_ALLOW);
+	} else if (r->h.type == PXY_CT_HANDSHAKE) {
+		set_verdict(t, PXY_V_REJECT);
+	} else {
+		set_verdict(t, PXY_V_ALLOW);
+	}
+	stop_inspect(t, t->info.reason);
 }
 
 static int tr_append(struct pxy_tap *t, const uint8_t *p, size_t n)
@@ -1388,6 +1435,11 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 
 	td->last_version = r->h.version;
 	t->info.records[d]++;
+	if (d == PXY_S2C && t->c2s_unread) {
+		server_answers(t, r);
+		pxy_recbuf_put(r->buf);
+		return;
+	}
 	retry_resume(t, 0);
 	if (td->encrypted) {
 		on_encrypted_record(t, d, r);
@@ -1483,6 +1535,8 @@ void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 	struct tap_dir *td = &t->dir[d];
 	struct pxy_cur in = pxy_cur_make(p, n);
 
+	if (d == PXY_C2S && t->c2s_unread)
+		return; /* forwarded unread: the server answers it */
 	while (t->inspect) {
 		struct pxy_record r;
 		int ev = pxy_rec_next(&td->rec, &in, &r);

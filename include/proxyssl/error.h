@@ -95,6 +95,8 @@ const char *pxy_err_str(int e);
 
 /** The class's name ("protocol", "crypto", ...). */
 const char *pxy_err_class_str(int e);
+/** An alert description's name (RFC 5246 §7.2, RFC 8446 §6): "decode_error"; "unknown" otherwise. */
+const char *pxy_alert_name(unsigned desc);
 
 #define PXY_TRY(expr)                              \
 	do {                                       \

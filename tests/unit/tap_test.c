@@ -838,12 +838,28 @@ static void test_more_reasons(void **state)
 	assert_int_equal(r, PXY_R_UNSUPPORTED_VERSION);
 	watch_free(&w);
 
-	/* client-protocol-error: an unknown handshake message from the client before the verdict */
+	/* client-protocol-error: an unknown handshake message from the client before the server answered.
+	 * The server speaks first: if it goes on with its hello, the session is rejected ... */
 	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_C2S, fl.p[0], fl.n[0]);
 	pxy_tap_feed(w.t, PXY_C2S, bogus_hs, sizeof(bogus_hs));
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_PENDING);
+	pxy_tap_feed(w.t, PXY_S2C, fl.p[1], fl.n[1]);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
 	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
 	assert_int_equal(r, PXY_R_CLIENT_PROTOCOL);
+	watch_free(&w);
+
+	/* ... and its alert goes to the client as it is, the reason still the client's error */
+	new_tap(&w, e, &id, 65536, NULL);
+	pxy_tap_feed(w.t, PXY_C2S, fl.p[0], fl.n[0]);
+	pxy_tap_feed(w.t, PXY_C2S, bogus_hs, sizeof(bogus_hs));
+	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"\x15\x03\x03\x00\x02\x02\x0a", 7);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+	assert_int_equal(r, PXY_R_CLIENT_PROTOCOL);
+	assert_int_equal(pxy_tap_info(w.t)->alert[PXY_S2C][1], 10);
+	assert_int_equal(pxy_tap_info(w.t)->error, PXY_E_UNEXPECTED_MSG);
 	watch_free(&w);
 
 	/* client-alert: the client refuses the server's flight (say, its certificate) */
@@ -935,10 +951,23 @@ static void test_not_tls(void **state)
 	static const uint8_t sslv2[] = { 0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10 };
 
 	(void)state;
+	/* not TLS: forwarded; the server's answer (here an HTTP error page) goes to the client as it is */
 	new_tap(&w, e, &id, 65536, NULL);
 	pxy_tap_feed(w.t, PXY_C2S, (const uint8_t *)http, strlen(http));
-	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_REJECT);
-	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_REJECTED);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_PENDING);
+	pxy_tap_feed(w.t, PXY_C2S, (const uint8_t *)http, strlen(http)); /* more of it: not read */
+	pxy_tap_feed(w.t, PXY_S2C, (const uint8_t *)"HTTP/1.1 400 Bad Request\r\n\r\n", 28);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	assert_int_equal(pxy_tap_outcome(w.t, &r), PXY_O_NOT_DECRYPTED);
+	assert_int_equal(r, PXY_R_NOT_TLS);
+	watch_free(&w);
+
+	/* not TLS, and the server closes without a word: nothing is held, the reason stays */
+	new_tap(&w, e, &id, 65536, NULL);
+	pxy_tap_feed(w.t, PXY_C2S, (const uint8_t *)http, strlen(http));
+	pxy_tap_eof(w.t, PXY_S2C);
+	assert_int_equal(pxy_tap_verdict(w.t), PXY_V_ALLOW);
+	pxy_tap_outcome(w.t, &r);
 	assert_int_equal(r, PXY_R_NOT_TLS);
 	watch_free(&w);
 
