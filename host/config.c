@@ -213,7 +213,7 @@ static const struct opt_def opts[] = {
 	{ "max-queue", SIZE(max_queue, 4096, 1ull << 30), RESTART,
 	  "BYTES", "bytes buffered per direction before reading pauses; also the hold limit (default 256K)" },
 	{ "max-handshake", SIZE(max_handshake, 1024, 1ull << 24), RELOADS, "BYTES",
-	  "largest handshake message (default 64K)" },
+	  "largest handshake message the proxy reads (default 256K: the largest legal ClientHello is 131,396 bytes); a larger one goes to the server unread, and the server's answer decides" },
 	{ "max-pending", SIZE(max_pending, 65536, 1ull << 32), RELOADS,
 	  "BYTES", "ciphertext per direction waiting for decryption; beyond it records go uninspected (default 16M)" },
 	{ "max-pending-total", SIZE(max_pending_total, 1ull << 20, 1ull << 40), RESTART,
@@ -459,7 +459,7 @@ static void defaults(struct pxy_config *c)
 	c->buffers = 256;
 	c->buffer_size = 65536;
 	c->max_queue = 256 * 1024;
-	c->max_handshake = 64 * 1024;
+	c->max_handshake = 256 * 1024;
 	c->max_pending = 16 * 1024 * 1024;
 	c->max_pending_total = 256 * 1024 * 1024;
 	c->session_cache = 20000;

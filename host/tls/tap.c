@@ -1517,7 +1517,7 @@ struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_
 		t->hooks = *hooks;
 	t->cnt = cfg->counters ? cfg->counters : &t->own_cnt;
 	if (!t->cfg.max_hs_msg)
-		t->cfg.max_hs_msg = 64 * 1024;
+		t->cfg.max_hs_msg = 256 * 1024;
 	if (!t->cfg.max_pending)
 		t->cfg.max_pending = 16 * 1024 * 1024;
 	t->tr_max = 4 * t->cfg.max_hs_msg + 4096;
