@@ -49,10 +49,10 @@ static void dump_stats(struct pxy_loop *l)
 		 l->st.enobufs, l->st.recv_paused, l->bufs_held, l->nbufs);
 	pxy_info("stats tls keys_verified=%" PRIu64 " finished_mismatch=%" PRIu64 " record_auth_fail=%" PRIu64
 		 " rsa_jobs=%" PRIu64 " records_decrypted=%" PRIu64 " records_dropped=%" PRIu64
-		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64 " renegotiations=%" PRIu64,
+		 " protocol_errors=%" PRIu64 " pending_bytes=%" PRIu64 " renegotiations=%" PRIu64 " sslv2_hellos=%" PRIu64,
 		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
 		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes,
-		 l->tc.renegotiations);
+		 l->tc.renegotiations, l->tc.sslv2_hellos);
 	if (l->tap_cfg.sessions) {
 		struct pxy_sessions_stats sst, *ss = &sst;
 

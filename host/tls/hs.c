@@ -279,6 +279,55 @@ int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 	return PXY_OK;
 }
 
+/* ---- SSLv2-compatible ClientHello (RFC 5246 Appendix E.2, RFC 6101 E.2) ---- */
+
+int pxy_hs_parse_sslv2_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
+{
+	uint8_t type;
+	uint16_t spec_len, sid_len, chal_len;
+	struct pxy_cur specs, sid, chal;
+
+	memset(ch, 0, sizeof(*ch));
+	PXY_TRY(pxy_cur_u8(&b, &type));
+	PXY_GUARD(type == PXY_HS_CLIENT_HELLO, PXY_E_NOT_TLS);
+	PXY_TRY(pxy_cur_u16(&b, &ch->version));
+	/* a TLS client's compatible hello names TLS; SSL 2.0 (0x0002) and SSL 3.0 are not decrypted */
+	PXY_GUARD(ch->version >= PXY_TLS10 && ch->version >> 8 == 3, PXY_E_RECORD_VERSION);
+	PXY_TRY(pxy_cur_u16(&b, &spec_len));
+	PXY_TRY(pxy_cur_u16(&b, &sid_len));
+	PXY_TRY(pxy_cur_u16(&b, &chal_len));
+	/* cipher specs are 3 bytes; the session id 0 or 16 bytes; the challenge 16 to 32 */
+	PXY_GUARD(spec_len >= 3 && spec_len % 3 == 0, PXY_E_DECODE);
+	PXY_GUARD(sid_len == 0 || sid_len == 16, PXY_E_DECODE);
+	PXY_GUARD(chal_len >= 16 && chal_len <= 32, PXY_E_DECODE);
+	PXY_TRY(pxy_cur_sub(&b, spec_len, &specs));
+	PXY_TRY(pxy_cur_sub(&b, sid_len, &sid));
+	PXY_TRY(pxy_cur_sub(&b, chal_len, &chal));
+	PXY_TRY(pxy_cur_end(&b));
+	while (specs.left) {
+		uint8_t k;
+		uint16_t id;
+		const struct pxy_suite *s;
+
+		PXY_TRY(pxy_cur_u8(&specs, &k));
+		PXY_TRY(pxy_cur_u16(&specs, &id));
+		if (k != 0)
+			continue; /* an SSL 2.0 cipher kind: no TLS suite */
+		ch->n_suites++;
+		if (id == 0x00ff)
+			ch->scsv_reneg = 1;
+		s = pxy_suite_find(id);
+		if (s && s->kx == PXY_KX_RSA)
+			ch->offers_rsa = 1;
+	}
+	/* RFC 5246 E.2: the challenge is the random, right-aligned, zeros before it */
+	memcpy(ch->random + 32 - chal_len, chal.p, chal_len);
+	ch->sid_len = (uint8_t)sid_len;
+	memcpy(ch->sid, sid.p, sid_len);
+	ch->sslv2 = 1;
+	return PXY_OK;
+}
+
 /* ---- ServerHello (RFC 5246 §7.4.1.3, RFC 8446 §4.1.3) --------------------- */
 
 /* SHA-256("HelloRetryRequest") */

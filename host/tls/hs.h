@@ -83,6 +83,7 @@ struct pxy_client_hello {
 	uint8_t scsv_reneg;      /* TLS_EMPTY_RENEGOTIATION_INFO_SCSV */
 	uint8_t ems, etm, ticket, reneg_info, status_request;
 	uint8_t offers_tls13;    /* supported_versions lists 0x0304 */
+	uint8_t sslv2;           /* it came in the SSLv2-compatible form (RFC 5246 E.2): no extensions */
 	uint16_t ticket_len;
 	const uint8_t *ticket_data; /* the offered ticket; points into the message: valid while it is */
 	char sni[PXY_MAX_SNI + 1]; /* printable ASCII only; "" when absent */
@@ -108,6 +109,11 @@ struct pxy_certificate {
 };
 
 int pxy_hs_parse_client_hello(struct pxy_cur body, struct pxy_client_hello *ch);
+/** An SSLv2-compatible CLIENT-HELLO (RFC 5246 Appendix E.2) asking for TLS 1.0 or later: `msg` from
+ * its msg_type on (the record's body, after the 2-byte header). The challenge becomes the random,
+ * right-aligned behind zeros; the 3-byte cipher specs that are TLS suites ({0, hi, lo}) its suites.
+ * PXY_E_RECORD_VERSION for a pure SSLv2 hello (version < 3.1). */
+int pxy_hs_parse_sslv2_client_hello(struct pxy_cur msg, struct pxy_client_hello *ch);
 int pxy_hs_parse_server_hello(struct pxy_cur body, struct pxy_server_hello *sh);
 int pxy_hs_parse_certificate(struct pxy_cur body, struct pxy_certificate *c);
 int pxy_hs_parse_certificate_request(struct pxy_cur body, uint16_t version);

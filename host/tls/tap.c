@@ -167,6 +167,12 @@ struct pxy_tap {
 	const struct pxy_identity *id; /* the identity whose certificate the server sent */
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t c2s_unread; /* the client's first flight did not parse: it goes on unread, the server answers */
+	/* an SSLv2-compatible ClientHello being gathered: its 2-byte header, then the message */
+	uint8_t v2_hdr[3];
+	uint8_t v2_hdr_len;
+	uint8_t c2s_begun; /* the client's first byte has been seen (only it may open an SSLv2 hello) */
+	uint8_t *v2;
+	size_t v2_len, v2_need;
 	uint8_t inspect;    /* still parsing */
 	uint8_t decrypting; /* still decrypting */
 	uint8_t epochs_ready; /* keys exist for epochs below this (0: none yet) */
@@ -1504,6 +1510,65 @@ out:
 		tap_fail(t, d, e);
 }
 
+/*
+ * An SSLv2-compatible ClientHello (RFC 5246 Appendix E.2), the client's first
+ * record: a 2-byte header with the high bit set (the length), then msg_type 1.
+ * Gathered here (the record reader knows only TLS records); once whole it is
+ * the session's ClientHello, hashed into the transcript from msg_type on.
+ * 1 when it is whole and taken, 0 for more bytes, or an error.
+ */
+static int sslv2_feed(struct pxy_tap *t, struct pxy_cur *in)
+{
+	struct pxy_cur msg;
+	int e;
+
+	while (t->v2_hdr_len < 3 && in->left) {
+		t->v2_hdr[t->v2_hdr_len++] = in->p[0];
+		in->p++;
+		in->left--;
+	}
+	if (t->v2_hdr_len < 3)
+		return 0;
+	if (!t->v2) {
+		size_t len = ((size_t)(t->v2_hdr[0] & 0x7f) << 8) | t->v2_hdr[1];
+
+		/* not a CLIENT-HELLO, or too short to be one: not TLS */
+		if (t->v2_hdr[2] != PXY_HS_CLIENT_HELLO || len < 9)
+			return PXY_E_NOT_TLS;
+		t->v2 = malloc(len);
+		if (!t->v2)
+			return PXY_E_NOMEM;
+		t->v2[0] = t->v2_hdr[2];
+		t->v2_len = 1;
+		t->v2_need = len;
+	}
+	while (t->v2_len < t->v2_need && in->left) {
+		size_t n = PXY_MIN(in->left, t->v2_need - t->v2_len);
+
+		memcpy(t->v2 + t->v2_len, in->p, n);
+		t->v2_len += n;
+		in->p += n;
+		in->left -= n;
+	}
+	if (t->v2_len < t->v2_need)
+		return 0;
+	msg = pxy_cur_make(t->v2, t->v2_len);
+	e = pxy_hs_parse_sslv2_client_hello(msg, &t->ch);
+	if (e == PXY_OK)
+		e = hs_expect(t, PXY_C2S, PXY_HS_CLIENT_HELLO);
+	if (e == PXY_OK)
+		e = tr_append(t, t->v2, t->v2_len); /* RFC 5246 E.2: the hash covers it from msg_type on */
+	free(t->v2);
+	t->v2 = NULL;
+	if (e < 0)
+		return e;
+	t->have_ch = 1;
+	t->info.records[PXY_C2S]++;
+	t->dir[PXY_C2S].last_version = t->ch.version;
+	t->cnt->sslv2_hellos++;
+	return 1;
+}
+
 /* ---- public ---------------------------------------------------------------- */
 
 struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_hooks *hooks)
@@ -1534,9 +1599,25 @@ void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 {
 	struct tap_dir *td = &t->dir[d];
 	struct pxy_cur in = pxy_cur_make(p, n);
+	int first = 0;
 
 	if (d == PXY_C2S && t->c2s_unread)
 		return; /* forwarded unread: the server answers it */
+	if (d == PXY_C2S && n && !t->c2s_begun) {
+		t->c2s_begun = 1;
+		first = 1;
+	}
+	/* the client's first record with the high bit set: an SSLv2-compatible ClientHello */
+	if (d == PXY_C2S && t->inspect && !t->have_ch && (t->v2_hdr_len || (first && (in.p[0] & 0x80)))) {
+		int e = sslv2_feed(t, &in);
+
+		if (e < 0) {
+			tap_fail(t, d, e == PXY_E_RECORD_VERSION || e == PXY_E_DECODE ? PXY_E_NOT_TLS : e);
+			return;
+		}
+		if (e == 0)
+			return;
+	}
 	while (t->inspect) {
 		struct pxy_record r;
 		int ev = pxy_rec_next(&td->rec, &in, &r);
@@ -1683,6 +1764,7 @@ static void tap_free(struct pxy_tap *t)
 		pxy_hs_free(&td->hs);
 	}
 	free_transcript(t);
+	free(t->v2);
 	pxy_wipe(t->ms, sizeof(t->ms));
 	pxy_wipe(t->keys, sizeof(t->keys));
 	pxy_wipe(t->session_hash, sizeof(t->session_hash));

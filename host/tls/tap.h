@@ -195,6 +195,7 @@ struct pxy_tap_counters {
 	uint64_t resumed, resumed_unknown; /* abbreviated handshakes followed / not followed */
 	uint64_t resumed_ticket;           /* of those followed, by ticket (the rest by session ID) */
 	uint64_t renegotiations;           /* renegotiations followed (begun) */
+	uint64_t sslv2_hellos;             /* ClientHellos in the SSLv2-compatible form taken */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
 	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */

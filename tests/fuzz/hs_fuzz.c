@@ -23,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	(void)pxy_hs_parse_client_hello(pxy_cur_make(data, size), &ch);
+	(void)pxy_hs_parse_sslv2_client_hello(pxy_cur_make(data, size), &ch);
 	(void)pxy_hs_parse_server_hello(pxy_cur_make(data, size), &sh);
 	if (pxy_hs_parse_certificate(pxy_cur_make(data, size), &cert) == PXY_OK && cert.leaf)
 		(void)memchr(cert.leaf, 0, cert.leaf_len);

@@ -166,6 +166,76 @@ static void test_client_hello_negative(void **state)
 	}
 }
 
+/* any number of extensions, each type at most once (no table of fixed size) */
+static void test_many_extensions(void **state)
+{
+	static uint8_t m[2 + 32 + 1 + 4 + 2 + 2 + 4 * 2000];
+	struct pxy_client_hello ch;
+	size_t n = 0, ext_at;
+
+	(void)state;
+	m[n++] = 3;
+	m[n++] = 3;
+	n += 32;
+	m[n++] = 0;
+	m[n++] = 0, m[n++] = 2, m[n++] = 0x00, m[n++] = 0x2f; /* one suite */
+	m[n++] = 1, m[n++] = 0;                               /* null compression */
+	ext_at = n;
+	n += 2;
+	for (unsigned i = 0; i < 2000; i++) {
+		m[n++] = (uint8_t)((0x3000 + i) >> 8), m[n++] = (uint8_t)(0x3000 + i);
+		m[n++] = 0, m[n++] = 0;
+	}
+	m[ext_at] = (uint8_t)((n - ext_at - 2) >> 8);
+	m[ext_at + 1] = (uint8_t)(n - ext_at - 2);
+	assert_int_equal(pxy_hs_parse_client_hello(pxy_cur_make(m, n), &ch), PXY_OK);
+	/* the 2000th repeats the first */
+	m[n - 4] = 0x30, m[n - 3] = 0x00;
+	assert_int_equal(pxy_hs_parse_client_hello(pxy_cur_make(m, n), &ch), PXY_E_ILLEGAL_PARAM);
+}
+
+/* RFC 5246 E.2: the SSLv2-compatible hello, from msg_type on */
+static void test_sslv2_client_hello(void **state)
+{
+	uint8_t m[9 + 9 + 16 + 20];
+	struct pxy_client_hello ch;
+	size_t n = 0;
+
+	(void)state;
+	m[n++] = 1;                               /* CLIENT-HELLO */
+	m[n++] = 3, m[n++] = 1;                   /* TLS 1.0 */
+	m[n++] = 0, m[n++] = 9;                   /* three cipher specs */
+	m[n++] = 0, m[n++] = 16;                  /* a session id */
+	m[n++] = 0, m[n++] = 20;                  /* a 20-byte challenge */
+	m[n++] = 0x01, m[n++] = 0x00, m[n++] = 0x80; /* an SSL 2.0 kind: no TLS suite */
+	m[n++] = 0x00, m[n++] = 0x00, m[n++] = 0x2f; /* TLS_RSA_WITH_AES_128_CBC_SHA */
+	m[n++] = 0x00, m[n++] = 0x00, m[n++] = 0xff; /* the renegotiation SCSV */
+	memset(m + n, 0xaa, 16), n += 16;
+	for (int i = 0; i < 20; i++)
+		m[n++] = (uint8_t)(i + 1);
+	assert_int_equal(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n), &ch), PXY_OK);
+	assert_int_equal(ch.version, 0x0301);
+	assert_int_equal(ch.n_suites, 2);
+	assert_true(ch.offers_rsa && ch.scsv_reneg && ch.sslv2);
+	assert_int_equal(ch.sid_len, 16);
+	/* the challenge, right-aligned behind zeros */
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(ch.random[i], 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(ch.random[12 + i], i + 1);
+	/* SSL 2.0 itself is not taken; a short challenge, a ragged spec list or a trailing byte is malformed */
+	m[1] = 0, m[2] = 2;
+	assert_int_equal(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n), &ch), PXY_E_RECORD_VERSION);
+	m[1] = 3, m[2] = 3;
+	assert_int_equal(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n), &ch), PXY_OK);
+	m[8] = 15;
+	assert_true(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n), &ch) < 0);
+	m[8] = 20, m[4] = 8;
+	assert_true(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n), &ch) < 0);
+	m[4] = 9;
+	assert_true(pxy_hs_parse_sslv2_client_hello(pxy_cur_make(m, n - 1), &ch) < 0);
+}
+
 static void test_server_hello(void **state)
 {
 	struct b b = { .n = 0 };
@@ -369,6 +439,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_client_hello),
 		cmocka_unit_test(test_client_hello_negative),
+		cmocka_unit_test(test_many_extensions),
+		cmocka_unit_test(test_sslv2_client_hello),
 		cmocka_unit_test(test_server_hello),
 		cmocka_unit_test(test_certificate),
 		cmocka_unit_test(test_small_messages),

@@ -948,7 +948,9 @@ static void test_not_tls(void **state)
 	struct watch w;
 	enum pxy_reason r;
 	const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-	static const uint8_t sslv2[] = { 0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10 };
+	/* an SSL 2.0 CLIENT-HELLO (version 0.2): two cipher specs, a 16-byte challenge */
+	static const uint8_t sslv2[] = { 0x80, 0x1f, 0x01, 0x00, 0x02, 0x00, 0x06, 0x00, 0x00, 0x00, 0x10, 0x01,
+					 0x00, 0x80, 0x07, 0x00, 0xc0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 	(void)state;
 	/* not TLS: forwarded; the server's answer (here an HTTP error page) goes to the client as it is */
