@@ -19,6 +19,7 @@
 #include "proxyssl/engine.h"
 #include "sink/sinks.h"
 #include "tls/cert.h"
+#include "tls/suites.h"
 #include "tls/sessions.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -283,6 +284,26 @@ static int idset_keys(struct app *a, struct pxy_idset *s, char *err, size_t n)
 	}
 	s->release = idset_release;
 	return 0;
+}
+
+/* Which record ciphers this process decrypts: the card's, the software engine's, and those the
+ * suite table knows but this OpenSSL lacks (their suites are rejected as unsupported-suite). */
+static void log_ciphers(void)
+{
+	char card[256] = "", sw[512] = "", missing[512] = "";
+	const char *why = NULL, *w;
+
+	for (uint8_t b = 1; b < PXY_BULK__COUNT; b++) {
+		const struct pxy_bulk_desc *d = pxy_bulk_desc(b);
+		char *dst = !pxy_bulk_available(b, &w) ? missing : d->device ? card : sw;
+		size_t cap = dst == card ? sizeof(card) : sizeof(sw), n = strlen(dst);
+
+		if (dst == missing)
+			why = why ? why : w;
+		snprintf(dst + n, cap - n, "%s%s", n ? ", " : "", d->name);
+	}
+	pxy_info("ciphers: on the card's kernels %s; in software %s%s%s%s%s", card, sw, missing[0] ? "; missing " : "",
+		 missing, missing[0] ? ": " : "", missing[0] ? why : "");
 }
 
 static void log_identities(const struct pxy_idset *s)
@@ -682,6 +703,7 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 		if (a->redis)
 			pxy_info("session cache: %llu local, shared through %s", (unsigned long long)cfg->session_cache,
 				 cfg->session_redis);
+		log_ciphers();
 	}
 	log_identities(a->current);
 	return 0;

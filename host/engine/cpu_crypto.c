@@ -37,13 +37,13 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
+#include "tls/suites.h"
 #include "util/ct.h"
 #include "util/util.h"
 
 #define AES_BLOCK 16
-#define GCM_EXPLICIT 8
-#define GCM_TAG 16
 #define MAX_MAC 48
+#define N_MD 5 /* enum pxy_mac: SHA-1, SHA-256, SHA-384, MD5 */
 
 /*
  * Keyed contexts, kept across records: a bulk transfer reuses one direction's
@@ -74,9 +74,9 @@ struct keyed_mac {
 };
 
 struct pxy_cpu_ctx {
-	EVP_CIPHER *cipher[5]; /* by enum pxy_bulk */
+	EVP_CIPHER *cipher[PXY_BULK__COUNT]; /* by enum pxy_bulk, fetched when first used */
 	EVP_MAC *hmac;
-	EVP_MD *md[4];
+	EVP_MD *md[N_MD];
 	EVP_MD_CTX *dummy;
 	struct keyed_cipher kc[KEYED];
 	struct keyed_mac km[KEYED];
@@ -85,8 +85,6 @@ struct pxy_cpu_ctx {
 	uint8_t zeros[PXY_TLS_MAX_CIPHERTEXT + 256];
 };
 
-static const char *const cipher_names[5] = { NULL, "AES-128-GCM", "AES-256-GCM", "AES-128-CBC", "AES-256-CBC" };
-static const char *const md_names[4] = { NULL, "SHA1", "SHA256", "SHA384" };
 
 struct pxy_cpu_ctx *pxy_cpu_ctx_new(void)
 {
@@ -98,11 +96,11 @@ struct pxy_cpu_ctx *pxy_cpu_ctx_new(void)
 	c->dummy = EVP_MD_CTX_new();
 	if (!c->hmac || !c->dummy)
 		goto fail;
-	for (int i = 1; i < 5; i++)
-		if (!(c->cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)))
+	for (int i = PXY_BULK_AES_128_GCM; i <= PXY_BULK_AES_256_CBC; i++)
+		if (!(c->cipher[i] = EVP_CIPHER_fetch(NULL, pxy_bulk_desc((uint8_t)i)->evp, NULL)))
 			goto fail;
-	for (int i = 1; i < 4; i++)
-		if (!(c->md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)))
+	for (int i = 1; i < N_MD; i++)
+		if (!(c->md[i] = EVP_MD_fetch(NULL, pxy_mac_md((uint8_t)i), NULL)))
 			goto fail;
 	for (int i = 0; i < KEYED; i++)
 		if (!(c->kc[i].cc = EVP_CIPHER_CTX_new()) || !(c->km[i].m = EVP_MAC_CTX_new(c->hmac)))
@@ -146,30 +144,34 @@ void pxy_cpu_ctx_free(struct pxy_cpu_ctx *c)
 	}
 	pxy_wipe(c->kc, sizeof(c->kc));
 	pxy_wipe(c->km, sizeof(c->km));
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < PXY_BULK__COUNT; i++)
 		EVP_CIPHER_free(c->cipher[i]);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < N_MD; i++)
 		EVP_MD_free(c->md[i]);
 	EVP_MAC_free(c->hmac);
 	EVP_MD_CTX_free(c->dummy);
 	free(c);
 }
 
-static size_t bulk_key_len(uint8_t bulk)
-{
-	return bulk == PXY_BULK_AES_128_GCM || bulk == PXY_BULK_AES_128_CBC ? 16 : 32;
-}
-
-/* The keyed cipher context for (bulk, key) (a cached one, or the least recently used one rekeyed), its IV set. */
+/*
+ * The keyed cipher context for (bulk, key) (a cached one, or the least
+ * recently used one rekeyed), its IV set. A stream cipher's context is never
+ * re-initialized: its keystream runs on from the last record (the caller
+ * keeps one context per direction, see pxy_cpu_record_open). CCM's nonce and
+ * tag lengths are set before its key, as OpenSSL requires.
+ */
 static int keyed_cipher(struct pxy_cpu_ctx *c, uint8_t bulk, const uint8_t *key, const uint8_t *iv, int enc)
 {
+	const struct pxy_bulk_desc *d = pxy_bulk_desc(bulk);
 	struct keyed_cipher *hit = NULL, *lru = &c->kc[0];
 	size_t kl;
 
 	c->cc = NULL;
-	if (bulk < 1 || bulk > 4)
+	if (!d || !d->evp || !pxy_bulk_available(bulk, NULL))
 		return PXY_E_STATE;
-	kl = bulk_key_len(bulk);
+	if (!c->cipher[bulk] && !(c->cipher[bulk] = EVP_CIPHER_fetch(NULL, d->evp, NULL)))
+		return PXY_E_CRYPTO_LIB;
+	kl = d->key_len;
 	for (int i = 0; i < KEYED; i++) {
 		struct keyed_cipher *e = &c->kc[i];
 
@@ -180,16 +182,24 @@ static int keyed_cipher(struct pxy_cpu_ctx *c, uint8_t bulk, const uint8_t *key,
 	}
 	if (hit) {
 		/* only the IV: the key schedule (and GCM's hash key) stay */
-		if (!EVP_CipherInit_ex(hit->cc, NULL, NULL, NULL, iv, enc)) {
+		if (d->kind != PXY_BK_STREAM && !EVP_CipherInit_ex(hit->cc, NULL, NULL, NULL, iv, enc)) {
 			hit->used = 0;
 			return PXY_E_CRYPTO_LIB;
 		}
 	} else {
 		hit = lru;
 		hit->used = 0;
-		if (!EVP_CipherInit_ex(hit->cc, c->cipher[bulk], NULL, key, iv, enc))
+		if (d->ccm) {
+			/* RFC 6655 §3: a 12-byte nonce (L = 3) and a tag of 16 or 8 bytes */
+			if (!EVP_CipherInit_ex(hit->cc, c->cipher[bulk], NULL, NULL, NULL, enc) ||
+			    !EVP_CIPHER_CTX_ctrl(hit->cc, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) ||
+			    !EVP_CIPHER_CTX_ctrl(hit->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, NULL) ||
+			    !EVP_CipherInit_ex(hit->cc, NULL, NULL, key, iv, enc))
+				return PXY_E_CRYPTO_LIB;
+		} else if (!EVP_CipherInit_ex(hit->cc, c->cipher[bulk], NULL, key, iv, enc)) {
 			return PXY_E_CRYPTO_LIB;
-		if (bulk == PXY_BULK_AES_128_CBC || bulk == PXY_BULK_AES_256_CBC)
+		}
+		if (d->kind == PXY_BK_CBC)
 			EVP_CIPHER_CTX_set_padding(hit->cc, 0);
 		hit->bulk = bulk;
 		hit->enc = (uint8_t)enc;
@@ -210,7 +220,7 @@ static EVP_MAC_CTX *keyed_mac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t 
 {
 	struct keyed_mac *hit = NULL, *lru = &c->km[0];
 
-	if (mac < PXY_MAC_SHA1 || mac > PXY_MAC_SHA384 || key_len > MAX_MAC_KEY)
+	if (mac < PXY_MAC_SHA1 || mac >= N_MD || key_len > MAX_MAC_KEY)
 		return NULL;
 	for (int i = 0; i < KEYED; i++) {
 		struct keyed_mac *e = &c->km[i];
@@ -226,7 +236,7 @@ static EVP_MAC_CTX *keyed_mac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t 
 			return NULL;
 		}
 	} else {
-		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[mac], 0),
+		OSSL_PARAM p[2] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)pxy_mac_md(mac), 0),
 				    OSSL_PARAM_construct_end() };
 
 		hit = lru;
@@ -266,7 +276,7 @@ static void mac_header(uint8_t h[13], uint64_t seq, uint8_t type, const uint8_t 
 
 static size_t mac_out_len(uint8_t mac)
 {
-	return mac == PXY_MAC_SHA1 ? 20 : mac == PXY_MAC_SHA256 ? 32 : 48;
+	return pxy_mac_len(mac);
 }
 
 int pxy_cpu_hmac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t key_len, const uint8_t *hdr,
@@ -284,7 +294,7 @@ int pxy_cpu_hmac(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size_t 
 static int hmac(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const uint8_t hdr[13], const uint8_t *p,
 		size_t n, uint8_t out[MAX_MAC])
 {
-	if (k->mac < PXY_MAC_SHA1 || k->mac > PXY_MAC_SHA384 || k->mac_key_len > MAX_MAC)
+	if (k->mac < PXY_MAC_SHA1 || k->mac >= N_MD || k->mac_key_len > MAX_MAC)
 		return PXY_E_STATE;
 	return pxy_cpu_hmac(c, k->mac, k->mac_key, k->mac_key_len, hdr, 13, p, n, out);
 }
@@ -306,7 +316,7 @@ int pxy_cpu_hmac_ct(struct pxy_cpu_ctx *c, uint8_t mac, const uint8_t *key, size
 	uint32_t lf = mac == PXY_MAC_SHA384 ? 16 : 8;
 	uint32_t extra;
 
-	if (mac < PXY_MAC_SHA1 || mac > PXY_MAC_SHA384 || len > max_len || max_len > PXY_TLS_MAX_CIPHERTEXT)
+	if (mac < PXY_MAC_SHA1 || mac >= N_MD || len > max_len || max_len > PXY_TLS_MAX_CIPHERTEXT)
 		return PXY_E_STATE;
 	extra = (hmac_inner_blocks(max_len, bs_log2, lf) - hmac_inner_blocks(len, bs_log2, lf)) << bs_log2;
 	PXY_TRY(pxy_cpu_hmac(c, mac, key, key_len, hdr13, 13, msg, len, out));
@@ -371,36 +381,90 @@ static uint32_t ct_check_padding(const uint8_t *p, uint32_t len, uint32_t pad)
 	return good & pxy_ct_ge(len, pad + 1) & 1u;
 }
 
-static int gcm_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+/* seq_num || type || version || length, and the AEAD nonce: fixed (key block) || explicit (record) */
+static int aead_start(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const struct pxy_bulk_desc *d,
+		      const uint8_t explicit_nonce[8], const uint8_t aad[13], size_t len, int enc, const uint8_t *tag)
+{
+	uint8_t nonce[12];
+	int outl = 0;
+
+	/* RFC 5288 §3, RFC 6655 §3, RFC 6209: nonce = salt (4) || explicit nonce (8) */
+	memcpy(nonce, k->iv, 4);
+	memcpy(nonce + 4, explicit_nonce, 8);
+	PXY_TRY(keyed_cipher(c, k->bulk, k->key, nonce, enc));
+	if (d->ccm) {
+		/* CCM: the expected tag (opening), then the message length, before any data */
+		if ((!enc && !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, (void *)tag)) ||
+		    !EVP_CipherUpdate(c->cc, NULL, &outl, NULL, (int)len))
+			return PXY_E_CRYPTO_LIB;
+	}
+	if (!EVP_CipherUpdate(c->cc, NULL, &outl, aad, 13))
+		return PXY_E_CRYPTO_LIB;
+	return PXY_OK;
+}
+
+static int aead_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct pxy_bulk_desc *d)
 {
 	const struct pxy_traffic_keys *k = j->keys;
 	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
 	size_t flen = j->rec_len - PXY_TLS_HDR_LEN, ctlen;
-	uint8_t nonce[12], aad[13], fin[16];
+	uint8_t aad[13], fin[16];
 	int outl = 0, ok;
 
-	j->pt_off = PXY_TLS_HDR_LEN + GCM_EXPLICIT;
-	if (flen < GCM_EXPLICIT + GCM_TAG)
+	j->pt_off = PXY_TLS_HDR_LEN + d->record_iv;
+	if (flen < (size_t)d->record_iv + d->tag_len)
 		return PXY_OK; /* public: too short to be a record of this suite */
-	ctlen = flen - GCM_EXPLICIT - GCM_TAG;
-	/* RFC 5288 §3: nonce = salt (4, from the key block) || explicit nonce (8) */
-	memcpy(nonce, k->iv, 4);
-	memcpy(nonce + 4, frag, GCM_EXPLICIT);
+	ctlen = flen - d->record_iv - d->tag_len;
 	mac_header(aad, j->seq, j->rec[0], j->rec + 1, ctlen);
-	PXY_TRY(cipher_init(c, k, nonce, 0));
-	if (!EVP_CipherUpdate(c->cc, NULL, &outl, aad, sizeof(aad)))
-		return PXY_E_CRYPTO_LIB;
-	PXY_TRY(cipher_run(c, frag + GCM_EXPLICIT, ctlen));
-	if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, GCM_TAG, frag + GCM_EXPLICIT + ctlen))
-		return PXY_E_CRYPTO_LIB;
-	ok = EVP_CipherFinal_ex(c->cc, fin, &outl) > 0;
+	PXY_TRY(aead_start(c, k, d, frag, aad, ctlen, 0, frag + d->record_iv + ctlen));
+	if (d->ccm) {
+		/* CCM checks the tag as it decrypts: a failed update is a forgery */
+		ok = ctlen == 0 || EVP_CipherUpdate(c->cc, frag + d->record_iv, &outl, frag + d->record_iv, (int)ctlen) > 0;
+	} else {
+		PXY_TRY(cipher_run(c, frag + d->record_iv, ctlen));
+		if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, frag + d->record_iv + ctlen))
+			return PXY_E_CRYPTO_LIB;
+		ok = EVP_CipherFinal_ex(c->cc, fin, &outl) > 0;
+	}
 	if (!ok) {
 		/* unauthenticated plaintext never leaves the engine */
-		pxy_wipe(frag + GCM_EXPLICIT, ctlen);
+		pxy_wipe(frag + d->record_iv, ctlen);
 		ERR_clear_error();
 		return PXY_OK;
 	}
 	j->pt_len = ctlen;
+	j->ok = 1;
+	return PXY_OK;
+}
+
+/*
+ * A stream cipher's or NULL's record (MAC-then-encrypt, no padding): all
+ * lengths are public, so the MAC is computed and compared plainly. RC4's
+ * keystream runs on across the direction's records: the caller opens them
+ * in order on one context of their own.
+ */
+static int stream_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct pxy_bulk_desc *d)
+{
+	const struct pxy_traffic_keys *k = j->keys;
+	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
+	size_t flen = j->rec_len - PXY_TLS_HDR_LEN, data_len;
+	uint8_t hdr[13], calc[MAX_MAC];
+
+	j->pt_off = PXY_TLS_HDR_LEN;
+	if (d->kind == PXY_BK_STREAM) {
+		PXY_TRY(keyed_cipher(c, k->bulk, k->key, NULL, 0));
+		PXY_TRY(cipher_run(c, frag, flen)); /* the MAC too: the keystream covers it */
+	}
+	if (flen < k->mac_len)
+		return PXY_OK;
+	data_len = flen - k->mac_len;
+	mac_header(hdr, j->seq, j->rec[0], j->rec + 1, data_len);
+	PXY_TRY(hmac(c, k, hdr, frag, data_len, calc));
+	if (!pxy_ct_memeq(calc, frag + data_len, k->mac_len)) {
+		pxy_wipe(frag, flen);
+		return PXY_OK;
+	}
+	j->pt_len = data_len;
 	j->ok = 1;
 	return PXY_OK;
 }
@@ -449,12 +513,12 @@ int pxy_cpu_cbc(struct pxy_cpu_ctx *c, int enc, const uint8_t *key, size_t key_l
 	return PXY_OK;
 }
 
-static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
+static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct pxy_bulk_desc *d)
 {
 	const struct pxy_traffic_keys *k = j->keys;
 	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
 	uint32_t flen = (uint32_t)(j->rec_len - PXY_TLS_HDR_LEN);
-	uint32_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0;
+	uint32_t bs = d->block, explicit_iv = k->version >= 0x0302 ? bs : 0;
 	uint32_t maclen = k->mac_len;
 	uint8_t calc[MAX_MAC], got[MAX_MAC];
 	const uint8_t *iv = explicit_iv ? frag : j->iv;
@@ -467,7 +531,7 @@ static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 		uint32_t enc_len;
 		uint8_t hdr[13];
 
-		if (flen < explicit_iv + AES_BLOCK + maclen || (flen - maclen - explicit_iv) % AES_BLOCK)
+		if (flen < explicit_iv + bs + maclen || (flen - maclen - explicit_iv) % bs)
 			return PXY_OK;
 		enc_len = flen - maclen;
 		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, enc_len);
@@ -487,7 +551,7 @@ static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 	}
 
 	/* MAC-then-encrypt: the ciphertext must hold at least the MAC and one padding byte */
-	if (flen < explicit_iv + AES_BLOCK || (flen - explicit_iv) % AES_BLOCK || flen - explicit_iv < maclen + 1)
+	if (flen < explicit_iv + bs || (flen - explicit_iv) % bs || flen - explicit_iv < maclen + 1)
 		return PXY_OK; /* public lengths */
 	ctlen = flen - explicit_iv;
 	PXY_TRY(cipher_init(c, k, iv, 0));
@@ -513,20 +577,19 @@ static int cbc_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 
 int pxy_cpu_record_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 {
+	const struct pxy_bulk_desc *d;
 	int r;
 
 	j->ok = 0;
 	j->pt_len = 0;
 	j->pt_off = PXY_TLS_HDR_LEN;
 	j->pt_ext = NULL; /* opened in place: the plaintext is in rec */
-	if (!j->keys || j->rec_len < PXY_TLS_HDR_LEN)
+	if (!j->keys || j->rec_len < PXY_TLS_HDR_LEN || !(d = pxy_bulk_desc(j->keys->bulk)))
 		return PXY_E_STATE;
-	switch (j->keys->bulk) {
-	case PXY_BULK_AES_128_GCM:
-	case PXY_BULK_AES_256_GCM: r = gcm_open(c, j); break;
-	case PXY_BULK_AES_128_CBC:
-	case PXY_BULK_AES_256_CBC: r = cbc_open(c, j); break;
-	default: return PXY_E_STATE;
+	switch (d->kind) {
+	case PXY_BK_AEAD: r = aead_open(c, j, d); break;
+	case PXY_BK_CBC: r = cbc_open(c, j, d); break;
+	default: r = stream_open(c, j, d); break;
 	}
 	if (r < 0)
 		ERR_clear_error();
@@ -535,14 +598,21 @@ int pxy_cpu_record_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 
 size_t pxy_record_sealed_len(const struct pxy_traffic_keys *k, size_t pt_len)
 {
-	size_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0, body;
+	const struct pxy_bulk_desc *d = pxy_bulk_desc(k->bulk);
+	size_t bs, explicit_iv, body;
 
-	if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM)
-		return PXY_TLS_HDR_LEN + GCM_EXPLICIT + pt_len + GCM_TAG;
+	if (!d)
+		return 0;
+	if (d->kind == PXY_BK_AEAD)
+		return PXY_TLS_HDR_LEN + d->record_iv + pt_len + d->tag_len;
+	if (d->kind != PXY_BK_CBC)
+		return PXY_TLS_HDR_LEN + pt_len + k->mac_len;
+	bs = d->block;
+	explicit_iv = k->version >= 0x0302 ? bs : 0;
 	if (k->etm)
-		body = (pt_len / AES_BLOCK + 1) * AES_BLOCK + k->mac_len;
+		body = (pt_len / bs + 1) * bs + k->mac_len;
 	else
-		body = ((pt_len + k->mac_len) / AES_BLOCK + 1) * AES_BLOCK;
+		body = ((pt_len + k->mac_len) / bs + 1) * bs;
 	return PXY_TLS_HDR_LEN + explicit_iv + body;
 }
 
@@ -555,48 +625,47 @@ static void set_len(uint8_t *rec, size_t frag_len)
 int pxy_cpu_record_seal(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 {
 	const struct pxy_traffic_keys *k = j->keys;
+	const struct pxy_bulk_desc *d = k ? pxy_bulk_desc(k->bulk) : NULL;
 	size_t pt_len = j->rec_len - PXY_TLS_HDR_LEN;
-	size_t need = pxy_record_sealed_len(k, pt_len);
+	size_t need = d ? pxy_record_sealed_len(k, pt_len) : 0;
 	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
 	uint8_t hdr[13], mac[MAX_MAC];
 	int outl = 0;
 
 	j->ok = 0;
+	if (!d)
+		return PXY_E_STATE;
 	if (need > j->rec_cap || pt_len > PXY_TLS_MAX_PLAINTEXT)
 		return PXY_E_LIMIT;
-	if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM) {
-		uint8_t nonce[12], fin[16];
+	if (d->kind == PXY_BK_AEAD) {
+		uint8_t fin[16], *body = frag + d->record_iv, *tag = body + pt_len;
 
-		memmove(frag + GCM_EXPLICIT, frag, pt_len);
+		memmove(body, frag, pt_len);
 		/* the explicit nonce is the sequence number, as OpenSSL and GnuTLS send it */
 		for (int i = 0; i < 8; i++)
 			frag[i] = (uint8_t)(j->seq >> (56 - 8 * i));
-		memcpy(nonce, k->iv, 4);
-		memcpy(nonce + 4, frag, 8);
 		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
-		PXY_TRY(cipher_init(c, k, nonce, 1));
-		if (!EVP_CipherUpdate(c->cc, NULL, &outl, hdr, sizeof(hdr)))
-			return PXY_E_CRYPTO_LIB;
-		PXY_TRY(cipher_run(c, frag + GCM_EXPLICIT, pt_len));
+		PXY_TRY(aead_start(c, k, d, frag, hdr, pt_len, 1, NULL));
+		PXY_TRY(cipher_run(c, body, pt_len));
 		if (EVP_CipherFinal_ex(c->cc, fin, &outl) <= 0 ||
-		    !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_GET_TAG, GCM_TAG, frag + GCM_EXPLICIT + pt_len))
+		    !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_GET_TAG, d->tag_len, tag))
 			return PXY_E_CRYPTO_LIB;
-	} else {
-		size_t explicit_iv = k->version >= 0x0302 ? AES_BLOCK : 0;
+	} else if (d->kind == PXY_BK_CBC) {
+		size_t bs = d->block, explicit_iv = k->version >= 0x0302 ? bs : 0;
 		uint8_t *body = frag + explicit_iv;
 		size_t n = pt_len, padded;
 		uint8_t pad;
 
 		memmove(body, frag, pt_len);
 		if (explicit_iv)
-			memcpy(frag, j->iv, AES_BLOCK);
+			memcpy(frag, j->iv, bs);
 		if (!k->etm) {
 			mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
 			PXY_TRY(hmac(c, k, hdr, body, pt_len, mac));
 			memcpy(body + n, mac, k->mac_len);
 			n += k->mac_len;
 		}
-		padded = (n / AES_BLOCK + 1) * AES_BLOCK;
+		padded = (n / bs + 1) * bs;
 		pad = (uint8_t)(padded - n - 1);
 		memset(body + n, pad, padded - n);
 		PXY_TRY(cipher_init(c, k, j->iv, 1));
@@ -605,6 +674,15 @@ int pxy_cpu_record_seal(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 			mac_header(hdr, j->seq, j->rec[0], j->rec + 1, explicit_iv + padded);
 			PXY_TRY(hmac(c, k, hdr, frag, explicit_iv + padded, mac));
 			memcpy(body + padded, mac, k->mac_len);
+		}
+	} else {
+		/* stream or NULL: data || MAC, then the keystream over both */
+		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
+		PXY_TRY(hmac(c, k, hdr, frag, pt_len, mac));
+		memcpy(frag + pt_len, mac, k->mac_len);
+		if (d->kind == PXY_BK_STREAM) {
+			PXY_TRY(keyed_cipher(c, k->bulk, k->key, NULL, 1));
+			PXY_TRY(cipher_run(c, frag, pt_len + k->mac_len));
 		}
 	}
 	set_len(j->rec, need - PXY_TLS_HDR_LEN);
@@ -790,7 +868,7 @@ int pxy_cpu_primitive(struct pxy_cpu_ctx *c, struct pxy_prim_job *j)
 			r = PXY_E_LIMIT;
 			break;
 		}
-		if (EVP_Q_mac(NULL, "HMAC", NULL, md_names[j->mac], NULL, j->key, j->key_len, j->in, j->in_len, j->out,
+		if (EVP_Q_mac(NULL, "HMAC", NULL, pxy_mac_md(j->mac), NULL, j->key, j->key_len, j->in, j->in_len, j->out,
 			      j->out_cap, &ml)) {
 			j->ok = 1;
 			j->out_len = ml;

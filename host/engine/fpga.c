@@ -170,6 +170,8 @@ static void to_software(struct fpga_engine *e, struct pxy_job *j)
 	j->next = NULL;
 	j->status = PXY_OK;
 	j->completed = 0;
+	if (j->type == PXY_JOB_RECORD_OPEN || j->type == PXY_JOB_RECORD_SEAL)
+		j->u.rec.on_device = 0;
 	if (j->type == PXY_JOB_RSA_DECRYPT && j->u.rsa.key_id < e->nkeys)
 		j->u.rsa.key_id = e->keys[j->u.rsa.key_id].sw_id;
 	__atomic_fetch_add(&e->base.stats.software_jobs, 1, __ATOMIC_RELAXED);
@@ -316,6 +318,8 @@ static int fill_rec(struct slot *s, unsigned i, struct pxy_job *j)
 	memset(d, 0, sizeof(*d));
 	d->in_off = d->out_off = i * PXY_K_REC_SLOT;
 	d->out_cap = PXY_K_REC_SLOT;
+	if (j->type != PXY_JOB_PRIMITIVE)
+		j->u.rec.on_device = 1; /* to_software clears it if the batch fails over */
 	if (j->type == PXY_JOB_PRIMITIVE) {
 		const struct pxy_prim_job *p = &j->u.prim;
 		int r;

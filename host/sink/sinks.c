@@ -224,5 +224,7 @@ size_t pxy_rejectlog_format(char *out, size_t cap, const char *id, const struct 
 		     t->has_suite ? pxy_suite_name(t->suite, sbuf) : "-", t->sni[0] ? t->sni : "-",
 		     expected->serial, efp, t->has_received_cert ? t->received.serial : "-",
 		     t->has_received_cert ? rfp : "-");
+	if (n > 0 && t->missing && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " missing_cipher=%s", t->missing);
 	return n > 0 ? PXY_MIN((size_t)n, cap - 1) : 0;
 }

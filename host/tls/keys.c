@@ -84,21 +84,28 @@ int pxy_keys_master_ems(uint8_t prf, const uint8_t pms[PXY_PMS_LEN], const uint8
 
 static void fill_dir(struct pxy_traffic_keys *k, const struct pxy_suite *s, uint16_t version, int etm)
 {
+	const struct pxy_bulk_desc *b = pxy_bulk_desc(s->bulk);
+
 	memset(k, 0, sizeof(*k));
 	k->bulk = s->bulk;
 	k->mac = s->mac;
 	k->version = version;
-	k->key_len = (uint8_t)pxy_bulk_key_len(s->bulk);
+	k->key_len = b->key_len;
 	k->mac_key_len = (uint8_t)pxy_mac_len(s->mac);
-	if (s->mac == PXY_MAC_AEAD) {
-		k->mac_len = 16; /* GCM tag */
-		k->iv_len = 4;   /* RFC 5288 §3: the implicit salt */
-		k->etm = 0;
-	} else {
+	switch (b->kind) {
+	case PXY_BK_AEAD:
+		k->mac_len = b->tag_len;
+		k->iv_len = b->fixed_iv; /* RFC 5288 §3, RFC 6655 §3: the implicit salt */
+		break;
+	case PXY_BK_CBC:
 		k->mac_len = k->mac_key_len;
 		/* RFC 5246 §6.3: the key block has IVs only for TLS 1.0's implicit CBC IV */
-		k->iv_len = version <= PXY_TLS10 ? 16 : 0;
-		k->etm = (uint8_t)(etm != 0);
+		k->iv_len = version <= PXY_TLS10 ? b->fixed_iv : 0;
+		k->etm = (uint8_t)(etm != 0); /* RFC 7366: block ciphers only */
+		break;
+	default: /* stream, NULL: MAC-then-encrypt, no IV */
+		k->mac_len = k->mac_key_len;
+		break;
 	}
 }
 
@@ -110,7 +117,7 @@ int pxy_keys_traffic(const struct pxy_suite *s, uint16_t version, int etm, const
 	size_t off = 0, need;
 	int r;
 
-	if (s->bulk == PXY_BULK_NONE)
+	if (!pxy_bulk_desc(s->bulk))
 		return PXY_E_STATE;
 	fill_dir(cw, s, version, etm);
 	fill_dir(sw, s, version, etm);

@@ -1,18 +1,24 @@
 #include "tls/suites.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
 
 #define S(id_, name_, kx_, bulk_, mac_, prf_, minv_) \
 	{ id_, name_, PXY_KX_##kx_, PXY_BULK_##bulk_, PXY_MAC_##mac_, PXY_PRF_##prf_, minv_ }
 
-/* Sorted by id (bsearch). bulk NONE marks suites no engine implements. */
+/* Sorted by id (bsearch). bulk NONE marks suites no engine implements (other key exchanges;
+ * their ciphers are listed only for the names). */
 static const struct pxy_suite suites[] = {
-	S(0x0001, "TLS_RSA_WITH_NULL_MD5", RSA, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x0002, "TLS_RSA_WITH_NULL_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x0004, "TLS_RSA_WITH_RC4_128_MD5", RSA, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x0005, "TLS_RSA_WITH_RC4_128_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x000A, "TLS_RSA_WITH_3DES_EDE_CBC_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
+	S(0x0001, "TLS_RSA_WITH_NULL_MD5", RSA, NULL, MD5, SHA256, PXY_SSL30),
+	S(0x0002, "TLS_RSA_WITH_NULL_SHA", RSA, NULL, SHA1, SHA256, PXY_SSL30),
+	S(0x0004, "TLS_RSA_WITH_RC4_128_MD5", RSA, RC4_128, MD5, SHA256, PXY_SSL30),
+	S(0x0005, "TLS_RSA_WITH_RC4_128_SHA", RSA, RC4_128, SHA1, SHA256, PXY_SSL30),
+	S(0x000A, "TLS_RSA_WITH_3DES_EDE_CBC_SHA", RSA, 3DES_EDE_CBC, SHA1, SHA256, PXY_SSL30),
 	S(0x0013, "TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA", DHE_DSS, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x0016, "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA", DHE_RSA, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", RSA, AES_128_CBC, SHA1, SHA256, PXY_SSL30),
@@ -23,18 +29,18 @@ static const struct pxy_suite suites[] = {
 	S(0x0038, "TLS_DHE_DSS_WITH_AES_256_CBC_SHA", DHE_DSS, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x0039, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA", DHE_RSA, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x003A, "TLS_DH_anon_WITH_AES_256_CBC_SHA", ANON, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x003B, "TLS_RSA_WITH_NULL_SHA256", RSA, NONE, SHA256, SHA256, PXY_TLS12),
+	S(0x003B, "TLS_RSA_WITH_NULL_SHA256", RSA, NULL, SHA256, SHA256, PXY_TLS12),
 	S(0x003C, "TLS_RSA_WITH_AES_128_CBC_SHA256", RSA, AES_128_CBC, SHA256, SHA256, PXY_TLS12),
 	S(0x003D, "TLS_RSA_WITH_AES_256_CBC_SHA256", RSA, AES_256_CBC, SHA256, SHA256, PXY_TLS12),
 	S(0x0040, "TLS_DHE_DSS_WITH_AES_128_CBC_SHA256", DHE_DSS, NONE, SHA256, SHA256, PXY_TLS12),
-	S(0x0041, "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
+	S(0x0041, "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA", RSA, CAMELLIA_128_CBC, SHA1, SHA256, PXY_SSL30),
 	S(0x0045, "TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA", DHE_RSA, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x0067, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256", DHE_RSA, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x006A, "TLS_DHE_DSS_WITH_AES_256_CBC_SHA256", DHE_DSS, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x006B, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256", DHE_RSA, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x006C, "TLS_DH_anon_WITH_AES_128_CBC_SHA256", ANON, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x006D, "TLS_DH_anon_WITH_AES_256_CBC_SHA256", ANON, NONE, SHA256, SHA256, PXY_TLS12),
-	S(0x0084, "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
+	S(0x0084, "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA", RSA, CAMELLIA_256_CBC, SHA1, SHA256, PXY_SSL30),
 	S(0x0088, "TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA", DHE_RSA, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x008C, "TLS_PSK_WITH_AES_128_CBC_SHA", PSK, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x008D, "TLS_PSK_WITH_AES_256_CBC_SHA", PSK, NONE, SHA1, SHA256, PXY_SSL30),
@@ -42,7 +48,7 @@ static const struct pxy_suite suites[] = {
 	S(0x0091, "TLS_DHE_PSK_WITH_AES_256_CBC_SHA", DHE_PSK, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x0094, "TLS_RSA_PSK_WITH_AES_128_CBC_SHA", RSA_PSK, NONE, SHA1, SHA256, PXY_SSL30),
 	S(0x0095, "TLS_RSA_PSK_WITH_AES_256_CBC_SHA", RSA_PSK, NONE, SHA1, SHA256, PXY_SSL30),
-	S(0x0096, "TLS_RSA_WITH_SEED_CBC_SHA", RSA, NONE, SHA1, SHA256, PXY_SSL30),
+	S(0x0096, "TLS_RSA_WITH_SEED_CBC_SHA", RSA, SEED_CBC, SHA1, SHA256, PXY_SSL30),
 	S(0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256", RSA, AES_128_GCM, AEAD, SHA256, PXY_TLS12),
 	S(0x009D, "TLS_RSA_WITH_AES_256_GCM_SHA384", RSA, AES_256_GCM, AEAD, SHA384, PXY_TLS12),
 	S(0x009E, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", DHE_RSA, NONE, AEAD, SHA256, PXY_TLS12),
@@ -63,9 +69,9 @@ static const struct pxy_suite suites[] = {
 	S(0x00B3, "TLS_DHE_PSK_WITH_AES_256_CBC_SHA384", DHE_PSK, NONE, SHA384, SHA384, PXY_TLS12),
 	S(0x00B6, "TLS_RSA_PSK_WITH_AES_128_CBC_SHA256", RSA_PSK, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x00B7, "TLS_RSA_PSK_WITH_AES_256_CBC_SHA384", RSA_PSK, NONE, SHA384, SHA384, PXY_TLS12),
-	S(0x00BA, "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA256", RSA, NONE, SHA256, SHA256, PXY_TLS12),
+	S(0x00BA, "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA256", RSA, CAMELLIA_128_CBC, SHA256, SHA256, PXY_TLS12),
 	S(0x00BE, "TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256", DHE_RSA, NONE, SHA256, SHA256, PXY_TLS12),
-	S(0x00C0, "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA256", RSA, NONE, SHA256, SHA256, PXY_TLS12),
+	S(0x00C0, "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA256", RSA, CAMELLIA_256_CBC, SHA256, SHA256, PXY_TLS12),
 	S(0x00C4, "TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256", DHE_RSA, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0x1301, "TLS_AES_128_GCM_SHA256", TLS13, NONE, AEAD, SHA256, PXY_TLS13),
 	S(0x1302, "TLS_AES_256_GCM_SHA384", TLS13, NONE, AEAD, SHA384, PXY_TLS13),
@@ -96,8 +102,10 @@ static const struct pxy_suite suites[] = {
 	S(0xC036, "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA", ECDHE_PSK, NONE, SHA1, SHA256, PXY_TLS10),
 	S(0xC037, "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256", ECDHE_PSK, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0xC038, "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA384", ECDHE_PSK, NONE, SHA384, SHA384, PXY_TLS12),
-	S(0xC050, "TLS_RSA_WITH_ARIA_128_GCM_SHA256", RSA, NONE, AEAD, SHA256, PXY_TLS12),
-	S(0xC051, "TLS_RSA_WITH_ARIA_256_GCM_SHA384", RSA, NONE, AEAD, SHA384, PXY_TLS12),
+	S(0xC03C, "TLS_RSA_WITH_ARIA_128_CBC_SHA256", RSA, ARIA_128_CBC, SHA256, SHA256, PXY_TLS12),
+	S(0xC03D, "TLS_RSA_WITH_ARIA_256_CBC_SHA384", RSA, ARIA_256_CBC, SHA384, SHA384, PXY_TLS12),
+	S(0xC050, "TLS_RSA_WITH_ARIA_128_GCM_SHA256", RSA, ARIA_128_GCM, AEAD, SHA256, PXY_TLS12),
+	S(0xC051, "TLS_RSA_WITH_ARIA_256_GCM_SHA384", RSA, ARIA_256_GCM, AEAD, SHA384, PXY_TLS12),
 	S(0xC052, "TLS_DHE_RSA_WITH_ARIA_128_GCM_SHA256", DHE_RSA, NONE, AEAD, SHA256, PXY_TLS12),
 	S(0xC053, "TLS_DHE_RSA_WITH_ARIA_256_GCM_SHA384", DHE_RSA, NONE, AEAD, SHA384, PXY_TLS12),
 	S(0xC05C, "TLS_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256", ECDHE_ECDSA, NONE, AEAD, SHA256, PXY_TLS12),
@@ -108,14 +116,14 @@ static const struct pxy_suite suites[] = {
 	S(0xC073, "TLS_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384", ECDHE_ECDSA, NONE, SHA384, SHA384, PXY_TLS12),
 	S(0xC076, "TLS_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256", ECDHE_RSA, NONE, SHA256, SHA256, PXY_TLS12),
 	S(0xC077, "TLS_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384", ECDHE_RSA, NONE, SHA384, SHA384, PXY_TLS12),
-	S(0xC07A, "TLS_RSA_WITH_CAMELLIA_128_GCM_SHA256", RSA, NONE, AEAD, SHA256, PXY_TLS12),
-	S(0xC07B, "TLS_RSA_WITH_CAMELLIA_256_GCM_SHA384", RSA, NONE, AEAD, SHA384, PXY_TLS12),
-	S(0xC09C, "TLS_RSA_WITH_AES_128_CCM", RSA, NONE, AEAD, SHA256, PXY_TLS12),
-	S(0xC09D, "TLS_RSA_WITH_AES_256_CCM", RSA, NONE, AEAD, SHA256, PXY_TLS12),
+	S(0xC07A, "TLS_RSA_WITH_CAMELLIA_128_GCM_SHA256", RSA, CAMELLIA_128_GCM, AEAD, SHA256, PXY_TLS12),
+	S(0xC07B, "TLS_RSA_WITH_CAMELLIA_256_GCM_SHA384", RSA, CAMELLIA_256_GCM, AEAD, SHA384, PXY_TLS12),
+	S(0xC09C, "TLS_RSA_WITH_AES_128_CCM", RSA, AES_128_CCM, AEAD, SHA256, PXY_TLS12),
+	S(0xC09D, "TLS_RSA_WITH_AES_256_CCM", RSA, AES_256_CCM, AEAD, SHA256, PXY_TLS12),
 	S(0xC09E, "TLS_DHE_RSA_WITH_AES_128_CCM", DHE_RSA, NONE, AEAD, SHA256, PXY_TLS12),
 	S(0xC09F, "TLS_DHE_RSA_WITH_AES_256_CCM", DHE_RSA, NONE, AEAD, SHA256, PXY_TLS12),
-	S(0xC0A0, "TLS_RSA_WITH_AES_128_CCM_8", RSA, NONE, AEAD, SHA256, PXY_TLS12),
-	S(0xC0A1, "TLS_RSA_WITH_AES_256_CCM_8", RSA, NONE, AEAD, SHA256, PXY_TLS12),
+	S(0xC0A0, "TLS_RSA_WITH_AES_128_CCM_8", RSA, AES_128_CCM_8, AEAD, SHA256, PXY_TLS12),
+	S(0xC0A1, "TLS_RSA_WITH_AES_256_CCM_8", RSA, AES_256_CCM_8, AEAD, SHA256, PXY_TLS12),
 	S(0xC0A4, "TLS_PSK_WITH_AES_128_CCM", PSK, NONE, AEAD, SHA256, PXY_TLS12),
 	S(0xC0A5, "TLS_PSK_WITH_AES_256_CCM", PSK, NONE, AEAD, SHA256, PXY_TLS12),
 	S(0xC0AC, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", ECDHE_ECDSA, NONE, AEAD, SHA256, PXY_TLS12),
@@ -162,22 +170,95 @@ const char *pxy_kx_name(uint8_t kx)
 	return kx < sizeof(names) / sizeof(names[0]) && names[kx] ? names[kx] : "unknown";
 }
 
+/* ---- bulk ciphers ---------------------------------------------------------------- */
+
+#define B(name_, evp_, prov_, kind_, key_, block_, fixed_, rec_, tag_, ccm_, dev_) \
+	{ name_, evp_, prov_, PXY_BK_##kind_, key_, block_, fixed_, rec_, tag_, ccm_, dev_ }
+
+static const struct pxy_bulk_desc bulks[PXY_BULK__COUNT] = {
+	[PXY_BULK_AES_128_GCM] = B("AES-128-GCM", "AES-128-GCM", NULL, AEAD, 16, 16, 4, 8, 16, 0, 1),
+	[PXY_BULK_AES_256_GCM] = B("AES-256-GCM", "AES-256-GCM", NULL, AEAD, 32, 16, 4, 8, 16, 0, 1),
+	[PXY_BULK_AES_128_CBC] = B("AES-128-CBC", "AES-128-CBC", NULL, CBC, 16, 16, 16, 16, 0, 0, 1),
+	[PXY_BULK_AES_256_CBC] = B("AES-256-CBC", "AES-256-CBC", NULL, CBC, 32, 16, 16, 16, 0, 0, 1),
+	/* RFC 6655 */
+	[PXY_BULK_AES_128_CCM] = B("AES-128-CCM", "AES-128-CCM", NULL, AEAD, 16, 16, 4, 8, 16, 1, 0),
+	[PXY_BULK_AES_256_CCM] = B("AES-256-CCM", "AES-256-CCM", NULL, AEAD, 32, 16, 4, 8, 16, 1, 0),
+	[PXY_BULK_AES_128_CCM_8] = B("AES-128-CCM-8", "AES-128-CCM", NULL, AEAD, 16, 16, 4, 8, 8, 1, 0),
+	[PXY_BULK_AES_256_CCM_8] = B("AES-256-CCM-8", "AES-256-CCM", NULL, AEAD, 32, 16, 4, 8, 8, 1, 0),
+	/* RFC 5932, RFC 6367 (OpenSSL has no Camellia-GCM: those suites stay unsupported here) */
+	[PXY_BULK_CAMELLIA_128_CBC] = B("CAMELLIA-128-CBC", "CAMELLIA-128-CBC", NULL, CBC, 16, 16, 16, 16, 0, 0, 0),
+	[PXY_BULK_CAMELLIA_256_CBC] = B("CAMELLIA-256-CBC", "CAMELLIA-256-CBC", NULL, CBC, 32, 16, 16, 16, 0, 0, 0),
+	[PXY_BULK_CAMELLIA_128_GCM] = B("CAMELLIA-128-GCM", "CAMELLIA-128-GCM", NULL, AEAD, 16, 16, 4, 8, 16, 0, 0),
+	[PXY_BULK_CAMELLIA_256_GCM] = B("CAMELLIA-256-GCM", "CAMELLIA-256-GCM", NULL, AEAD, 32, 16, 4, 8, 16, 0, 0),
+	/* RFC 6209 */
+	[PXY_BULK_ARIA_128_GCM] = B("ARIA-128-GCM", "ARIA-128-GCM", NULL, AEAD, 16, 16, 4, 8, 16, 0, 0),
+	[PXY_BULK_ARIA_256_GCM] = B("ARIA-256-GCM", "ARIA-256-GCM", NULL, AEAD, 32, 16, 4, 8, 16, 0, 0),
+	[PXY_BULK_ARIA_128_CBC] = B("ARIA-128-CBC", "ARIA-128-CBC", NULL, CBC, 16, 16, 16, 16, 0, 0, 0),
+	[PXY_BULK_ARIA_256_CBC] = B("ARIA-256-CBC", "ARIA-256-CBC", NULL, CBC, 32, 16, 16, 16, 0, 0, 0),
+	/* RFC 4162; RFC 5246's 3DES; RFC 2246's RC4 (RFC 7465 forbids it, servers still offer it) */
+	[PXY_BULK_SEED_CBC] = B("SEED-CBC", "SEED-CBC", "legacy", CBC, 16, 16, 16, 16, 0, 0, 0),
+	[PXY_BULK_3DES_EDE_CBC] = B("3DES-EDE-CBC", "DES-EDE3-CBC", NULL, CBC, 24, 8, 8, 8, 0, 0, 0),
+	[PXY_BULK_RC4_128] = B("RC4-128", "RC4", "legacy", STREAM, 16, 0, 0, 0, 0, 0, 0),
+	[PXY_BULK_NULL] = B("NULL", NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0),
+};
+
+const struct pxy_bulk_desc *pxy_bulk_desc(uint8_t bulk)
+{
+	return bulk > PXY_BULK_NONE && bulk < PXY_BULK__COUNT ? &bulks[bulk] : NULL;
+}
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static uint8_t have[PXY_BULK__COUNT];
+
+/* Which ciphers this OpenSSL provides: the default provider's, and the legacy provider's when it is
+ * installed (loaded beside the default one, which a first explicit load would otherwise replace). */
+static void probe(void)
+{
+	int legacy = 0;
+
+	if (OSSL_PROVIDER_available(NULL, "legacy") || (OSSL_PROVIDER_load(NULL, "default") && OSSL_PROVIDER_load(NULL, "legacy")))
+		legacy = 1;
+	for (int b = 1; b < PXY_BULK__COUNT; b++) {
+		EVP_CIPHER *c;
+
+		if (!bulks[b].evp) {
+			have[b] = 1;
+			continue;
+		}
+		if (bulks[b].provider && !legacy)
+			continue;
+		c = EVP_CIPHER_fetch(NULL, bulks[b].evp, NULL);
+		have[b] = c != NULL;
+		EVP_CIPHER_free(c);
+	}
+	ERR_clear_error();
+}
+
+int pxy_bulk_available(uint8_t bulk, const char **why)
+{
+	const struct pxy_bulk_desc *d = pxy_bulk_desc(bulk);
+
+	pthread_once(&probe_once, probe);
+	if (d && have[bulk])
+		return 1;
+	if (why)
+		*why = !d ? "no cipher" : d->provider ? "not in this OpenSSL (its legacy provider is not installed)"
+						     : "not in this OpenSSL";
+	return 0;
+}
+
 int pxy_suite_decryptable(const struct pxy_suite *s, uint16_t version)
 {
-	/* TLS 1.0, 1.1 and 1.2 records; the table knows which suites need 1.2 (GCM, SHA-256/384) */
+	/* TLS 1.0, 1.1 and 1.2 records; the table knows which suites need 1.2 (GCM, CCM, SHA-256/384) */
 	return s && s->kx == PXY_KX_RSA && s->bulk != PXY_BULK_NONE && version >= PXY_TLS10 &&
-	       version <= PXY_TLS12 && version >= s->min_version;
+	       version <= PXY_TLS12 && version >= s->min_version && pxy_bulk_available(s->bulk, NULL);
 }
 
 unsigned pxy_bulk_key_len(uint8_t bulk)
 {
-	switch (bulk) {
-	case PXY_BULK_AES_128_GCM:
-	case PXY_BULK_AES_128_CBC: return 16;
-	case PXY_BULK_AES_256_GCM:
-	case PXY_BULK_AES_256_CBC: return 32;
-	default: return 0;
-	}
+	const struct pxy_bulk_desc *d = pxy_bulk_desc(bulk);
+
+	return d ? d->key_len : 0;
 }
 
 unsigned pxy_mac_len(uint8_t mac)
@@ -186,8 +267,16 @@ unsigned pxy_mac_len(uint8_t mac)
 	case PXY_MAC_SHA1: return 20;
 	case PXY_MAC_SHA256: return 32;
 	case PXY_MAC_SHA384: return 48;
+	case PXY_MAC_MD5: return 16;
 	default: return 0;
 	}
+}
+
+const char *pxy_mac_md(uint8_t mac)
+{
+	static const char *const names[] = { NULL, "SHA1", "SHA256", "SHA384", "MD5" };
+
+	return mac < sizeof(names) / sizeof(names[0]) ? names[mac] : NULL;
 }
 
 const char *pxy_version_name(uint16_t v, char buf[8])

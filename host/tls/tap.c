@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/cpu_crypto.h"
 #include "tls/keys.h"
 #include "tls/record.h"
 #include "tls/suites.h"
@@ -126,6 +127,7 @@ struct tap_job {
 	uint8_t key_iv; /* TLS 1.0 CBC, first record: its IV is the key block's */
 	uint8_t epoch;  /* which keys: 0 the first handshake's, n the n-th renegotiation's */
 	uint64_t arr;   /* arrival order over both directions */
+	struct tap_job *local_next; /* opened in the tap (stream ciphers), waiting to be applied */
 	size_t cost; /* ciphertext bytes counted against max_pending */
 };
 
@@ -148,6 +150,7 @@ struct tap_dir {
 	size_t queued_bytes;
 	uint8_t cbc_iv[16]; /* TLS 1.0 CBC: the last ciphertext block so far (the next record's IV) */
 	uint8_t cbc_chained;
+	struct pxy_cpu_ctx *stream; /* a stream cipher's context: its keystream, record after record */
 	uint8_t epoch;     /* keys of the records arriving now (a ChangeCipherSpec under keys moves it on) */
 	uint8_t reneg_fin; /* the next record is a renegotiation's Finished */
 };
@@ -167,6 +170,7 @@ struct pxy_tap {
 	const struct pxy_identity *id; /* the identity whose certificate the server sent */
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t c2s_unread; /* the client's first flight did not parse: it goes on unread, the server answers */
+	struct tap_job *local_head, *local_tail; /* records opened here (stream ciphers), to apply after feed */
 	/* an SSLv2-compatible ClientHello being gathered: its 2-byte header, then the message */
 	uint8_t v2_hdr[3];
 	uint8_t v2_hdr_len;
@@ -502,8 +506,12 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		r = PXY_R_NON_RSA_KX;
 	else if (t->sh.version < PXY_TLS10 || t->sh.version > PXY_TLS12)
 		r = PXY_R_UNSUPPORTED_VERSION;
-	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0)
+	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0) {
 		r = PXY_R_UNSUPPORTED_SUITE;
+		/* a cipher the table knows but this OpenSSL does not provide: the reject line names it */
+		if (s->bulk != PXY_BULK_NONE && !pxy_bulk_available(s->bulk, NULL))
+			t->info.missing = pxy_bulk_desc(s->bulk)->name;
+	}
 	else if (!id)
 		r = PXY_R_CERT_MISMATCH;
 
@@ -718,7 +726,26 @@ static void submit_rec(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	if (j->key_iv)
 		memcpy(j->job.u.rec.iv, t->keys[j->epoch][d].iv, sizeof(j->job.u.rec.iv));
 	j->next = NULL;
-	r = pxy_engine_submit(t->cfg.engine, &j->job);
+	if (pxy_bulk_desc(j->job.u.rec.keys->bulk)->kind == PXY_BK_STREAM) {
+		/* A stream cipher's keystream runs on across the direction's records: no engine could
+		 * take them out of order. Opened here, as they arrive, on the direction's own context;
+		 * applied once the feed that brought them is done (as an engine's results are). */
+		if (!td->stream && !(td->stream = pxy_cpu_ctx_new())) {
+			r = PXY_E_NOMEM;
+		} else {
+			j->job.submit_ns = pxy_now_ns();
+			j->job.status = pxy_cpu_record_open(td->stream, &j->job.u.rec);
+			j->job.completed = 1;
+			if (t->local_tail)
+				t->local_tail->local_next = j;
+			else
+				t->local_head = j;
+			t->local_tail = j;
+			r = PXY_OK;
+		}
+	} else {
+		r = pxy_engine_submit(t->cfg.engine, &j->job);
+	}
 	if (r < 0) {
 		/* engine saturated: this record goes uninspected; forwarding is unaffected */
 		t->info.dropped[d]++;
@@ -1204,6 +1231,8 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 		return;
 	}
 	t->cnt->records_decrypted++;
+	if (rj->keys && rj->keys->bulk < PXY_BULK__COUNT)
+		t->cnt->records_by_bulk[rj->keys->bulk][rj->on_device ? 1 : 0]++;
 	pt = pxy_rec_job_plaintext(rj);
 	switch (rj->rec[0]) {
 	case PXY_CT_HANDSHAKE:
@@ -1321,12 +1350,13 @@ static int chain_iv(struct pxy_tap *t, struct tap_dir *td, const struct pxy_reco
 {
 	const uint8_t *frag = r->buf + PXY_TLS_HDR_LEN;
 	size_t end = r->h.len, mac = t->sh.etm ? pxy_mac_len(t->suite->mac) : 0;
+	size_t bs = pxy_bulk_desc(t->suite->bulk)->block; /* 16, or 8 for 3DES */
 	int first = !td->cbc_chained;
 
 	if (!first)
-		memcpy(iv, td->cbc_iv, 16);
-	if (end >= mac + 16) { /* shorter is malformed: the engine rejects it */
-		memcpy(td->cbc_iv, frag + end - mac - 16, 16);
+		memcpy(iv, td->cbc_iv, bs);
+	if (end >= mac + bs) { /* shorter is malformed: the engine rejects it */
+		memcpy(td->cbc_iv, frag + end - mac - bs, bs);
 		td->cbc_chained = 1;
 	}
 	return first;
@@ -1345,7 +1375,7 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 		pxy_recbuf_put(r->buf);
 		return;
 	}
-	if (t->sh.version == PXY_TLS10 && (t->suite->bulk == PXY_BULK_AES_128_CBC || t->suite->bulk == PXY_BULK_AES_256_CBC))
+	if (t->sh.version == PXY_TLS10 && pxy_bulk_desc(t->suite->bulk)->kind == PXY_BK_CBC)
 		key_iv = chain_iv(t, td, r, iv);
 	if (td->fin_seen && (r->h.type == PXY_CT_HANDSHAKE || r->h.type == PXY_CT_CHANGE_CIPHER_SPEC)) {
 		/*
@@ -1595,7 +1625,24 @@ struct pxy_tap *pxy_tap_new(const struct pxy_tap_cfg *cfg, const struct pxy_tap_
 	return t;
 }
 
+static void tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n);
+
 void pxy_tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
+{
+	tap_feed(t, d, p, n);
+	/* records opened in the tap (stream ciphers) are applied as an engine's results are */
+	while (t->local_head) {
+		struct tap_job *j = t->local_head;
+
+		t->local_head = j->local_next;
+		if (!t->local_head)
+			t->local_tail = NULL;
+		j->local_next = NULL;
+		pxy_tap_job_done(&j->job);
+	}
+}
+
+static void tap_feed(struct pxy_tap *t, enum pxy_dir d, const uint8_t *p, size_t n)
 {
 	struct tap_dir *td = &t->dir[d];
 	struct pxy_cur in = pxy_cur_make(p, n);
@@ -1762,6 +1809,7 @@ static void tap_free(struct pxy_tap *t)
 		}
 		pxy_rec_free(&td->rec);
 		pxy_hs_free(&td->hs);
+		pxy_cpu_ctx_free(td->stream);
 	}
 	free_transcript(t);
 	free(t->v2);

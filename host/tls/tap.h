@@ -132,6 +132,7 @@ struct pxy_tap_info {
 	uint64_t dropped[2];    /* records not inspected for lack of engine capacity */
 	uint8_t alert[2][2];    /* last alert (level, description) seen per direction, if any */
 	uint8_t has_alert[2];
+	const char *missing; /* unsupported-suite: the bulk cipher this process lacks (its name), or NULL */
 };
 
 struct pxy_tap;
@@ -196,6 +197,7 @@ struct pxy_tap_counters {
 	uint64_t resumed_ticket;           /* of those followed, by ticket (the rest by session ID) */
 	uint64_t renegotiations;           /* renegotiations followed (begun) */
 	uint64_t sslv2_hellos;             /* ClientHellos in the SSLv2-compatible form taken */
+	uint64_t records_by_bulk[PXY_BULK__COUNT][2]; /* records opened, by cipher: [0] software, [1] a device's kernel */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;
 	uint64_t pending_bytes; /* ciphertext now waiting for keys or in the engine, all taps */

@@ -55,13 +55,34 @@ enum pxy_prim_op {
 	PXY_PRIM_HMAC = 4,     /**< HMAC with the hash of `mac` */
 };
 
-/** Bulk ciphers of the suites the engines implement. */
+/**
+ * Bulk ciphers of the record layer (their sizes, nonce forms and where they
+ * run: tls/suites.h, pxy_bulk_desc). 1..4 are also the card kernels' codes
+ * (kernel_abi.h); the others run in the software engine.
+ */
 enum pxy_bulk {
-	PXY_BULK_NONE = 0,
+	PXY_BULK_NONE = 0, /**< no engine has it: the suite is not decrypted */
 	PXY_BULK_AES_128_GCM = 1,
 	PXY_BULK_AES_256_GCM = 2,
 	PXY_BULK_AES_128_CBC = 3,
 	PXY_BULK_AES_256_CBC = 4,
+	PXY_BULK_AES_128_CCM = 5,
+	PXY_BULK_AES_256_CCM = 6,
+	PXY_BULK_AES_128_CCM_8 = 7,
+	PXY_BULK_AES_256_CCM_8 = 8,
+	PXY_BULK_CAMELLIA_128_CBC = 9,
+	PXY_BULK_CAMELLIA_256_CBC = 10,
+	PXY_BULK_CAMELLIA_128_GCM = 11,
+	PXY_BULK_CAMELLIA_256_GCM = 12,
+	PXY_BULK_ARIA_128_GCM = 13,
+	PXY_BULK_ARIA_256_GCM = 14,
+	PXY_BULK_ARIA_128_CBC = 15,
+	PXY_BULK_ARIA_256_CBC = 16,
+	PXY_BULK_SEED_CBC = 17,
+	PXY_BULK_3DES_EDE_CBC = 18,
+	PXY_BULK_RC4_128 = 19,
+	PXY_BULK_NULL = 20, /**< no encryption: the MAC only */
+	PXY_BULK__COUNT
 };
 
 /** Record MAC; AEAD suites carry PXY_MAC_AEAD. */
@@ -70,6 +91,7 @@ enum pxy_mac {
 	PXY_MAC_SHA1 = 1,
 	PXY_MAC_SHA256 = 2,
 	PXY_MAC_SHA384 = 3,
+	PXY_MAC_MD5 = 4,
 };
 
 #define PXY_TLS_HDR_LEN 5
@@ -87,10 +109,10 @@ struct pxy_traffic_keys {
 	uint8_t bulk;        /**< enum pxy_bulk */
 	uint8_t mac;         /**< enum pxy_mac */
 	uint8_t etm;         /**< 1: encrypt-then-MAC (RFC 7366) */
-	uint8_t key_len;     /**< 16 or 32 */
-	uint8_t mac_key_len; /**< 0 (AEAD), 20, 32 or 48 */
+	uint8_t key_len;     /**< 16, 24 (3DES) or 32; 0 for NULL */
+	uint8_t mac_key_len; /**< 0 (AEAD), 16, 20, 32 or 48 */
 	uint8_t mac_len;     /**< bytes of MAC or AEAD tag on the wire */
-	uint8_t iv_len;      /**< 4 (GCM salt), 16 (TLS 1.0 CBC), 0 (CBC with explicit IV) */
+	uint8_t iv_len;      /**< 4 (AEAD salt), the block (TLS 1.0 CBC), 0 (CBC with explicit IV, stream, NULL) */
 	uint8_t pad_;
 	uint16_t version; /**< negotiated version, 0x0301..0x0303 */
 	uint8_t key[32];
@@ -154,6 +176,7 @@ struct pxy_rec_job {
 	size_t pt_len;   /**< plaintext length */
 	const uint8_t *pt_ext; /**< pt_borrow: the plaintext in engine memory, valid until its next flush(); else NULL */
 	uint32_t ok;     /**< 1: authenticated; 0: forged, corrupt or wrong keys */
+	uint8_t on_device; /**< 1: a device's kernel ran it (0: software) */
 };
 
 /** Where an opened record's plaintext is (pt_len bytes). */
