@@ -419,7 +419,7 @@ static int aead_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct 
 	PXY_TRY(aead_start(c, k, d, frag, aad, ctlen, 0, frag + d->record_iv + ctlen));
 	if (d->ccm) {
 		/* CCM checks the tag as it decrypts: a failed update is a forgery */
-		ok = ctlen == 0 || EVP_CipherUpdate(c->cc, frag + d->record_iv, &outl, frag + d->record_iv, (int)ctlen) > 0;
+		ok = EVP_CipherUpdate(c->cc, frag + d->record_iv, &outl, frag + d->record_iv, (int)ctlen) > 0;
 	} else {
 		PXY_TRY(cipher_run(c, frag + d->record_iv, ctlen));
 		if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, frag + d->record_iv + ctlen))

@@ -1,4 +1,5 @@
 #include "io/loop_int.h"
+#include "tls/suites.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -157,6 +158,15 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 	VAL("proxyssl_bytes_decrypted_total", v->tc.plaintext_bytes);
 	FAM("proxyssl_records_decrypted_total", "counter", "TLS records decrypted and authenticated");
 	VAL("proxyssl_records_decrypted_total", v->tc.records_decrypted);
+	FAM("proxyssl_records_by_cipher_total", "counter",
+	    "records decrypted, by bulk cipher and where they ran (device: the card's kernels, emulated or not)");
+	for (uint8_t b = 1; b < PXY_BULK__COUNT; b++)
+		for (int w = 0; w < 2; w++)
+			if (v->tc.records_by_bulk[b][w]) {
+				const char *lb[] = { "cipher", pxy_bulk_desc(b)->name, "where", w ? "device" : "software", NULL };
+
+				pxy_prom_sample(p, "proxyssl_records_by_cipher_total", lb, (double)v->tc.records_by_bulk[b][w]);
+			}
 	FAM("proxyssl_records_dropped_total", "counter", "records left uninspected: the engine was saturated");
 	VAL("proxyssl_records_dropped_total", v->tc.records_dropped);
 	FAM("proxyssl_pending_bytes", "gauge", "ciphertext waiting for keys or in the engine");

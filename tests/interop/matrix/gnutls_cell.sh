@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One cell of the interop matrix (ctest: interop.matrix.<cell>):
-#   gnutls_cell.sh SERVER CLIENT VERSION BULK EMS ETM RESUME [AUTH]
+#   gnutls_cell.sh SERVER CLIENT VERSION BULK[/MAC] EMS ETM RESUME [AUTH]
 #     SERVER   gnutls-serv (--echo) | s_server (-rev: each line back reversed)
 #     CLIENT   gnutls-cli | s_client
 #     VERSION  1.0 | 1.1 | 1.2
@@ -23,13 +23,28 @@ gen_cert srv srv.test
 gen_cert cli cli.test
 PT="$T/plaintext"
 
-prio="NORMAL:-VERS-ALL:+VERS-TLS$ver:-KX-ALL:+RSA:-CIPHER-ALL:+$bulk:-MAC-ALL:+AEAD:+SHA1"
+# BULK[/MAC]: a GnuTLS cipher name, and the MAC when it is not SHA-1 (or AEAD)
+mac=SHA1
+case $bulk in */*) mac=${bulk#*/} bulk=${bulk%/*} ;; esac
+# GnuTLS keeps RC4 and NULL out of NORMAL: name them, and their MAC, outright
+prio="NORMAL:-VERS-ALL:+VERS-TLS$ver:-KX-ALL:+RSA:-CIPHER-ALL:+$bulk:-MAC-ALL:+AEAD:+$mac"
 [ "$ems" = off ] && prio="$prio:%NO_SESSION_HASH"
 [ "$etm" = off ] && prio="$prio:%NO_ETM"
-case $bulk in
-AES-128-GCM) ossl_cipher=AES128-GCM-SHA256 ;; AES-256-GCM) ossl_cipher=AES256-GCM-SHA384 ;;
-AES-128-CBC) ossl_cipher=AES128-SHA ;; AES-256-CBC) ossl_cipher=AES256-SHA ;;
+# the same suite by OpenSSL's name (its libssl has no 3DES, RC4 or Camellia-GCM suites here)
+case $bulk/$mac in
+AES-128-GCM/*) ossl_cipher=AES128-GCM-SHA256 ;; AES-256-GCM/*) ossl_cipher=AES256-GCM-SHA384 ;;
+AES-128-CBC/SHA1) ossl_cipher=AES128-SHA ;; AES-256-CBC/SHA1) ossl_cipher=AES256-SHA ;;
+AES-128-CCM/*) ossl_cipher=AES128-CCM ;; AES-256-CCM/*) ossl_cipher=AES256-CCM ;;
+AES-128-CCM-8/*) ossl_cipher=AES128-CCM8 ;; AES-256-CCM-8/*) ossl_cipher=AES256-CCM8 ;;
+CAMELLIA-128-CBC/SHA1) ossl_cipher=CAMELLIA128-SHA ;; CAMELLIA-256-CBC/SHA1) ossl_cipher=CAMELLIA256-SHA ;;
+CAMELLIA-128-CBC/SHA256) ossl_cipher=CAMELLIA128-SHA256 ;; CAMELLIA-256-CBC/SHA256) ossl_cipher=CAMELLIA256-SHA256 ;;
+ARIA-128-GCM/*) ossl_cipher=ARIA128-GCM-SHA256 ;; ARIA-256-GCM/*) ossl_cipher=ARIA256-GCM-SHA384 ;;
+NULL/SHA1) ossl_cipher=NULL-SHA ;; NULL/SHA256) ossl_cipher=NULL-SHA256 ;; NULL/MD5) ossl_cipher=NULL-MD5 ;;
+*) ossl_cipher=none ;;
 esac
+if [ "$ossl_cipher" = none ] && { [ "$server" = s_server ] || [ "$client" = s_client ]; }; then
+	fail "no OpenSSL suite for $bulk/$mac"
+fi
 case $ver in 1.0) ossl_ver=-tls1 ;; 1.1) ossl_ver=-tls1_1 ;; *) ossl_ver=-tls1_2 ;; esac
 openssl_conf_no_ems "$T/noems.cnf"
 case $server in
@@ -106,7 +121,13 @@ CONN=$(conn_lines "$PX_LOG" | tail -n1)
 CONN_ID=$(field "$CONN" id)
 want_resumed=no
 case $resume in ticket | id) want_resumed=yes ;; esac
-case $bulk in *GCM) want_etm=n/a ;; *) want_etm=$([ "$etm" = on ] && echo yes || echo no) ;; esac
+# encrypt-then-MAC is for block ciphers (RFC 7366): n/a for AEAD, never with RC4; with NULL,
+# s_server still agrees to it (the record is the same either way: no cipher, no padding) and GnuTLS does not
+case $server/$bulk in
+*GCM | *CCM*) want_etm=n/a ;;
+*/ARCFOUR* | gnutls-serv/NULL) want_etm=no ;;
+*) want_etm=$([ "$etm" = on ] && echo yes || echo no) ;;
+esac
 expect_fields "$CONN" verdict=decrypted reason=- version="TLS$ver" resumed="$want_resumed" \
 	ems="$([ "$ems" = on ] && echo yes || echo no)" etm="$want_etm" \
 	decrypted_c2s="$(fsize "$T/in.txt")" decrypted_s2c="$(fsize "$T/back.txt")"
