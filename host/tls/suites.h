@@ -70,6 +70,8 @@ struct pxy_bulk_desc {
 	uint8_t record_iv;    /* AEAD: the explicit nonce (8); CBC: the block, from TLS 1.1 on */
 	uint8_t tag_len;      /* AEAD: 16, or 8 for CCM_8 */
 	uint8_t ccm;          /* AEAD in CCM mode (OpenSSL sets its nonce and tag lengths first) */
+	uint8_t ghash;        /* GCM built here from the cipher's CTR mode (evp) and GHASH, for a cipher
+			       * OpenSSL has no GCM of (Camellia) */
 	uint8_t device;       /* the card's kernels take it (the others run in the software engine) */
 };
 
