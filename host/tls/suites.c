@@ -210,15 +210,30 @@ const struct pxy_bulk_desc *pxy_bulk_desc(uint8_t bulk)
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static uint8_t have[PXY_BULK__COUNT];
+static OSSL_PROVIDER *prov_default, *prov_legacy;
+
+static void unload_providers(void)
+{
+	if (prov_legacy)
+		OSSL_PROVIDER_unload(prov_legacy);
+	if (prov_default)
+		OSSL_PROVIDER_unload(prov_default);
+	prov_legacy = prov_default = NULL;
+}
 
 /* Which ciphers this OpenSSL provides: the default provider's, and the legacy provider's when it is
- * installed (loaded beside the default one, which a first explicit load would otherwise replace). */
+ * installed (loaded beside the default one, which a first explicit load would otherwise replace;
+ * both let go at exit, before OpenSSL's own cleanup). */
 static void probe(void)
 {
-	int legacy = 0;
+	int legacy = OSSL_PROVIDER_available(NULL, "legacy");
 
-	if (OSSL_PROVIDER_available(NULL, "legacy") || (OSSL_PROVIDER_load(NULL, "default") && OSSL_PROVIDER_load(NULL, "legacy")))
-		legacy = 1;
+	if (!legacy) {
+		prov_default = OSSL_PROVIDER_load(NULL, "default");
+		prov_legacy = prov_default ? OSSL_PROVIDER_load(NULL, "legacy") : NULL;
+		legacy = prov_legacy != NULL;
+		atexit(unload_providers);
+	}
 	for (int b = 1; b < PXY_BULK__COUNT; b++) {
 		EVP_CIPHER *c;
 
