@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -292,6 +293,8 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 		set_err(err, n, "%s--%s: %s", where, o->name, why);
 		return PXY_E_USAGE;
 	}
+	if (o->off == offsetof(struct pxy_config, max_conns))
+		c->max_conns_given = 1;
 	if (o->kind == K_STR) {
 		sp = (char **)((char *)c + o->off);
 		free(*sp);

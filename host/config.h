@@ -48,6 +48,7 @@ struct pxy_config {
 	uint64_t handshake_timeout_ms;
 	uint64_t idle_timeout_ms;
 	uint64_t max_conns;
+	uint8_t max_conns_given; /* --max-conns was set (command line or file): a limit it cannot have is warned about */
 	uint64_t buffers;
 	uint64_t buffer_size;
 	uint64_t max_queue;

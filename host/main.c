@@ -989,10 +989,16 @@ int main(int argc, char **argv)
 					if (fit < 32)
 						fit = 32;
 					pxy_log_set_tag(apps[i].name);
-					pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu%s: using %llu",
-						 (unsigned long long)want, (unsigned long long)(want * per + 64),
-						 (unsigned long long)rl.rlim_cur,
-						 napps > 1 ? " for all the io loops" : "", (unsigned long long)fit);
+					/* the default is sized to the machine without a word; a limit asked for is warned about */
+					if (c->max_conns_given)
+						pxy_warn("--max-conns %llu needs %llu file descriptors, the limit is %llu%s: using %llu",
+							 (unsigned long long)want, (unsigned long long)(want * per + 64),
+							 (unsigned long long)rl.rlim_cur,
+							 napps > 1 ? " for all the io loops" : "", (unsigned long long)fit);
+					else
+						pxy_debug("max-conns: %llu by default, %llu file descriptors allow %llu",
+							  (unsigned long long)want, (unsigned long long)rl.rlim_cur,
+							  (unsigned long long)fit);
 					apps[i].conns = fit;
 				}
 				pxy_log_set_tag(NULL);

@@ -10,7 +10,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 setup="$root/firmware/setup.sh"
 tool=${1:-}
-[ -n "$tool" ] && [ -x "$tool" ] || { echo "test_setup: needs the pxy-xclbin binary as argument: skipped"; exit 77; }
+[ -n "$tool" ] && [ -x "$tool" ] || { echo "test_setup: needs the pxy-xclbin binary as argument"; exit 2; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -147,11 +147,14 @@ static void test_roundtrip_every_cipher(void **state)
 			continue;
 		for (size_t mi = 0; mi < (d->kind == PXY_BK_AEAD ? 1 : sizeof(macs)); mi++)
 			for (uint16_t v = 0x0301; v <= 0x0303; v += 2) {
-				struct pxy_cpu_ctx *sc = pxy_cpu_ctx_new(), *oc = pxy_cpu_ctx_new();
+				struct pxy_cpu_ctx *sc, *oc;
 				struct pxy_traffic_keys k;
 
 				if (d->kind == PXY_BK_AEAD && v < 0x0303)
-					continue;
+					continue; /* AEAD suites are TLS 1.2's */
+				sc = pxy_cpu_ctx_new();
+				oc = pxy_cpu_ctx_new();
+				assert_true(sc && oc);
 				memset(&k, 0, sizeof(k));
 				k.bulk = b;
 				k.mac = d->kind == PXY_BK_AEAD ? PXY_MAC_AEAD : macs[mi];
