@@ -37,6 +37,7 @@ ENGINE_THREADS=""
 PROXY_EXTRA=()
 KEEP=0
 BUILD=0
+OUT_DIR=
 SOCAT_BUF=65536
 DO_BULK=1
 DO_RATE=1
@@ -72,6 +73,8 @@ options:
   --engine-threads N   passed to every proxyssl path
   --proxy-arg ARG      extra proxyssl argument, repeatable (e.g. --proxy-arg --buffers=4096)
   --socat-buffer BYTES socat -b (default 65536, its best; socat's own default is 8192)
+  --out DIR            write the medians as DIR/bench.csv and, with gnuplot, the chart DIR/bench.png
+                       (default: build-bench/bench-results)
   --keep               keep the temp dir (configs, logs) and print its path
   --help               this text
 
@@ -87,6 +90,8 @@ while [ $# -gt 0 ]; do
 	--proxy) PROXY=$2; shift ;;
 	--proxy=*) PROXY=${1#*=} ;;
 	--build) BUILD=1 ;;
+	--out) OUT_DIR=$2; shift ;;
+	--out=*) OUT_DIR=${1#*=} ;;
 	--short) SIZE_MIB=128; SECONDS_RATE=2; RUNS=1 ;;
 	--size) SIZE_MIB=$2; shift ;;
 	--size=*) SIZE_MIB=${1#*=} ;;
@@ -739,6 +744,65 @@ for m in "${METRICS[@]}"; do
 	done
 	echo "$row"
 done
+echo
+
+# ---------------------------------------------------------------- CSV and chart
+OUT_DIR=${OUT_DIR:-$REPO/build-bench/bench-results}
+mkdir -p "$OUT_DIR"
+{
+	echo "metric,path,median,unit,relay_cpu_median,relay_cpu_unit,runs"
+	for m in "${METRICS[@]}"; do
+		for p in "${PATH_LIST[@]}"; do
+			printf '%s,%s,%s,%s,%s,%s,%s\n' "$m" "$p" "${MED["$m|$p"]}" "$(unit_of "$m" | sed 's/^$/conn\/s/')" \
+				"${UMED["$m|$p"]}" "$(cpu_unit_of "$m")" "$RUNS"
+		done
+	done
+} >"$OUT_DIR/bench.csv"
+echo "-- medians written to $OUT_DIR/bench.csv"
+if command -v gnuplot >/dev/null 2>&1; then
+	# one block per metric: path, value, CPU per unit (relays only)
+	for m in "${METRICS[@]}"; do
+		awk -F, -v m="$m" 'NR > 1 && $1 == m { v = ($3 == "-" ? 0 : $3); c = ($5 == "-" || $5 == "" ? 0 : $5);
+			printf "%s %s %s\n", $2, v, c }' "$OUT_DIR/bench.csv" >"$OUT_DIR/$m.dat"
+	done
+	bulks=() rates=()
+	for m in "${METRICS[@]}"; do case $m in bulk*) bulks+=("$m") ;; *) rates+=("$m") ;; esac; done
+	{
+		echo "set terminal pngcairo size 1400,$((360 * (${#bulks[@]} > 0 ? 2 : 0) + 360 * ${#rates[@]} )) font 'DejaVu Sans,10'"
+		echo "set output '$OUT_DIR/bench.png'"
+		echo "set multiplot layout $(( (${#bulks[@]} > 0 ? 2 : 0) + ${#rates[@]} )),1 title 'proxyssl against a direct connection and two relays, 127.0.0.1, medians of $RUNS run(s) ($(date -u +%Y-%m-%d), $(nproc) cores)'"
+		echo "set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1"
+		echo "set grid ytics; set key top right; set yrange [0:*]; set xtics nomirror"
+		if [ ${#bulks[@]} -gt 0 ]; then
+			echo "set title 'bulk download throughput (GB/s, higher is better)'"
+			printf "plot "
+			for i in "${!bulks[@]}"; do
+				[ "$i" -gt 0 ] && printf ", "
+				printf "'%s' using 2:xtic(1) title '%s'" "$OUT_DIR/${bulks[$i]}.dat" "${bulks[$i]}"
+			done
+			echo
+			echo "set title 'middlebox CPU per GB moved (s/GB, lower is better; direct has none)'"
+			printf "plot "
+			for i in "${!bulks[@]}"; do
+				[ "$i" -gt 0 ] && printf ", "
+				printf "'%s' using 3:xtic(1) title '%s'" "$OUT_DIR/${bulks[$i]}.dat" "${bulks[$i]}"
+			done
+			echo
+		fi
+		for m in ${rates[@]+"${rates[@]}"}; do
+			echo "set title 'new connections per second, one RSA handshake and one GET each ($m; higher is better)'"
+			echo "plot '$OUT_DIR/$m.dat' using 2:xtic(1) title 'conn/s'"
+		done
+		echo "unset multiplot"
+	} >"$OUT_DIR/bench.gp"
+	if gnuplot "$OUT_DIR/bench.gp" 2>"$OUT_DIR/gnuplot.err"; then
+		echo "-- chart written to $OUT_DIR/bench.png"
+	else
+		echo "-- gnuplot failed: $(head -n3 "$OUT_DIR/gnuplot.err")"
+	fi
+else
+	echo "-- no chart: gnuplot is not installed (Debian package gnuplot-nox)"
+fi
 echo
 
 echo "-- middlebox CPU per unit of work (median; relay = socat with its forks, the bridge's workers, or every proxyssl thread)"
