@@ -761,9 +761,10 @@ mkdir -p "$OUT_DIR"
 echo "-- medians written to $OUT_DIR/bench.csv"
 if command -v gnuplot >/dev/null 2>&1; then
 	# one block per metric: path, value, CPU per unit (relays only)
+	dat() { printf '%s/%s.dat' "$OUT_DIR" "$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')"; }
 	for m in "${METRICS[@]}"; do
 		awk -F, -v m="$m" 'NR > 1 && $1 == m { v = ($3 == "-" ? 0 : $3); c = ($5 == "-" || $5 == "" ? 0 : $5);
-			printf "%s %s %s\n", $2, v, c }' "$OUT_DIR/bench.csv" >"$OUT_DIR/$m.dat"
+			printf "%s %s %s\n", $2, v, c }' "$OUT_DIR/bench.csv" >"$(dat "$m")"
 	done
 	bulks=() rates=()
 	for m in "${METRICS[@]}"; do case $m in bulk*) bulks+=("$m") ;; *) rates+=("$m") ;; esac; done
@@ -778,20 +779,20 @@ if command -v gnuplot >/dev/null 2>&1; then
 			printf "plot "
 			for i in "${!bulks[@]}"; do
 				[ "$i" -gt 0 ] && printf ", "
-				printf "'%s' using 2:xtic(1) title '%s'" "$OUT_DIR/${bulks[$i]}.dat" "${bulks[$i]}"
+				printf "'%s' using 2:xtic(1) title '%s'" "$(dat "${bulks[$i]}")" "${bulks[$i]}"
 			done
 			echo
 			echo "set title 'middlebox CPU per GB moved (s/GB, lower is better; direct has none)'"
 			printf "plot "
 			for i in "${!bulks[@]}"; do
 				[ "$i" -gt 0 ] && printf ", "
-				printf "'%s' using 3:xtic(1) title '%s'" "$OUT_DIR/${bulks[$i]}.dat" "${bulks[$i]}"
+				printf "'%s' using 3:xtic(1) title '%s'" "$(dat "${bulks[$i]}")" "${bulks[$i]}"
 			done
 			echo
 		fi
 		for m in ${rates[@]+"${rates[@]}"}; do
 			echo "set title 'new connections per second, one RSA handshake and one GET each ($m; higher is better)'"
-			echo "plot '$OUT_DIR/$m.dat' using 2:xtic(1) title 'conn/s'"
+			echo "plot '$(dat "$m")' using 2:xtic(1) title 'conn/s'"
 		done
 		echo "unset multiplot"
 	} >"$OUT_DIR/bench.gp"
