@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "proxyssl/engine.h"
+#include "tls/keystore.h"
 #include "device/dev.h"
 #include "proxyssl/error.h"
 #include "tls/tap.h"
@@ -132,6 +133,14 @@ static int check_emu_timing(const char *raw, uint64_t num, char *why, size_t n)
 	return pxy_dev_emu_timing_load(raw, &t, why, n);
 }
 
+static int check_key_source(const char *raw, uint64_t num, char *why, size_t n)
+{
+	const char *path;
+
+	(void)num;
+	return pxy_key_source_parse(raw, &path, why, n);
+}
+
 static int check_passthrough(const char *raw, uint64_t num, char *why, size_t n)
 {
 	uint32_t mask;
@@ -173,6 +182,18 @@ static const struct opt_def opts[] = {
 	  "software fallback; 0: jobs run on the io loop's thread (emu: kernels inline); auto: the cores not "
 	  "taken by io loops, less one, 0 on a machine with none to spare (default auto)",
 	  NULL, NULL, 1 },
+	{ "key-source", STR(key_source), RESTART, "file:PATH",
+	  "secrets servers forward (RFC 9850 key log: CLIENT_RANDOM lines), followed as a server on this host "
+	  "writes them (openssl s_server -keylogfile, SSLKEYLOGFILE), truncation and rotation included: ECDHE and "
+	  "DHE sessions (TLS 1.0-1.2) are then decrypted with them instead of refused (default: none)",
+	  check_key_source },
+	{ "key-wait", U64(key_wait_ms, 10, 600000), RESTART, "MS",
+	  "how long a session's records wait for its forwarded secret; then it is logged not-decrypted, "
+	  "keys-missing (forwarding never waits) (default 5000)" },
+	{ "key-ttl", U64(key_ttl_s, 1, 86400), RESTART, "SECONDS",
+	  "how long a forwarded secret is kept, matched or not; then it is wiped (default 60)" },
+	{ "key-max", U64(key_max, 16, 10000000), RESTART, "N",
+	  "forwarded secrets kept at most (the oldest go first, wiped) (default 100000)" },
 	{ "passthrough", STR(passthrough), RELOADS, "REASONS",
 	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
@@ -458,6 +479,9 @@ static void defaults(struct pxy_config *c)
 	c->drain_timeout_ms = 20000;
 	c->handshake_timeout_ms = 10000;
 	c->idle_timeout_ms = 300000;
+	c->key_wait_ms = 5000;
+	c->key_ttl_s = 60;
+	c->key_max = 100000;
 	c->max_conns = 16384;
 	c->buffers = 256;
 	c->buffer_size = 65536;

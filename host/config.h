@@ -36,6 +36,10 @@ struct pxy_config {
 	uint64_t pcap_rotate;
 	char *plaintext_dir;
 	char *passthrough;
+	char *key_source;     /* --key-source file:PATH */
+	uint64_t key_wait_ms; /* --key-wait */
+	uint64_t key_ttl_s;   /* --key-ttl */
+	uint64_t key_max;     /* --key-max */
 	char *log;
 	char *log_level;
 	char *config_file;

@@ -20,6 +20,7 @@
 #include "sink/sinks.h"
 #include "tls/cert.h"
 #include "tls/suites.h"
+#include "tls/keystore.h"
 #include "tls/sessions.h"
 #include "util/addr.h"
 #include "util/log.h"
@@ -148,6 +149,7 @@ struct app {
 	int leader;                   /* the index of its worker 0 */
 	uint64_t conns;               /* its share of --max-conns */
 	struct pxy_sessions *own_sessions; /* worker 0: the cache its workers share */
+	struct pxy_keystore *keys;         /* secrets servers forward (--key-source), this loop's own */
 	struct pxy_config cfg;        /* in force */
 	struct pxy_engine *engine;
 	struct pxy_idset *current;    /* the app's reference to the set in force */
@@ -657,6 +659,23 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 	lc->session_lifetime_s = (unsigned)cfg->session_lifetime_s;
 	lc->redis = a->redis;
 	lc->idset = a->current;
+	if (cfg->key_source) {
+		const char *path = NULL;
+
+		/* each loop follows the key log itself: a store is one thread's */
+		if (pxy_key_source_parse(cfg->key_source, &path, err, sizeof(err)) < 0 ||
+		    !(a->keys = pxy_keystore_new(path, (uint32_t)cfg->key_ttl_s, (uint32_t)cfg->key_max, err,
+						 sizeof(err)))) {
+			pxy_err_log("--key-source: %s", err);
+			return 1;
+		}
+		pxy_keystore_refresh(a->keys, pxy_now_ns());
+		pxy_info("key source %s: ECDHE and DHE sessions decrypted with the secrets it forwards (wait %llu ms, "
+			 "kept %llu s, at most %llu)", path, (unsigned long long)cfg->key_wait_ms,
+			 (unsigned long long)cfg->key_ttl_s, (unsigned long long)cfg->key_max);
+	}
+	lc->tap.keys = a->keys;
+	lc->tap.key_wait_ms = (uint32_t)cfg->key_wait_ms;
 	lc->tap.identity = &a->current->ids[0];
 	lc->tap.identities = a->current->ids;
 	lc->tap.n_identities = a->current->n;
@@ -1073,8 +1092,10 @@ int main(int argc, char **argv)
 out:
 	for (int i = 0; i < napps; i++)
 		app_free(&apps[i]);
-	for (int i = 0; i < napps; i++) /* once no loop uses them */
+	for (int i = 0; i < napps; i++) { /* once no loop uses them */
 		pxy_sessions_free(apps[i].own_sessions);
+		pxy_keystore_free(apps[i].keys);
+	}
 	pxy_tap_thread_end();
 	if (done_fd >= 0)
 		close(done_fd);

@@ -1,4 +1,5 @@
 #include "io/loop_int.h"
+#include "tls/keystore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -307,6 +308,13 @@ static void on_tick(struct pxy_loop *l)
 
 	if (l->tap_cfg.sessions)
 		pxy_sessions_expire(l->tap_cfg.sessions, now, 64);
+	if (l->tap_cfg.keys) {
+		/* what the key log gained; sessions waiting for their secret look again */
+		pxy_keystore_refresh(l->tap_cfg.keys, now);
+		for (unsigned i = 0; i < l->max_conns; i++)
+			if (l->conns[i] && l->conns[i]->state == CS_OPEN && l->conns[i]->tap)
+				pxy_tap_poke(l->conns[i]->tap);
+	}
 	for (unsigned i = 0; (hs || idle) && i < l->max_conns; i++) {
 		struct conn *c = l->conns[i];
 		enum pxy_reason r;

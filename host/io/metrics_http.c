@@ -1,4 +1,5 @@
 #include "io/loop_int.h"
+#include "tls/keystore.h"
 #include "tls/suites.h"
 
 #include <errno.h>
@@ -66,6 +67,7 @@ struct mview {
 	struct pxy_hist conn_duration;
 	uint64_t bufs_held, nbufs, reloads, reloads_refused;
 	struct pxy_redis_stats rs;
+	struct pxy_keystore_stats ks; /* the loops' key sources, summed */
 };
 
 /* dst += src, for structs of uint64_t only (read relaxed: another worker's thread writes src) */
@@ -89,6 +91,12 @@ static void mview_add(struct mview *v, struct pxy_loop *w)
 	v->nbufs += w->nbufs;
 	v->reloads += __atomic_load_n(&w->reloads, __ATOMIC_RELAXED);
 	v->reloads_refused += __atomic_load_n(&w->reloads_refused, __ATOMIC_RELAXED);
+	if (w->tap_cfg.keys) {
+		struct pxy_keystore_stats ks;
+
+		pxy_keystore_stats_get(w->tap_cfg.keys, &ks);
+		add_u64s(&v->ks, &ks, sizeof(ks));
+	}
 	if (w->cfg->redis) {
 		struct pxy_redis_stats rs;
 
@@ -227,6 +235,18 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 		LVAL("proxyssl_session_store_requests_total", "result", "set", rs.sets);
 		LVAL("proxyssl_session_store_requests_total", "result", "error", rs.errors);
 		LVAL("proxyssl_session_store_requests_total", "result", "dropped", rs.dropped);
+	}
+	if (l->tap_cfg.keys) {
+		const struct pxy_keystore_stats ks = v->ks;
+
+		FAM("proxyssl_forwarded_keys_total", "counter", "secrets from the key source, by what became of them");
+		LVAL("proxyssl_forwarded_keys_total", "event", "received", ks.stored + ks.tls13);
+		LVAL("proxyssl_forwarded_keys_total", "event", "matched", ks.matched);
+		LVAL("proxyssl_forwarded_keys_total", "event", "expired", ks.expired);
+		LVAL("proxyssl_forwarded_keys_total", "event", "malformed", ks.malformed);
+		LVAL("proxyssl_forwarded_keys_total", "event", "missing", v->tc.keys_missing);
+		FAM("proxyssl_forwarded_keys_held", "gauge", "forwarded secrets held now");
+		VAL("proxyssl_forwarded_keys_held", ks.entries);
 	}
 	FAM("proxyssl_errors_total", "counter", "errors by class");
 	LVAL("proxyssl_errors_total", "class", "protocol", v->tc.protocol_errors);

@@ -89,6 +89,10 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 	if (n > 0 && t && (t->dropped[0] || t->dropped[1]) && (size_t)n < cap)
 		n += snprintf(out + n, cap - (size_t)n, " dropped_c2s=%" PRIu64 " dropped_s2c=%" PRIu64,
 			      t->dropped[0], t->dropped[1]);
+	/* ECDHE/DHE decrypted with the secret the server forwarded, and how long it took to come */
+	if (n > 0 && t && t->keys_forwarded && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " keys=forwarded key_wait_ms=%" PRIu64 ".%03" PRIu64,
+			      t->key_wait_us / 1000, t->key_wait_us % 1000);
 	/* what went wrong, when something did: the first parse error (and from whom), the last alert
 	 * of each side but close_notify */
 	if (n > 0 && t && t->error && (size_t)n < cap)
@@ -181,6 +185,14 @@ size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
 	add_u64(o, "decrypted_s2c", t ? t->decrypted[1] : 0);
 	add_u64(o, "dropped_c2s", t ? t->dropped[0] : 0);
 	add_u64(o, "dropped_s2c", t ? t->dropped[1] : 0);
+	if (t && t->has_suite) {
+		const struct pxy_suite *ks = pxy_suite_find(t->suite);
+
+		/* where the master secret came from: the RSA key here, or the server (forwarded) */
+		add_str(o, "keys", t->keys_forwarded ? "forwarded" : ks && ks->kx == PXY_KX_RSA ? "rsa" : NULL);
+		if (t->keys_forwarded)
+			json_object_object_add(o, "key_wait_ms", json_object_new_double((double)t->key_wait_us / 1000.0));
+	}
 	if (t && t->error) {
 		add_str(o, "error", pxy_err_str(t->error));
 		add_str(o, "error_from", t->error_dir == PXY_C2S ? "client" : "server");

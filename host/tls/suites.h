@@ -97,6 +97,11 @@ const char *pxy_kx_name(uint8_t kx);
  * process's OpenSSL provides, a version the suite may use). */
 int pxy_suite_decryptable(const struct pxy_suite *s, uint16_t version);
 
+/** An ECDHE or DHE suite with a certificate: decryptable with the master secret its server forwards. */
+int pxy_suite_forwardable(const struct pxy_suite *s);
+/** Such a suite, at this version, with a cipher this OpenSSL provides. */
+int pxy_suite_decryptable_forwarded(const struct pxy_suite *s, uint16_t version);
+
 /** Key and MAC sizes (0 for none). */
 unsigned pxy_bulk_key_len(uint8_t bulk);
 unsigned pxy_mac_len(uint8_t mac);

@@ -7,6 +7,7 @@
 
 #include "engine/cpu_crypto.h"
 #include "tls/keys.h"
+#include "tls/keystore.h"
 #include "tls/record.h"
 #include "tls/suites.h"
 #include "util/ct.h"
@@ -58,6 +59,7 @@ static const char *const reason_names[PXY_R__COUNT] = {
 	[PXY_R_INTERNAL] = "internal-error",
 	[PXY_R_HANDSHAKE_TIMEOUT] = "handshake-timeout",
 	[PXY_R_IDLE_TIMEOUT] = "idle-timeout",
+	[PXY_R_KEYS_MISSING] = "keys-missing",
 };
 
 const char *pxy_reason_name(enum pxy_reason r)
@@ -86,6 +88,7 @@ static const struct hs_step full_steps[] = {
 	{ S, PXY_HS_SERVER_HELLO, 0 },
 	{ S, PXY_HS_CERTIFICATE, 0 },
 	{ S, PXY_HS_CERTIFICATE_STATUS, 1 },
+	{ S, PXY_HS_SERVER_KEY_EXCHANGE, 1 }, /* ECDHE, DHE: followed only with forwarded keys */
 	{ S, PXY_HS_CERTIFICATE_REQUEST, 1 },
 	{ S, PXY_HS_SERVER_HELLO_DONE, 0 },
 	{ C, PXY_HS_CERTIFICATE, 1 },
@@ -170,6 +173,9 @@ struct pxy_tap {
 	const struct pxy_identity *id; /* the identity whose certificate the server sent */
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t c2s_unread; /* the client's first flight did not parse: it goes on unread, the server answers */
+	uint8_t forwarded;  /* ECDHE/DHE: the master secret comes from the key source, not from RSA */
+	uint8_t keys_pending; /* a forwarded secret awaited since keys_since */
+	uint64_t keys_since;
 	struct tap_job *local_head, *local_tail; /* records opened here (stream ciphers), to apply after feed */
 	/* an SSLv2-compatible ClientHello being gathered: its 2-byte header, then the message */
 	uint8_t v2_hdr[3];
@@ -502,11 +508,13 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		r = PXY_R_TLS13;
 	else if (!s)
 		r = PXY_R_UNSUPPORTED_SUITE;
-	else if (s->kx != PXY_KX_RSA)
+	else if (s->kx != PXY_KX_RSA && !(t->cfg.keys && pxy_suite_forwardable(s)))
 		r = PXY_R_NON_RSA_KX;
 	else if (t->sh.version < PXY_TLS10 || t->sh.version > PXY_TLS12)
 		r = PXY_R_UNSUPPORTED_VERSION;
-	else if (!pxy_suite_decryptable(s, t->sh.version) || t->sh.compression != 0) {
+	else if (!(s->kx == PXY_KX_RSA ? pxy_suite_decryptable(s, t->sh.version)
+				      : pxy_suite_decryptable_forwarded(s, t->sh.version)) ||
+		 t->sh.compression != 0) {
 		r = PXY_R_UNSUPPORTED_SUITE;
 		/* a cipher the table knows but this OpenSSL does not provide: the reject line names it */
 		if (s->bulk != PXY_BULK_NONE && !pxy_bulk_available(s->bulk, NULL))
@@ -530,6 +538,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 	t->suite = s;
 	t->id = id;
 	t->decrypting = 1;
+	t->forwarded = s->kx != PXY_KX_RSA;
 	set_verdict(t, PXY_V_ALLOW);
 }
 
@@ -920,11 +929,66 @@ static int on_server_hello(struct pxy_tap *t, struct pxy_cur body)
 	return PXY_OK;
 }
 
+/*
+ * ECDHE, DHE: the master secret is the one the server forwarded for this
+ * client random (RFC 9850 CLIENT_RANDOM, EMS or not). Then the traffic keys,
+ * as after an RSA decryption. 1 when in force, 0 when not there yet.
+ */
+static int forwarded_keys(struct pxy_tap *t)
+{
+	uint8_t e = t->reneg ? t->reneg_epoch : 0;
+	int r;
+
+	pxy_keystore_refresh(t->cfg.keys, pxy_now_ns());
+	if (!pxy_keystore_master(t->cfg.keys, t->ch.random, t->ms))
+		return 0;
+	t->keys_pending = 0;
+	t->info.keys_forwarded = 1;
+	t->info.key_wait_us = (pxy_now_ns() - t->keys_since) / 1000;
+	r = pxy_keys_traffic(t->suite, t->sh.version, t->sh.etm, t->ms, t->ch.random, t->sh.random,
+			     &t->keys[e][PXY_C2S], &t->keys[e][PXY_S2C]);
+	if (r < 0) {
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return 1;
+	}
+	if (!epoch_compatible(t, e)) {
+		stop_decrypt(t, PXY_R_RENEGOTIATION);
+		return 1;
+	}
+	t->epochs_ready = (uint8_t)(e + 1);
+	submit_waiting(t, PXY_C2S);
+	submit_waiting(t, PXY_S2C);
+	return 1;
+}
+
+/* A session waiting for its forwarded secret looks again (records arrived, the loop's tick); past
+ * --key-wait it is not decrypted, and forwarding goes on as it always did. */
+static void retry_forwarded(struct pxy_tap *t)
+{
+	if (!t->keys_pending || !t->decrypting || forwarded_keys(t))
+		return;
+	if (pxy_now_ns() - t->keys_since > (uint64_t)(t->cfg.key_wait_ms ? t->cfg.key_wait_ms : 5000) * 1000000ull) {
+		t->keys_pending = 0;
+		t->cnt->keys_missing++;
+		stop_inspect(t, PXY_R_KEYS_MISSING);
+	}
+}
+
 static int on_cke(struct pxy_tap *t, struct pxy_cur body)
 {
 	const uint8_t *enc;
 	size_t len;
 
+	if (t->forwarded) {
+		/* the client's public value: nothing to undo here, the server forwards the secret */
+		PXY_GUARD(body.left > 0, PXY_E_DECODE);
+		if (t->decrypting) {
+			t->keys_pending = 1;
+			t->keys_since = pxy_now_ns();
+			forwarded_keys(t);
+		}
+		return PXY_OK;
+	}
 	PXY_TRY(pxy_hs_parse_cke_rsa(body, t->sh.version, &enc, &len));
 	if (!t->decrypting)
 		return PXY_OK;
@@ -1005,6 +1069,10 @@ static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_ms
 	case PXY_HS_CERTIFICATE_REQUEST:
 		t->cert_request = 1;
 		return pxy_hs_parse_certificate_request(m->body, t->sh.version);
+	case PXY_HS_SERVER_KEY_EXCHANGE:
+		/* RFC 5246 §7.4.3: ephemeral key exchanges only (signed parameters: the endpoints' business) */
+		PXY_GUARD(t->forwarded && m->body.left > 0, PXY_E_UNEXPECTED_MSG);
+		return PXY_OK;
 	case PXY_HS_SERVER_HELLO_DONE:
 		return pxy_hs_parse_empty(m->body);
 	case PXY_HS_CLIENT_KEY_EXCHANGE:
@@ -1471,6 +1539,7 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 
 	td->last_version = r->h.version;
 	t->info.records[d]++;
+	retry_forwarded(t);
 	if (d == PXY_S2C && t->c2s_unread) {
 		server_answers(t, r);
 		pxy_recbuf_put(r->buf);
@@ -1874,11 +1943,18 @@ void pxy_tap_poke(struct pxy_tap *t)
 	if (!t || t->closed)
 		return;
 	retry_resume(t, 0);
+	retry_forwarded(t);
 	maybe_finish(t);
 }
 
 int pxy_tap_finish(struct pxy_tap *t)
 {
+	/* a forwarded secret has one last chance (the key log is read again), then the session is missing it */
+	if (t->keys_pending && t->decrypting && !forwarded_keys(t)) {
+		t->keys_pending = 0;
+		t->cnt->keys_missing++;
+		stop_inspect(t, PXY_R_KEYS_MISSING);
+	}
 	/* a shared tier may still answer: wait for it as a live connection would */
 	retry_resume(t, !t->cfg.shared_sessions);
 	t->finishing = 1;

@@ -65,6 +65,7 @@ enum pxy_reason {
 	PXY_R_INTERNAL,             /* out of memory or a resource limit inside the proxy */
 	PXY_R_HANDSHAKE_TIMEOUT,    /* the handshake did not finish within --handshake-timeout */
 	PXY_R_IDLE_TIMEOUT,         /* no byte either way for --idle-timeout */
+	PXY_R_KEYS_MISSING,         /* forwarded keys (--key-source) did not come within --key-wait */
 	PXY_R__COUNT
 };
 
@@ -87,6 +88,8 @@ struct pxy_tap_cfg {
 	uint8_t shared_sessions;       /* the cache has a shared tier that answers later: a resumption
 					* not yet known is waited for (up to 1 s) even after the connection ends */
 	uint32_t passthrough; /* policy reasons (1u << PXY_R_*) that forward undecrypted instead of rejecting */
+	struct pxy_keystore *keys;  /* secrets servers forward (--key-source): ECDHE and DHE decrypted too */
+	uint32_t key_wait_ms;       /* how long a session waits for its forwarded secret (--key-wait) */
 };
 
 /** The policy reasons a connection may be passed through for instead of rejected. */
@@ -96,6 +99,8 @@ struct pxy_tap_cfg {
 
 /** Parse "tls13,non-rsa-kx,..." or "all" or "none" into a mask; -1 with the bad name in why. */
 int pxy_passthrough_parse(const char *list, uint32_t *mask, char *why, size_t why_len);
+
+struct pxy_keystore;
 
 struct pxy_tap_hooks {
 	void *ctx;
@@ -133,6 +138,8 @@ struct pxy_tap_info {
 	uint8_t alert[2][2];    /* last alert (level, description) seen per direction, if any */
 	uint8_t has_alert[2];
 	const char *missing; /* unsupported-suite: the bulk cipher this process lacks (its name), or NULL */
+	uint8_t keys_forwarded;  /* the master secret came from the key source (ECDHE, DHE) */
+	uint64_t key_wait_us;    /* from ClientKeyExchange to the forwarded secret being there */
 };
 
 struct pxy_tap;
@@ -197,6 +204,7 @@ struct pxy_tap_counters {
 	uint64_t resumed_ticket;           /* of those followed, by ticket (the rest by session ID) */
 	uint64_t renegotiations;           /* renegotiations followed (begun) */
 	uint64_t sslv2_hellos;             /* ClientHellos in the SSLv2-compatible form taken */
+	uint64_t keys_missing;             /* forwarded secrets that did not come within --key-wait */
 	uint64_t records_by_bulk[PXY_BULK__COUNT][2]; /* records opened, by cipher: [0] software, [1] a device's kernel */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;

@@ -775,20 +775,20 @@ if command -v gnuplot >/dev/null 2>&1; then
 		echo "set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1"
 		echo "set grid ytics; set key top right; set yrange [0:*]; set xtics nomirror"
 		if [ ${#bulks[@]} -gt 0 ]; then
+			# plot_bulks COLUMN: one cluster per path, a bar per bulk metric
+			plot_bulks() {
+				local i
+				printf "plot "
+				for i in "${!bulks[@]}"; do
+					[ "$i" -gt 0 ] && printf ", "
+					printf "'%s' using %s:xtic(1) title '%s'" "$(dat "${bulks[$i]}")" "$1" "${bulks[$i]}"
+				done
+				echo
+			}
 			echo "set title 'bulk download throughput (GB/s, higher is better)'"
-			printf "plot "
-			for i in "${!bulks[@]}"; do
-				[ "$i" -gt 0 ] && printf ", "
-				printf "'%s' using 2:xtic(1) title '%s'" "$(dat "${bulks[$i]}")" "${bulks[$i]}"
-			done
-			echo
+			plot_bulks 2
 			echo "set title 'middlebox CPU per GB moved (s/GB, lower is better; direct has none)'"
-			printf "plot "
-			for i in "${!bulks[@]}"; do
-				[ "$i" -gt 0 ] && printf ", "
-				printf "'%s' using 3:xtic(1) title '%s'" "$(dat "${bulks[$i]}")" "${bulks[$i]}"
-			done
-			echo
+			plot_bulks 3
 		fi
 		for m in ${rates[@]+"${rates[@]}"}; do
 			echo "set title 'new connections per second, one RSA handshake and one GET each ($m; higher is better)'"

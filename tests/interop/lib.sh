@@ -54,6 +54,20 @@ need_tool() {
 	done
 }
 
+# start_redis: a throw-away redis-server on 127.0.0.1 (no persistence); sets RPORT and REDIS_PID
+start_redis() {
+	local _try
+	need_tool redis-server redis-cli
+	for _try in 1 2 3 4 5; do
+		RPORT=$(free_port)
+		bg redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
+		REDIS_PID=$BG_PID
+		wait_for 10 redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0
+		stop_group "$REDIS_PID"
+	done
+	fail "redis-server did not start: $(tail -n3 "$T/redis.out" 2>/dev/null)"
+}
+
 # alive PID: the process exists and is not a zombie
 alive() {
 	local st

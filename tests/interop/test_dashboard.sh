@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Grafana dashboard (host/dist/grafana-dashboard.json) queries only metrics
 # that exist: a proxy with every optional part that adds metrics (a session
-# cache shared through a real redis-server, the emu engine), after one
+# cache shared through a real redis-server, the emu engine, a key source), after one
 # decrypted session, serves /metrics; every metric name in every panel's
 # query (a histogram's _bucket series by its family) must be in it, and the
 # dashboard must be valid JSON with a unique id per panel.
@@ -11,18 +11,12 @@ need_tool redis-server redis-cli curl
 DASH="$PXY_HERE/../../host/dist/grafana-dashboard.json"
 gen_cert srv srv.test
 openssl rand -hex 32 >"$T/session.key"
-for _try in 1 2 3 4 5; do
-	RPORT=$(free_port)
-	bg redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
-	wait_for 10 redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break
-	stop_group "$BG_PID"
-done
-redis-cli -p "$RPORT" ping >/dev/null 2>&1 || fail "redis-server did not start"
+start_redis
 
 bg srv openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -cipher AES128-GCM-SHA256 -no_tls1_3
 port=$(listen_port_of "$BG_PID") || fail "s_server did not listen"
 start_proxy px --backend "127.0.0.1:$port" --cert "$T/srv.crt" --key "$T/srv.key" --engine emu --metrics 127.0.0.1:0 \
-	--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key"
+	--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key" --key-source "file:$T/keys.log"
 MPORT=$(sed -n 's|.* metrics on http://127\.0\.0\.1:\([0-9]*\)/metrics$|\1|p' "$PX_LOG" | head -n1)
 [ -n "$MPORT" ] || fail "no 'metrics on' line in $PX_LOG"
 printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -quiet -no_tls1_3 \

@@ -16,17 +16,6 @@ need_tool redis-server redis-cli
 gen_cert srv srv.test
 openssl rand -hex 32 >"$T/session.key"
 
-start_redis() {
-	local _try
-	for _try in 1 2 3 4 5; do
-		RPORT=$(free_port)
-		bg redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
-		REDIS_PID=$BG_PID
-		wait_for 10 redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0
-		stop_group "$REDIS_PID"
-	done
-	fail "redis-server did not start: $(tail -n3 "$T/redis.out")"
-}
 start_redis
 # dbsize_over N: Redis holds more than N keys (asked anew at each try of wait_for)
 dbsize_over() { [ "$(redis-cli -p "$RPORT" dbsize 2>/dev/null || echo 0)" -gt "$1" ]; }

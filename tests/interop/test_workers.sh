@@ -121,16 +121,8 @@ say "SIGHUP reloaded both workers; SIGTERM stopped both, exit 0"
 
 # with a shared Redis store: each worker keeps its own local cache in front of
 # it, and a session made through one worker is found by the other through Redis
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null || skip "redis-server is not installed (the rest passed)"
 openssl rand -hex 32 >"$T/session.key"
-for _try in 1 2 3 4 5; do
-	RPORT=$(free_port)
-	bg redis redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no
-	wait_for 10 redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break
-	stop_group "$BG_PID"
-	RPORT=""
-done
-[ -n "$RPORT" ] || fail "redis-server did not start"
+start_redis
 start_proxy pxr --backend "127.0.0.1:$sport" --cert "$T/srv.crt" --key "$T/srv.key" --workers 2 \
 	--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key"
 across r

@@ -1,0 +1,403 @@
+#include "tls/keystore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/ct.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define LINE_MAX_LEN 1024 /* a key log line is < 300 bytes; longer is malformed */
+#define EMPTY 0u
+#define GONE UINT32_MAX
+#define LOG_MALFORMED 5 /* malformed lines logged one by one, then only counted */
+
+struct entry {
+	uint8_t random[32];
+	uint8_t ms[48];
+	uint64_t expires;
+};
+
+struct pxy_keystore {
+	/* secrets in arrival order (a ring: the oldest expires first, all having the same ttl) */
+	struct entry *ring;
+	uint32_t max, head, count;
+	/* index: open addressing over the ring, slot = ring position + 1 (0 empty, GONE removed) */
+	uint32_t *index, cap, gone;
+	uint64_t ttl_ns;
+	struct pxy_keystore_stats st;
+	/* the followed file */
+	char *path;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	off_t off;
+	char part[LINE_MAX_LEN];
+	size_t part_len;
+	/* the bytes just before `off`, as read: if they are no longer there, the file was truncated
+	 * and written again (perhaps past `off`): read it from the start */
+	char sig[64];
+	size_t sig_len;
+	int part_overlong, missing_logged;
+	uint64_t malformed_logged;
+};
+
+static uint32_t hash_random(const uint8_t r[32])
+{
+	uint32_t h;
+
+	/* client randoms are random: their first bytes spread well (the GMT time of old clients sits in
+	 * the first 4, so take the next 4) */
+	memcpy(&h, r + 4, 4);
+	return h;
+}
+
+static void index_put(struct pxy_keystore *ks, uint32_t pos)
+{
+	uint32_t i = hash_random(ks->ring[pos].random) & (ks->cap - 1);
+
+	while (ks->index[i] != EMPTY && ks->index[i] != GONE)
+		i = (i + 1) & (ks->cap - 1);
+	if (ks->index[i] == GONE)
+		ks->gone--;
+	ks->index[i] = pos + 1;
+}
+
+/* the index slot of ring position pos, or UINT32_MAX */
+static uint32_t index_find(const struct pxy_keystore *ks, const uint8_t random[32], uint32_t *pos)
+{
+	uint32_t i = hash_random(random) & (ks->cap - 1);
+
+	for (uint32_t n = 0; n < ks->cap && ks->index[i] != EMPTY; n++, i = (i + 1) & (ks->cap - 1)) {
+		if (ks->index[i] != GONE && !memcmp(ks->ring[ks->index[i] - 1].random, random, 32)) {
+			*pos = ks->index[i] - 1;
+			return i;
+		}
+	}
+	return UINT32_MAX;
+}
+
+static void rebuild_index(struct pxy_keystore *ks)
+{
+	memset(ks->index, 0, (size_t)ks->cap * sizeof(*ks->index));
+	ks->gone = 0;
+	for (uint32_t k = 0; k < ks->count; k++)
+		index_put(ks, (ks->head + k) % ks->max);
+}
+
+/* drop the oldest secret, wiped */
+static void pop_oldest(struct pxy_keystore *ks)
+{
+	struct entry *e = &ks->ring[ks->head];
+	uint32_t pos, slot = index_find(ks, e->random, &pos);
+
+	if (slot != UINT32_MAX && pos == ks->head) {
+		ks->index[slot] = GONE;
+		ks->gone++;
+	}
+	pxy_wipe(e, sizeof(*e));
+	ks->head = (ks->head + 1) % ks->max;
+	ks->count--;
+	if (ks->gone > ks->cap / 4)
+		rebuild_index(ks);
+}
+
+struct pxy_keystore *pxy_keystore_new(const char *path, uint32_t ttl_s, uint32_t max, char *err, size_t err_len)
+{
+	struct pxy_keystore *ks = calloc(1, sizeof(*ks));
+
+	if (!ks || max == 0)
+		goto fail;
+	ks->max = max;
+	for (ks->cap = 16; ks->cap < 2 * max; ks->cap *= 2)
+		;
+	ks->ring = calloc(max, sizeof(*ks->ring));
+	ks->index = calloc(ks->cap, sizeof(*ks->index));
+	if (!ks->ring || !ks->index)
+		goto fail;
+	ks->ttl_ns = (uint64_t)ttl_s * 1000000000ull;
+	ks->fd = -1;
+	if (path && !(ks->path = strdup(path)))
+		goto fail;
+	return ks;
+fail:
+	snprintf(err, err_len, "out of memory for a key store of %u secrets", max);
+	pxy_keystore_free(ks);
+	return NULL;
+}
+
+void pxy_keystore_free(struct pxy_keystore *ks)
+{
+	if (!ks)
+		return;
+	if (ks->ring) {
+		pxy_wipe(ks->ring, (size_t)ks->max * sizeof(*ks->ring));
+		free(ks->ring);
+	}
+	free(ks->index);
+	if (ks->fd >= 0)
+		close(ks->fd);
+	pxy_wipe(ks->part, sizeof(ks->part));
+	pxy_wipe(ks->sig, sizeof(ks->sig));
+	free(ks->path);
+	free(ks);
+}
+
+static int unhex(const char *s, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i += 2) {
+		int v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char c = s[i + (size_t)k];
+			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+			if (d < 0)
+				return -1;
+			v = v << 4 | d;
+		}
+		out[i / 2] = (uint8_t)v;
+	}
+	return 0;
+}
+
+/* RFC 9850 §3: the TLS 1.3 secrets (32 or 48 bytes, by the suite's hash) */
+static int tls13_label(const char *l, size_t n)
+{
+	static const char *const labels[] = { "CLIENT_EARLY_TRAFFIC_SECRET", "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+					      "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
+					      "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET", "EARLY_EXPORTER_SECRET" };
+
+	for (size_t i = 0; i < PXY_ARRAY_LEN(labels); i++)
+		if (strlen(labels[i]) == n && !memcmp(labels[i], l, n))
+			return 1;
+	return 0;
+}
+
+int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len, uint64_t now_ns, char *why,
+			  size_t why_len)
+{
+	const char *f[4];
+	size_t fl[4], nf = 0, i = 0;
+	uint8_t random[32], secret[48];
+	int cr;
+
+	while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	if (len == 0 || line[0] == '#')
+		return 0;
+	ks->st.lines++;
+	while (i < len && nf < 4) {
+		while (i < len && line[i] == ' ')
+			i++;
+		if (i == len)
+			break;
+		f[nf] = line + i;
+		while (i < len && line[i] != ' ')
+			i++;
+		fl[nf] = (size_t)(line + i - f[nf]);
+		nf++;
+	}
+	cr = nf >= 1 && fl[0] == 13 && !memcmp(f[0], "CLIENT_RANDOM", 13);
+	if (nf >= 1 && !cr && !tls13_label(f[0], fl[0]))
+		return 0; /* a label it has no use for (e.g. RSA): not an error */
+	if (nf != 3 || fl[1] != 64 || unhex(f[1], 64, random) < 0) {
+		snprintf(why, why_len, "expected LABEL <client random: 64 hex digits> <secret in hex>");
+		goto malformed;
+	}
+	if (cr ? fl[2] != 96 : fl[2] != 64 && fl[2] != 96) {
+		snprintf(why, why_len, "%.*s: the secret has %zu hex digits, expected %s", (int)fl[0], f[0], fl[2],
+			 cr ? "96 (a 48-byte master secret)" : "64 or 96");
+		goto malformed;
+	}
+	if (unhex(f[2], fl[2], secret) < 0) {
+		snprintf(why, why_len, "the secret is not hex");
+		goto malformed;
+	}
+	if (!cr) {
+		ks->st.tls13++;
+		pxy_wipe(secret, sizeof(secret));
+		return 0;
+	}
+	{
+		uint32_t pos;
+
+		if (index_find(ks, random, &pos) != UINT32_MAX) {
+			/* the same session again (a key log written twice): the newer secret */
+			memcpy(ks->ring[pos].ms, secret, 48);
+			ks->ring[pos].expires = now_ns + ks->ttl_ns;
+		} else {
+			if (ks->count == ks->max) {
+				ks->st.expired++;
+				pop_oldest(ks);
+			}
+			pos = (ks->head + ks->count) % ks->max;
+			memcpy(ks->ring[pos].random, random, 32);
+			memcpy(ks->ring[pos].ms, secret, 48);
+			ks->ring[pos].expires = now_ns + ks->ttl_ns;
+			ks->count++;
+			index_put(ks, pos);
+		}
+	}
+	ks->st.stored++;
+	pxy_wipe(secret, sizeof(secret));
+	return 0;
+malformed:
+	ks->st.malformed++;
+	pxy_wipe(secret, sizeof(secret));
+	return -1;
+}
+
+int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32], uint8_t ms[48])
+{
+	uint32_t pos;
+
+	if (!ks || index_find(ks, client_random, &pos) == UINT32_MAX)
+		return 0;
+	memcpy(ms, ks->ring[pos].ms, 48);
+	ks->st.matched++;
+	return 1;
+}
+
+static void take_line(struct pxy_keystore *ks, const char *l, size_t n, uint64_t now)
+{
+	char why[160];
+
+	if (pxy_keystore_add_line(ks, l, n, now, why, sizeof(why)) < 0) {
+		if (ks->malformed_logged < LOG_MALFORMED)
+			pxy_warn("key source %s: a malformed line dropped (%s)%s", ks->path, why,
+				 ks->malformed_logged + 1 == LOG_MALFORMED ? "; more are only counted" : "");
+		ks->malformed_logged++;
+	}
+}
+
+/* (re)open the followed file from its start when it is there and not the one open */
+static void follow(struct pxy_keystore *ks)
+{
+	struct stat st;
+
+	if (stat(ks->path, &st) < 0) {
+		if (!ks->missing_logged)
+			pxy_info("key source %s: %s (waiting for it)", ks->path, strerror(errno));
+		ks->missing_logged = 1;
+		return;
+	}
+	if (ks->fd >= 0 && st.st_ino == ks->ino && st.st_dev == ks->dev)
+		return;
+	if (ks->fd >= 0) {
+		close(ks->fd);
+		ks->st.reopened++; /* replaced (rotated): the new one from its start */
+	}
+	ks->fd = open(ks->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (ks->fd < 0) {
+		if (!ks->missing_logged)
+			pxy_warn("key source %s: %s", ks->path, strerror(errno));
+		ks->missing_logged = 1;
+		return;
+	}
+	ks->missing_logged = 0;
+	ks->dev = st.st_dev;
+	ks->ino = st.st_ino;
+	ks->off = 0;
+	ks->sig_len = 0;
+	ks->part_len = 0;
+	ks->part_overlong = 0;
+}
+
+void pxy_keystore_refresh(struct pxy_keystore *ks, uint64_t now_ns)
+{
+	char buf[65536];
+	struct stat st;
+
+	if (!ks)
+		return;
+	while (ks->count && ks->ring[ks->head].expires <= now_ns) {
+		ks->st.expired++;
+		pop_oldest(ks);
+	}
+	if (!ks->path)
+		return;
+	follow(ks);
+	if (ks->fd < 0)
+		return;
+	if (ks->off && fstat(ks->fd, &st) == 0) {
+		char now[sizeof(ks->sig)];
+
+		/* truncated, or truncated and rewritten: what it holds now is new */
+		if (st.st_size < ks->off || pread(ks->fd, now, ks->sig_len, ks->off - (off_t)ks->sig_len) != (ssize_t)ks->sig_len ||
+		    memcmp(now, ks->sig, ks->sig_len)) {
+			ks->off = 0;
+			ks->part_len = 0;
+			ks->part_overlong = 0;
+			ks->st.reopened++;
+		}
+	}
+	for (;;) {
+		ssize_t n = pread(ks->fd, buf, sizeof(buf), ks->off);
+
+		if (n <= 0)
+			break;
+		ks->off += n;
+		/* remember the last bytes read (a line's end: not secret on its own, but wiped all the same) */
+		if ((size_t)n >= sizeof(ks->sig)) {
+			memcpy(ks->sig, buf + n - (ssize_t)sizeof(ks->sig), sizeof(ks->sig));
+			ks->sig_len = sizeof(ks->sig);
+		} else {
+			size_t keep = ks->sig_len + (size_t)n > sizeof(ks->sig) ? sizeof(ks->sig) - (size_t)n : ks->sig_len;
+
+			memmove(ks->sig, ks->sig + ks->sig_len - keep, keep);
+			memcpy(ks->sig + keep, buf, (size_t)n);
+			ks->sig_len = keep + (size_t)n;
+		}
+		for (ssize_t i = 0, start = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (i == n - 1) { /* a line still being written: kept for the next read */
+					size_t k = (size_t)(n - start);
+
+					if (ks->part_len + k > sizeof(ks->part))
+						ks->part_overlong = 1;
+					else
+						memcpy(ks->part + ks->part_len, buf + start, k), ks->part_len += k;
+				}
+				continue;
+			}
+			if (ks->part_overlong || ks->part_len + (size_t)(i - start) > sizeof(ks->part)) {
+				ks->st.lines++;
+				ks->st.malformed++;
+				if (ks->malformed_logged++ < LOG_MALFORMED)
+					pxy_warn("key source %s: a malformed line dropped (over %d bytes)", ks->path,
+						 LINE_MAX_LEN);
+			} else if (ks->part_len) {
+				memcpy(ks->part + ks->part_len, buf + start, (size_t)(i - start));
+				take_line(ks, ks->part, ks->part_len + (size_t)(i - start), now_ns);
+			} else {
+				take_line(ks, buf + start, (size_t)(i - start), now_ns);
+			}
+			ks->part_len = 0;
+			ks->part_overlong = 0;
+			start = i + 1;
+		}
+	}
+	pxy_wipe(buf, sizeof(buf));
+}
+
+void pxy_keystore_stats_get(const struct pxy_keystore *ks, struct pxy_keystore_stats *out)
+{
+	*out = ks->st;
+	out->entries = ks->count;
+}
+
+int pxy_key_source_parse(const char *spec, const char **path, char *why, size_t why_len)
+{
+	if (!spec || strncmp(spec, "file:", 5) || !spec[5]) {
+		snprintf(why, why_len, "'%s': expected file:PATH (a key log a server on this host writes)", spec ? spec : "");
+		return -1;
+	}
+	*path = spec + 5;
+	return 0;
+}

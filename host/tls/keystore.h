@@ -1,0 +1,53 @@
+/*
+ * Session secrets that servers forward (RFC 9850, the SSLKEYLOGFILE format):
+ * `LABEL <client_random hex> <secret hex>` lines, from a key log a server on
+ * this host writes (`--key-source file:PATH`, followed across truncation and
+ * rotation). A session whose key exchange the proxy cannot undo itself
+ * (ECDHE, DHE) is decrypted once its CLIENT_RANDOM line is here.
+ *
+ * Bounded: at most `max` secrets, each kept `ttl` seconds, wiped when it
+ * goes. The TLS 1.3 labels are read and checked (and counted), not yet used.
+ * One store per io loop (not locked).
+ */
+#ifndef PXY_KEYSTORE_H
+#define PXY_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pxy_keystore;
+
+struct pxy_keystore_stats {
+	uint64_t lines;      /* lines read */
+	uint64_t stored;     /* CLIENT_RANDOM secrets stored */
+	uint64_t tls13;      /* TLS 1.3 secrets read (not used yet) */
+	uint64_t malformed;  /* lines dropped as malformed */
+	uint64_t matched;    /* lookups that found their secret */
+	uint64_t expired;    /* secrets wiped unmatched: their ttl ran out, or the store was full */
+	uint64_t entries;    /* held now */
+	uint64_t reopened;   /* the followed file was truncated or replaced */
+};
+
+/** A store following `path` (NULL: lines only through pxy_keystore_add_line). NULL on error, with err. */
+struct pxy_keystore *pxy_keystore_new(const char *path, uint32_t ttl_s, uint32_t max, char *err, size_t err_len);
+void pxy_keystore_free(struct pxy_keystore *ks);
+
+/**
+ * One key log line (no newline). 0: taken (or a comment, or a label it does
+ * not use); -1: malformed, with why. */
+int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len, uint64_t now_ns, char *why,
+			  size_t why_len);
+
+/** Read what the followed file gained since the last call; drop expired secrets. Malformed lines are
+ * logged (the first few, then a count). */
+void pxy_keystore_refresh(struct pxy_keystore *ks, uint64_t now_ns);
+
+/** The TLS 1.0-1.2 master secret forwarded for this client random: 1 and ms, or 0. */
+int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32], uint8_t ms[48]);
+
+void pxy_keystore_stats_get(const struct pxy_keystore *ks, struct pxy_keystore_stats *out);
+
+/** Parse `--key-source`: "file:PATH" -> the path. 0, or -1 with why. */
+int pxy_key_source_parse(const char *spec, const char **path, char *why, size_t why_len);
+
+#endif

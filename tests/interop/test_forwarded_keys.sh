@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# ECDHE and DHE sessions decrypted with the secrets their servers forward
+# (--key-source file:PATH, an RFC 9850 key log the server writes on this host):
+#  - openssl s_server -keylogfile: ECDHE-RSA with AES-GCM and AES-CBC, DHE-RSA
+#    with AES-CBC and Camellia, TLS 1.2 and TLS 1.0, driven by s_client; each
+#    side's bytes exact in the sinks, the conn line `keys=forwarded`;
+#  - gnutls-serv with SSLKEYLOGFILE, gnutls-cli: ECDHE-RSA AES-256-GCM;
+#  - the key log truncated and then replaced (rotated) while the proxy follows
+#    it: later sessions still decrypted; a malformed line logged and dropped,
+#    the next line taken;
+#  - a server that forwards nothing: the session goes through untouched and is
+#    logged not-decrypted, keys-missing, after --key-wait;
+#  - without --key-source an ECDHE session is refused as before (non-rsa-kx).
+. "$(dirname "$0")/lib.sh"
+
+need_tool gnutls-serv gnutls-cli
+gen_cert srv srv.test
+PT="$T/plaintext"
+N=20000
+
+# ossl_case TAG CIPHER VERSION-FLAG: one exact session through PX_PORT to a fresh s_server that logs its keys
+ossl_case() {
+	local tag=$1 cipher=$2 vflag=$3
+	head -c $N /dev/urandom >"$T/$tag.c2s"
+	head -c $N /dev/urandom >"$T/$tag.s2c"
+	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" \
+		-cipher "$cipher:@SECLEVEL=0" "$vflag" -keylogfile "$KEYLOG"
+	set_backend "$SRV_PORT"
+	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -cipher "$cipher:@SECLEVEL=0" "$vflag"
+	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
+	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
+	CONN=$(conn_by_sni "$PX_LOG" "$tag")
+	expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded decrypted_c2s=$N decrypted_s2c=$N
+	CONN_ID=$(field "$CONN" id)
+	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
+	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
+	say "$tag: $(field "$CONN" suite) decrypted with the forwarded secret (waited $(field "$CONN" key_wait_ms) ms)"
+}
+
+# the proxy forwards to a relay port whose target each case sets (one proxy follows one key log throughout)
+RELAY_TO="$T/relay.to"
+echo 0 >"$RELAY_TO"
+set_backend() { echo "$1" >"$RELAY_TO"; }
+cat >"$T/relay.py" <<'PYEOF'
+import socket, sys, threading
+to_file, port_file = sys.argv[1], sys.argv[2]
+ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(64)
+open(port_file + '.tmp', 'w').write(str(ls.getsockname()[1])); __import__('os').rename(port_file + '.tmp', port_file)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+while True:
+    c, _ = ls.accept()
+    s = socket.create_connection(('127.0.0.1', int(open(to_file).read())))
+    threading.Thread(target=pipe, args=(c, s), daemon=True).start()
+    threading.Thread(target=pipe, args=(s, c), daemon=True).start()
+PYEOF
+bg relay "$PY" "$T/relay.py" "$RELAY_TO" "$T/relay.port"
+wait_for 10 test -s "$T/relay.port" || fail "the relay did not start"
+KEYLOG="$T/keys.log"
+start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+	--key-source "file:$KEYLOG" --key-wait 1500
+grep -q "key source $KEYLOG: .*(waiting for it)" "$PX_LOG" || fail "no line saying the key log is awaited"
+
+ossl_case ecdhe-gcm ECDHE-RSA-AES128-GCM-SHA256 -tls1_2
+ossl_case ecdhe-cbc ECDHE-RSA-AES256-SHA -tls1_2
+ossl_case dhe-cbc DHE-RSA-AES128-SHA256 -tls1_2
+ossl_case dhe-camellia DHE-RSA-CAMELLIA256-SHA -tls1_2
+ossl_case ecdhe-tls10 ECDHE-RSA-AES128-SHA -tls1
+
+# truncated (a server starting a new log in place), then replaced by another file (rotation)
+: >"$KEYLOG"
+ossl_case after-truncate ECDHE-RSA-AES128-GCM-SHA256 -tls1_2
+mv "$KEYLOG" "$KEYLOG.1"
+printf 'CLIENT_RANDOM 00zz this is not a key line\n' >"$KEYLOG"
+ossl_case after-rotate ECDHE-RSA-AES256-GCM-SHA384 -tls1_2
+wait_for 5 grep -q "key source $KEYLOG: a malformed line dropped" "$PX_LOG" || fail "the malformed line was not logged"
+
+# gnutls-serv writing its keys through SSLKEYLOGFILE
+head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
+bg gnutls env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
+	--priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM'
+set_backend "$(listen_port_of "$BG_PID")"
+last=$(tail -n1 "$T/g.in")
+{ cat "$T/g.in"; for _ in $(seq 100); do grep -qF -- "$last" "$T/g.out" 2>/dev/null && break; sleep 0.1; done; } |
+	timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname gnutls.test --priority \
+	'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM' 127.0.0.1 >"$T/g.out" 2>"$T/g.err" || true
+wait_for 10 has_conn_sni "$PX_LOG" gnutls.test || fail "gnutls: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" gnutls.test)
+expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+check_sink "$PT" "$(field "$CONN" id)" c2s "$T/g.in"
+say "gnutls: decrypted with the secret gnutls-serv logged"
+
+# a server that logs no keys: forwarded untouched, not decrypted, keys-missing after --key-wait
+bg nokeys openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -cipher ECDHE-RSA-AES128-GCM-SHA256 -no_tls1_3
+set_backend "$(listen_port_of "$BG_PID")"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername nokeys.test -quiet \
+	-no_tls1_3 >"$T/nokeys.page" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/nokeys.page" || fail "nokeys: the client did not get its page"
+wait_for 10 has_conn_sni "$PX_LOG" nokeys.test || fail "nokeys: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" nokeys.test)" verdict=not-decrypted reason=keys-missing
+stop_group "$PX_PID"
+
+# without a key source: refused at ServerHello, as before
+start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key"
+timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername plain.test -no_tls1_3 </dev/null >/dev/null 2>&1 || true
+wait_for 10 has_conn_sni "$PX_LOG" plain.test || fail "plain: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" plain.test)" verdict=rejected reason=non-rsa-kx
+say "ok"

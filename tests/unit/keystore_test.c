@@ -1,0 +1,202 @@
+/*
+ * The store of forwarded secrets (--key-source): key log lines (RFC 9850
+ * labels, comments, other labels, malformed ones), lookups, the count limit
+ * (the oldest go), the ttl (wiped when it runs out), and the file follower:
+ * lines written in pieces, a file truncated in place, a file replaced
+ * (rotated), a file that appears only later.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tls/keystore.h"
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* "CLIENT_RANDOM <r> <ms>" for random byte r and master-secret byte m */
+static size_t cr_line(char *out, uint8_t r, uint8_t m)
+{
+	uint8_t random[32], ms[48];
+	char rh[65], mh[97];
+
+	memset(random, r, sizeof(random));
+	memset(ms, m, sizeof(ms));
+	hex(rh, random, 32);
+	hex(mh, ms, 48);
+	return (size_t)sprintf(out, "CLIENT_RANDOM %s %s", rh, mh);
+}
+
+static int has(struct pxy_keystore *ks, uint8_t r, uint8_t m)
+{
+	uint8_t random[32], ms[48], want[48];
+
+	memset(random, r, sizeof(random));
+	memset(want, m, sizeof(want));
+	return pxy_keystore_master(ks, random, ms) && !memcmp(ms, want, 48);
+}
+
+static void test_lines(void **state)
+{
+	char err[200], why[200], line[300];
+	struct pxy_keystore *ks = pxy_keystore_new(NULL, 60, 8, err, sizeof(err));
+	struct pxy_keystore_stats st;
+	size_t n;
+
+	(void)state;
+	assert_non_null(ks);
+	n = cr_line(line, 1, 0xa1);
+	assert_int_equal(pxy_keystore_add_line(ks, line, n, 0, why, sizeof(why)), 0);
+	assert_true(has(ks, 1, 0xa1));
+	assert_false(has(ks, 2, 0xa1));
+	/* comments, empty lines and labels it has no use for are not errors */
+	assert_int_equal(pxy_keystore_add_line(ks, "# a comment", 11, 0, why, sizeof(why)), 0);
+	assert_int_equal(pxy_keystore_add_line(ks, "", 0, 0, why, sizeof(why)), 0);
+	assert_int_equal(pxy_keystore_add_line(ks, "RSA 0011 2233", 13, 0, why, sizeof(why)), 0);
+	/* TLS 1.3 secrets of 32 and 48 bytes are read (not used yet) */
+	{
+		char cr[300];
+
+		cr_line(cr, 3, 3); /* "CLIENT_RANDOM " (14), 64 hex digits of random, a blank, the secret */
+		n = (size_t)sprintf(line, "SERVER_TRAFFIC_SECRET_0 %.64s %.64s", cr + 14, cr + 79);
+		assert_int_equal(pxy_keystore_add_line(ks, line, n, 0, why, sizeof(why)), 0);
+	}
+	/* malformed: a short random, a short secret, not hex, a missing field, a fourth field */
+	n = cr_line(line, 4, 4);
+	assert_int_equal(pxy_keystore_add_line(ks, line, n - 2, 0, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "hex digits"));
+	line[20] = 'g';
+	assert_int_equal(pxy_keystore_add_line(ks, line, n, 0, why, sizeof(why)), -1);
+	assert_int_equal(pxy_keystore_add_line(ks, "CLIENT_RANDOM 00", 16, 0, why, sizeof(why)), -1);
+	n = cr_line(line, 5, 5);
+	line[n++] = ' ', line[n++] = 'x';
+	assert_int_equal(pxy_keystore_add_line(ks, line, n, 0, why, sizeof(why)), -1);
+	/* trailing CR and blanks are fine (a log written on another system) */
+	n = cr_line(line, 6, 6);
+	line[n++] = '\r';
+	assert_int_equal(pxy_keystore_add_line(ks, line, n, 0, why, sizeof(why)), 0);
+	assert_true(has(ks, 6, 6));
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.stored, 2);
+	assert_int_equal(st.tls13, 1);
+	assert_int_equal(st.malformed, 4);
+	assert_int_equal(st.matched, 2);
+	pxy_keystore_free(ks);
+}
+
+static void test_bounds(void **state)
+{
+	char err[200], why[200], line[300];
+	struct pxy_keystore *ks = pxy_keystore_new(NULL, 10, 16, err, sizeof(err));
+	struct pxy_keystore_stats st;
+
+	(void)state;
+	/* 40 secrets into room for 16: the oldest 24 go, the newest 16 stay, each findable */
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(pxy_keystore_add_line(ks, line, cr_line(line, (uint8_t)(i + 1), (uint8_t)i),
+						       (uint64_t)i * 1000000000ull / 8, why, sizeof(why)),
+				 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(has(ks, (uint8_t)(i + 1), (uint8_t)i), i >= 24);
+	/* the same session again takes the newer secret, not a second slot */
+	assert_int_equal(pxy_keystore_add_line(ks, line, cr_line(line, 40, 0x77), 5000000000ull, why, sizeof(why)), 0);
+	assert_true(has(ks, 40, 0x77));
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.entries, 16);
+	/* 10 s after each was stored it is wiped */
+	pxy_keystore_refresh(ks, 12000000000ull + 20 * 1000000000ull / 8);
+	pxy_keystore_stats_get(ks, &st);
+	assert_true(st.entries < 16);
+	pxy_keystore_refresh(ks, 100000000000ull);
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.entries, 0);
+	assert_false(has(ks, 40, 0x77));
+	pxy_keystore_free(ks);
+}
+
+static void test_follow(void **state)
+{
+	char dir[] = "/tmp/keystore_test.XXXXXX", path[128], old[160], err[200], line[300];
+	struct pxy_keystore *ks;
+	struct pxy_keystore_stats st;
+	FILE *f;
+	size_t n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/keys.log", dir);
+	ks = pxy_keystore_new(path, 60, 64, err, sizeof(err));
+	assert_non_null(ks);
+	pxy_keystore_refresh(ks, 1); /* not there yet: waited for */
+	/* a line written in two pieces, the second with the newline */
+	f = fopen(path, "w");
+	n = cr_line(line, 1, 1);
+	fwrite(line, 1, 50, f);
+	fflush(f);
+	pxy_keystore_refresh(ks, 2);
+	assert_false(has(ks, 1, 1));
+	fwrite(line + 50, 1, n - 50, f);
+	fputc('\n', f);
+	fflush(f);
+	pxy_keystore_refresh(ks, 3);
+	assert_true(has(ks, 1, 1));
+	/* truncated in place, then written again (to the same length: the size alone does not tell) */
+	f = freopen(path, "w", f);
+	n = cr_line(line, 2, 2);
+	fprintf(f, "%s\n", line);
+	fflush(f);
+	pxy_keystore_refresh(ks, 4);
+	assert_true(has(ks, 2, 2));
+	fclose(f);
+	/* rotated: renamed away, a new file in its place */
+	snprintf(old, sizeof(old), "%s.1", path);
+	assert_int_equal(rename(path, old), 0);
+	f = fopen(path, "w");
+	n = cr_line(line, 3, 3);
+	fprintf(f, "%s\n", line);
+	fclose(f);
+	pxy_keystore_refresh(ks, 5);
+	assert_true(has(ks, 3, 3));
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.reopened, 2);
+	assert_int_equal(st.stored, 3);
+	pxy_keystore_free(ks);
+	unlink(path);
+	unlink(old);
+	rmdir(dir);
+}
+
+static void test_source_option(void **state)
+{
+	char why[200];
+	const char *path = NULL;
+
+	(void)state;
+	assert_int_equal(pxy_key_source_parse("file:/var/log/keys", &path, why, sizeof(why)), 0);
+	assert_string_equal(path, "/var/log/keys");
+	assert_int_equal(pxy_key_source_parse("file:", &path, why, sizeof(why)), -1);
+	assert_int_equal(pxy_key_source_parse("tcp:1.2.3.4:5", &path, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "file:PATH"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lines),
+		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_follow),
+		cmocka_unit_test(test_source_option),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
