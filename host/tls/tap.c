@@ -651,7 +651,10 @@ static int resume(struct pxy_tap *t)
 	t->info.resumed = 1;
 	t->info.resumed_ticket = t->has_offered_ticket; /* until the lookup says how */
 	set_verdict(t, PXY_V_ALLOW);
-	if (!suite || !pxy_suite_decryptable(suite, t->sh.version) || !t->cfg.sessions) {
+	if (!suite ||
+	    !(pxy_suite_decryptable(suite, t->sh.version) ||
+	      (t->cfg.keys && pxy_suite_decryptable_forwarded(suite, t->sh.version))) ||
+	    !t->cfg.sessions) {
 		t->cnt->resumed_unknown++;
 		stop_inspect(t, PXY_R_RESUMPTION_UNKNOWN);
 		return 0;

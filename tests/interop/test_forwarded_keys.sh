@@ -4,6 +4,7 @@
 #  - openssl s_server -keylogfile: ECDHE-RSA with AES-GCM and AES-CBC, DHE-RSA
 #    with AES-CBC and Camellia, TLS 1.2 and TLS 1.0, driven by s_client; each
 #    side's bytes exact in the sinks, the conn line `keys=forwarded`;
+#  - an ECDHE session resumed by session ID: from the session cache;
 #  - gnutls-serv with SSLKEYLOGFILE, gnutls-cli: ECDHE-RSA AES-256-GCM;
 #  - the key log truncated and then replaced (rotated) while the proxy follows
 #    it: later sessions still decrypted; a malformed line logged and dropped,
@@ -81,6 +82,22 @@ mv "$KEYLOG" "$KEYLOG.1"
 printf 'CLIENT_RANDOM 00zz this is not a key line\n' >"$KEYLOG"
 ossl_case after-rotate ECDHE-RSA-AES256-GCM-SHA384 -tls1_2
 wait_for 5 grep -q "key source $KEYLOG: a malformed line dropped" "$PX_LOG" || fail "the malformed line was not logged"
+
+# resumption of an ECDHE session (session ID): from the session cache, as for RSA sessions
+bg resume openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -cipher ECDHE-RSA-AES128-GCM-SHA256 \
+	-no_tls1_3 -no_ticket -keylogfile "$KEYLOG"
+set_backend "$(listen_port_of "$BG_PID")"
+for k in 1 2; do
+	sess=(-sess_out "$T/resume.sess")
+	[ $k = 2 ] && sess=(-sess_in "$T/resume.sess")
+	printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername "resume-$k.test" \
+		-no_tls1_3 -quiet "${sess[@]}" >"$T/resume-$k.page" 2>/dev/null || true
+	grep -q "HTTP/1.0 200 ok" "$T/resume-$k.page" || fail "resume-$k: no page"
+	wait_for 10 has_conn_sni "$PX_LOG" "resume-$k.test" || fail "resume-$k: no conn line"
+done
+expect_fields "$(conn_by_sni "$PX_LOG" resume-1.test)" verdict=decrypted resumed=no keys=forwarded
+expect_fields "$(conn_by_sni "$PX_LOG" resume-2.test)" verdict=decrypted resumed=yes
+say "resumption of an ECDHE session: decrypted from the session cache"
 
 # gnutls-serv writing its keys through SSLKEYLOGFILE
 head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
