@@ -18,7 +18,7 @@
 #include "util/addr.h"
 #include "util/util.h"
 
-enum opt_kind { K_STR, K_U64, K_SIZE };
+enum opt_kind { K_STR, K_U64, K_SIZE, K_BOOL };
 
 /*
  * What a reload (SIGHUP) does with a changed value: applies it (RELOADS), or
@@ -55,6 +55,8 @@ static uint64_t online_cores(void)
 #define STR(f) K_STR, offsetof(struct pxy_config, f), 0, 0
 #define U64(f, lo, hi) K_U64, offsetof(struct pxy_config, f), lo, hi
 #define SIZE(f, lo, hi) K_SIZE, offsetof(struct pxy_config, f), lo, hi
+/* a switch: --NAME alone turns it on; NAME = yes|no in a file, --NAME=no on the command line */
+#define BOOL(f) K_BOOL, offsetof(struct pxy_config, f), 0, 1
 
 static int check_listen(const char *raw, uint64_t num, char *why, size_t n)
 {
@@ -183,9 +185,10 @@ static const struct opt_def opts[] = {
 	  "taken by io loops, less one, 0 on a machine with none to spare (default auto)",
 	  NULL, NULL, 1 },
 	{ "key-source", STR(key_source), RESTART, "file:PATH",
-	  "secrets servers forward (RFC 9850 key log: CLIENT_RANDOM lines), followed as a server on this host "
-	  "writes them (openssl s_server -keylogfile, SSLKEYLOGFILE), truncation and rotation included: ECDHE and "
-	  "DHE sessions (TLS 1.0-1.2) are then decrypted with them instead of refused (default: none)",
+	  "secrets servers forward (RFC 9850 key log: CLIENT_RANDOM and the TLS 1.3 traffic secrets), followed as "
+	  "a server on this host writes them (openssl s_server -keylogfile, SSLKEYLOGFILE), truncation and "
+	  "rotation included: ECDHE and DHE sessions (TLS 1.0-1.2) and TLS 1.3 sessions are then decrypted with "
+	  "them instead of refused (default: none)",
 	  check_key_source },
 	{ "key-wait", U64(key_wait_ms, 10, 600000), RESTART, "MS",
 	  "how long a session's records wait for its forwarded secret; then it is logged not-decrypted, "
@@ -194,6 +197,10 @@ static const struct opt_def opts[] = {
 	  "how long a forwarded secret is kept, matched or not; then it is wiped (default 60)" },
 	{ "key-max", U64(key_max, 16, 10000000), RESTART, "N",
 	  "forwarded secrets kept at most (the oldest go first, wiped) (default 100000)" },
+	{ "require-keys", BOOL(require_keys), RESTART, "[=yes|no]",
+	  "with --key-source: fail closed; the server's first encrypted flight is held until the session's "
+	  "forwarded keys arrive and verify (up to --key-wait), else both sides get alert 40 and a reset "
+	  "(reason keys-missing) (default no: forwarding never waits)" },
 	{ "passthrough", STR(passthrough), RELOADS, "REASONS",
 	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
@@ -285,6 +292,16 @@ static int set_opt(struct pxy_config *c, const struct opt_def *o, const char *va
 	case K_STR:
 		if (!val || !*val) {
 			set_err(err, n, "%s--%s needs a value", where, o->name);
+			return PXY_E_USAGE;
+		}
+		break;
+	case K_BOOL:
+		if (!val || !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on") || !strcmp(val, "1")) {
+			num = 1;
+		} else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off") || !strcmp(val, "0")) {
+			num = 0;
+		} else {
+			set_err(err, n, "%s--%s: '%s' is not yes or no", where, o->name, val);
 			return PXY_E_USAGE;
 		}
 		break;
@@ -502,7 +519,8 @@ static int parse(struct pxy_config *c, int argc, char **argv, const char *vserve
 
 	defaults(c);
 	for (i = 0; i < PXY_ARRAY_LEN(opts); i++)
-		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, 1000 + (int)i };
+		lopts[i] = (struct option){ opts[i].name, opts[i].kind == K_BOOL ? optional_argument : required_argument,
+					    NULL, 1000 + (int)i };
 	lopts[i++] = (struct option){ "config", required_argument, NULL, 'c' };
 	lopts[i++] = (struct option){ "check-config", required_argument, NULL, 'C' };
 	lopts[i++] = (struct option){ "help", no_argument, NULL, 'h' };
@@ -660,6 +678,8 @@ static const char *opt_text(const struct pxy_config *c, const struct opt_def *o,
 	if (o->kind == K_STR)
 		return *(char *const *)((const char *)c + o->off);
 	v = *(const uint64_t *)((const char *)c + o->off);
+	if (o->kind == K_BOOL)
+		return v ? "yes" : "no";
 	if (o->keeps_auto && v == PXY_CONFIG_AUTO)
 		return "auto";
 	snprintf(buf, n, "%llu", (unsigned long long)v);

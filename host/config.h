@@ -40,6 +40,7 @@ struct pxy_config {
 	uint64_t key_wait_ms; /* --key-wait */
 	uint64_t key_ttl_s;   /* --key-ttl */
 	uint64_t key_max;     /* --key-max */
+	uint64_t require_keys; /* --require-keys */
 	char *log;
 	char *log_level;
 	char *config_file;

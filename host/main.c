@@ -670,12 +670,16 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 			return 1;
 		}
 		pxy_keystore_refresh(a->keys, pxy_now_ns());
-		pxy_info("key source %s: ECDHE and DHE sessions decrypted with the secrets it forwards (wait %llu ms, "
-			 "kept %llu s, at most %llu)", path, (unsigned long long)cfg->key_wait_ms,
+		pxy_info("key source %s: ECDHE, DHE and TLS 1.3 sessions decrypted with the secrets it forwards (wait "
+			 "%llu ms%s, kept %llu s, at most %llu)", path, (unsigned long long)cfg->key_wait_ms,
+			 cfg->require_keys ? ", required: refused without them" : ", forwarding never waits",
 			 (unsigned long long)cfg->key_ttl_s, (unsigned long long)cfg->key_max);
+	} else if (cfg->require_keys) {
+		pxy_warn("--require-keys has no effect without --key-source");
 	}
 	lc->tap.keys = a->keys;
 	lc->tap.key_wait_ms = (uint32_t)cfg->key_wait_ms;
+	lc->tap.require_keys = cfg->require_keys && cfg->key_source;
 	lc->tap.identity = &a->current->ids[0];
 	lc->tap.identities = a->current->ids;
 	lc->tap.n_identities = a->current->n;

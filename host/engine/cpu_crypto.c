@@ -382,15 +382,48 @@ static uint32_t ct_check_padding(const uint8_t *p, uint32_t len, uint32_t pad)
 }
 
 /* seq_num || type || version || length, and the AEAD nonce: fixed (key block) || explicit (record) */
-static int aead_start(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const struct pxy_bulk_desc *d,
-		      const uint8_t explicit_nonce[8], const uint8_t aad[13], size_t len, int enc, const uint8_t *tag)
+/*
+ * The record's AEAD nonce. RFC 5288 §3, RFC 6655 §3, RFC 6209: salt (4, key
+ * block) || explicit nonce (8, the record's). RFC 7905 and RFC 8446 §5.3: the
+ * 12-byte IV XORed with the sequence number, nothing in the record.
+ */
+static void aead_nonce(const struct pxy_traffic_keys *k, const struct pxy_bulk_desc *d, uint64_t seq,
+		       const uint8_t *frag, uint8_t nonce[12])
 {
-	uint8_t nonce[12];
+	if (k->iv_len == 12) {
+		memcpy(nonce, k->iv, 12);
+		for (int i = 0; i < 8; i++)
+			nonce[4 + i] ^= (uint8_t)(seq >> (56 - 8 * i));
+	} else {
+		memcpy(nonce, k->iv, 4);
+		memcpy(nonce + 4, frag, d->record_iv);
+	}
+}
+
+/* The explicit nonce's bytes in the record: none under TLS 1.3 or an XORed nonce */
+static size_t aead_record_iv(const struct pxy_traffic_keys *k, const struct pxy_bulk_desc *d)
+{
+	return k->iv_len == 12 ? 0 : d->record_iv;
+}
+
+/* The AAD: TLS 1.2's seq || type || version || length (13), TLS 1.3's record header (5) */
+static size_t aead_aad(const struct pxy_traffic_keys *k, uint64_t seq, const uint8_t *rec, size_t ctlen,
+		       uint8_t aad[13])
+{
+	if (k->version >= 0x0304) {
+		memcpy(aad, rec, PXY_TLS_HDR_LEN);
+		return PXY_TLS_HDR_LEN;
+	}
+	mac_header(aad, seq, rec[0], rec + 1, ctlen);
+	return 13;
+}
+
+static int aead_start(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, const struct pxy_bulk_desc *d,
+		      const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, size_t len, int enc,
+		      const uint8_t *tag)
+{
 	int outl = 0;
 
-	/* RFC 5288 §3, RFC 6655 §3, RFC 6209: nonce = salt (4) || explicit nonce (8) */
-	memcpy(nonce, k->iv, 4);
-	memcpy(nonce + 4, explicit_nonce, 8);
 	PXY_TRY(keyed_cipher(c, k->bulk, k->key, nonce, enc));
 	if (d->ccm) {
 		/* CCM: the expected tag (opening), then the message length, before any data */
@@ -398,7 +431,7 @@ static int aead_start(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, c
 		    !EVP_CipherUpdate(c->cc, NULL, &outl, NULL, (int)len))
 			return PXY_E_CRYPTO_LIB;
 	}
-	if (!EVP_CipherUpdate(c->cc, NULL, &outl, aad, 13))
+	if (!EVP_CipherUpdate(c->cc, NULL, &outl, aad, (int)aad_len))
 		return PXY_E_CRYPTO_LIB;
 	return PXY_OK;
 }
@@ -506,48 +539,62 @@ static int ghash_gcm(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, co
 	return PXY_OK;
 }
 
+/* TLS 1.3 (RFC 8446 §5.2): the plaintext ends with the real content type, then zeros. The type
+ * replaces the outer one (23) in the record header; 0 when there is none (a protocol error the
+ * caller reports). */
+static void tls13_inner(struct pxy_rec_job *j)
+{
+	const uint8_t *p = j->rec + j->pt_off;
+	size_t n = j->pt_len;
+
+	while (n && p[n - 1] == 0)
+		n--;
+	j->rec[0] = n ? p[n - 1] : 0;
+	j->pt_len = n ? n - 1 : 0;
+}
+
 static int aead_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct pxy_bulk_desc *d)
 {
 	const struct pxy_traffic_keys *k = j->keys;
 	uint8_t *frag = j->rec + PXY_TLS_HDR_LEN;
-	size_t flen = j->rec_len - PXY_TLS_HDR_LEN, ctlen;
-	uint8_t aad[13], fin[16];
+	size_t flen = j->rec_len - PXY_TLS_HDR_LEN, ctlen, riv = aead_record_iv(k, d), aad_len;
+	uint8_t aad[13], fin[16], nonce[12];
 	int outl = 0, ok;
 
-	j->pt_off = PXY_TLS_HDR_LEN + d->record_iv;
-	if (flen < (size_t)d->record_iv + d->tag_len)
+	j->pt_off = PXY_TLS_HDR_LEN + riv;
+	if (flen < riv + d->tag_len)
 		return PXY_OK; /* public: too short to be a record of this suite */
-	ctlen = flen - d->record_iv - d->tag_len;
-	mac_header(aad, j->seq, j->rec[0], j->rec + 1, ctlen);
+	ctlen = flen - riv - d->tag_len;
+	aad_len = aead_aad(k, j->seq, j->rec, ctlen, aad);
+	aead_nonce(k, d, j->seq, frag, nonce);
 	if (d->ghash) {
-		uint8_t nonce[12];
 		uint32_t good;
 
-		memcpy(nonce, k->iv, 4);
-		memcpy(nonce + 4, frag, 8);
-		PXY_TRY(ghash_gcm(c, k, nonce, aad, frag + d->record_iv, ctlen, 0, frag + d->record_iv + ctlen, &good));
+		PXY_TRY(ghash_gcm(c, k, nonce, aad, frag + riv, ctlen, 0, frag + riv + ctlen, &good));
 		j->pt_len = good ? ctlen : 0;
 		j->ok = good;
 		return PXY_OK;
 	}
-	PXY_TRY(aead_start(c, k, d, frag, aad, ctlen, 0, frag + d->record_iv + ctlen));
+	PXY_TRY(aead_start(c, k, d, nonce, aad, aad_len, ctlen, 0, frag + riv + ctlen));
 	if (d->ccm) {
 		/* CCM checks the tag as it decrypts: a failed update is a forgery */
-		ok = EVP_CipherUpdate(c->cc, frag + d->record_iv, &outl, frag + d->record_iv, (int)ctlen) > 0;
+		ok = EVP_CipherUpdate(c->cc, frag + riv, &outl, frag + riv, (int)ctlen) > 0;
 	} else {
-		PXY_TRY(cipher_run(c, frag + d->record_iv, ctlen));
-		if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, frag + d->record_iv + ctlen))
+		PXY_TRY(cipher_run(c, frag + riv, ctlen));
+		if (!EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_SET_TAG, d->tag_len, frag + riv + ctlen))
 			return PXY_E_CRYPTO_LIB;
 		ok = EVP_CipherFinal_ex(c->cc, fin, &outl) > 0;
 	}
 	if (!ok) {
 		/* unauthenticated plaintext never leaves the engine */
-		pxy_wipe(frag + d->record_iv, ctlen);
+		pxy_wipe(frag + riv, ctlen);
 		ERR_clear_error();
 		return PXY_OK;
 	}
 	j->pt_len = ctlen;
 	j->ok = 1;
+	if (k->version >= 0x0304)
+		tls13_inner(j);
 	return PXY_OK;
 }
 
@@ -718,7 +765,7 @@ size_t pxy_record_sealed_len(const struct pxy_traffic_keys *k, size_t pt_len)
 	if (!d)
 		return 0;
 	if (d->kind == PXY_BK_AEAD)
-		return PXY_TLS_HDR_LEN + d->record_iv + pt_len + d->tag_len;
+		return PXY_TLS_HDR_LEN + aead_record_iv(k, d) + pt_len + (k->version >= 0x0304) + d->tag_len;
 	if (d->kind != PXY_BK_CBC)
 		return PXY_TLS_HDR_LEN + pt_len + k->mac_len;
 	bs = d->block;
@@ -752,26 +799,31 @@ int pxy_cpu_record_seal(struct pxy_cpu_ctx *c, struct pxy_rec_job *j)
 	if (need > j->rec_cap || pt_len > PXY_TLS_MAX_PLAINTEXT)
 		return PXY_E_LIMIT;
 	if (d->kind == PXY_BK_AEAD) {
-		uint8_t fin[16], *body = frag + d->record_iv, *tag = body + pt_len;
+		size_t riv = aead_record_iv(k, d), aad_len;
+		uint8_t fin[16], *body = frag + riv, *tag, nonce[12];
 
 		memmove(body, frag, pt_len);
+		if (k->version >= 0x0304) {
+			/* RFC 8446 §5.2: the real type after the content, and the outer type 23 */
+			body[pt_len++] = j->rec[0];
+			j->rec[0] = 23;
+		}
+		tag = body + pt_len;
 		/* the explicit nonce is the sequence number, as OpenSSL and GnuTLS send it */
-		for (int i = 0; i < 8; i++)
+		for (size_t i = 0; i < riv; i++)
 			frag[i] = (uint8_t)(j->seq >> (56 - 8 * i));
-		mac_header(hdr, j->seq, j->rec[0], j->rec + 1, pt_len);
+		set_len(j->rec, need - PXY_TLS_HDR_LEN); /* TLS 1.3's AAD is the final header */
+		aad_len = aead_aad(k, j->seq, j->rec, pt_len, hdr);
+		aead_nonce(k, d, j->seq, frag, nonce);
 		if (d->ghash) {
-			uint8_t nonce[12];
 			uint32_t done;
 
-			memcpy(nonce, k->iv, 4);
-			memcpy(nonce + 4, frag, 8);
 			PXY_TRY(ghash_gcm(c, k, nonce, hdr, body, pt_len, 1, tag, &done));
-			set_len(j->rec, need - PXY_TLS_HDR_LEN);
 			j->rec_len = need;
 			j->ok = 1;
 			return PXY_OK;
 		}
-		PXY_TRY(aead_start(c, k, d, frag, hdr, pt_len, 1, NULL));
+		PXY_TRY(aead_start(c, k, d, nonce, hdr, aad_len, pt_len, 1, NULL));
 		PXY_TRY(cipher_run(c, body, pt_len));
 		if (EVP_CipherFinal_ex(c->cc, fin, &outl) <= 0 ||
 		    !EVP_CIPHER_CTX_ctrl(c->cc, EVP_CTRL_AEAD_GET_TAG, d->tag_len, tag))

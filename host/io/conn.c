@@ -475,6 +475,7 @@ void conn_on_accept(struct pxy_loop *l, int res, unsigned flags)
 	set_nodelay(res);
 	{
 		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = out_hook_plaintext, .keylog = out_hook_keylog,
+					       .keylog13 = out_hook_keylog13,
 					       .done = out_hook_done };
 		c->tap = pxy_tap_new(&l->tap_cfg, &hooks);
 		if (c->tap)

@@ -278,6 +278,7 @@ void out_capture_free(struct capture *cp);
 void out_capture_data(struct pxy_loop *l, struct conn *c, int tls, enum pxy_dir d, const uint8_t *p, size_t n);
 void out_hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
 void out_hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48]);
+void out_hook_keylog13(void *ctx, const char *lines, size_t len);
 void out_hook_done(void *ctx);
 
 /* metrics_http.c */

@@ -53,6 +53,14 @@ static const char *yesno(uint8_t v)
 	return v ? "yes" : "no";
 }
 
+/* TLS 1.3 0-RTT: none, offered (the server never said), accepted (decrypted), refused (skipped) */
+static const char *early_name(uint8_t e)
+{
+	static const char *const names[] = { "none", "offered", "accepted", "refused" };
+
+	return e < 4 ? names[e] : "?";
+}
+
 size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *s)
 {
 	const struct pxy_tap_info *t = s->tap;
@@ -93,6 +101,10 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 	if (n > 0 && t && t->keys_forwarded && (size_t)n < cap)
 		n += snprintf(out + n, cap - (size_t)n, " keys=forwarded key_wait_ms=%" PRIu64 ".%03" PRIu64,
 			      t->key_wait_us / 1000, t->key_wait_us % 1000);
+	/* TLS 1.3: a HelloRetryRequest, 0-RTT data (taken or refused by the server), KeyUpdates per side */
+	if (n > 0 && t && t->version == PXY_TLS13 && t->keys_forwarded && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, " hello_retry=%s early_data=%s key_updates_c2s=%u key_updates_s2c=%u",
+			      yesno(t->hello_retry), early_name(t->early_data), t->key_updates[0], t->key_updates[1]);
 	/* what went wrong, when something did: the first parse error (and from whom), the last alert
 	 * of each side but close_notify */
 	if (n > 0 && t && t->error && (size_t)n < cap)
@@ -192,6 +204,12 @@ size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
 		add_str(o, "keys", t->keys_forwarded ? "forwarded" : ks && ks->kx == PXY_KX_RSA ? "rsa" : NULL);
 		if (t->keys_forwarded)
 			json_object_object_add(o, "key_wait_ms", json_object_new_double((double)t->key_wait_us / 1000.0));
+		if (t->keys_forwarded && t->version == PXY_TLS13) {
+			json_object_object_add(o, "hello_retry", json_object_new_boolean(t->hello_retry));
+			add_str(o, "early_data", early_name(t->early_data));
+			add_u64(o, "key_updates_c2s", t->key_updates[0]);
+			add_u64(o, "key_updates_s2c", t->key_updates[1]);
+		}
 	}
 	if (t && t->error) {
 		add_str(o, "error", pxy_err_str(t->error));

@@ -272,6 +272,13 @@ int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 		case PXY_EXT_STATUS_REQUEST:
 			ch->status_request = 1;
 			break;
+		case PXY_EXT_EARLY_DATA:
+			PXY_TRY(parse_empty_ext(ext));
+			ch->early_data = 1;
+			break;
+		case PXY_EXT_PRE_SHARED_KEY:
+			ch->psk = 1; /* RFC 8446 §4.2.11: identities and binders; the server's to check */
+			break;
 		default:
 			break; /* unknown extensions are the server's business */
 		}
@@ -382,6 +389,15 @@ int pxy_hs_parse_server_hello(struct pxy_cur b, struct pxy_server_hello *sh)
 			PXY_TRY(parse_reneg_info(ext));
 			sh->reneg_info = 1;
 			break;
+		case PXY_EXT_PRE_SHARED_KEY: {
+			uint16_t selected;
+
+			/* RFC 8446 §4.2.11: the index of the identity the server took */
+			PXY_TRY(pxy_cur_u16(&ext, &selected));
+			PXY_TRY(pxy_cur_end(&ext));
+			sh->psk = 1;
+			break;
+		}
 		default:
 			break;
 		}
@@ -505,6 +521,90 @@ int pxy_hs_parse_certificate_status(struct pxy_cur b)
 	return pxy_cur_end(&b);
 }
 
+/* ---- TLS 1.3 messages (RFC 8446 §4.3-4.6) -------------------------------------- */
+
+int pxy_hs_parse_encrypted_extensions(struct pxy_cur b, uint8_t *early_data)
+{
+	struct pxy_cur exts;
+	static _Thread_local struct ext_seen seen;
+
+	memset(&seen, 0, sizeof(seen));
+	*early_data = 0;
+	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
+	PXY_TRY(pxy_cur_end(&b));
+	while (exts.left) {
+		uint16_t type;
+		struct pxy_cur ext;
+
+		PXY_TRY(next_ext(&exts, &seen, &type, &ext));
+		if (type == PXY_EXT_EARLY_DATA) {
+			PXY_TRY(parse_empty_ext(ext));
+			*early_data = 1;
+		}
+	}
+	return PXY_OK;
+}
+
+int pxy_hs_parse_certificate13(struct pxy_cur b, struct pxy_certificate *c)
+{
+	struct pxy_cur ctx, list;
+
+	memset(c, 0, sizeof(*c));
+	PXY_TRY(pxy_cur_sub_u8(&b, &ctx));
+	PXY_TRY(pxy_cur_sub_u24(&b, &list));
+	PXY_TRY(pxy_cur_end(&b));
+	while (list.left) {
+		struct pxy_cur cert, exts;
+
+		PXY_TRY(pxy_cur_sub_u24(&list, &cert));
+		PXY_GUARD(cert.left > 0, PXY_E_DECODE);
+		PXY_TRY(pxy_cur_sub_u16(&list, &exts));
+		if (c->count == 0) {
+			c->leaf = cert.p;
+			c->leaf_len = cert.left;
+		}
+		c->count++;
+	}
+	return PXY_OK;
+}
+
+int pxy_hs_parse_certificate_request13(struct pxy_cur b)
+{
+	struct pxy_cur ctx, exts;
+
+	PXY_TRY(pxy_cur_sub_u8(&b, &ctx));
+	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
+	PXY_GUARD(exts.left >= 2, PXY_E_DECODE); /* signature_algorithms is required */
+	return pxy_cur_end(&b);
+}
+
+int pxy_hs_parse_finished13(struct pxy_cur b, size_t hash_len, const uint8_t **verify_data)
+{
+	PXY_TRY(pxy_cur_bytes(&b, hash_len, verify_data));
+	return pxy_cur_end(&b);
+}
+
+int pxy_hs_parse_new_session_ticket13(struct pxy_cur b)
+{
+	struct pxy_cur nonce, ticket, exts;
+	uint32_t lifetime, age_add;
+
+	PXY_TRY(pxy_cur_u32(&b, &lifetime));
+	PXY_TRY(pxy_cur_u32(&b, &age_add));
+	PXY_TRY(pxy_cur_sub_u8(&b, &nonce));
+	PXY_TRY(pxy_cur_sub_u16(&b, &ticket));
+	PXY_GUARD(ticket.left > 0, PXY_E_DECODE);
+	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
+	return pxy_cur_end(&b);
+}
+
+int pxy_hs_parse_key_update(struct pxy_cur b, uint8_t *requested)
+{
+	PXY_TRY(pxy_cur_u8(&b, requested));
+	PXY_GUARD(*requested <= 1, PXY_E_ILLEGAL_PARAM);
+	return pxy_cur_end(&b);
+}
+
 const char *pxy_hs_type_name(unsigned type)
 {
 	switch (type) {
@@ -512,6 +612,8 @@ const char *pxy_hs_type_name(unsigned type)
 	case PXY_HS_CLIENT_HELLO: return "ClientHello";
 	case PXY_HS_SERVER_HELLO: return "ServerHello";
 	case PXY_HS_NEW_SESSION_TICKET: return "NewSessionTicket";
+	case PXY_HS_END_OF_EARLY_DATA: return "EndOfEarlyData";
+	case PXY_HS_KEY_UPDATE: return "KeyUpdate";
 	case PXY_HS_ENCRYPTED_EXTENSIONS: return "EncryptedExtensions";
 	case PXY_HS_CERTIFICATE: return "Certificate";
 	case PXY_HS_SERVER_KEY_EXCHANGE: return "ServerKeyExchange";

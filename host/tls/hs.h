@@ -17,6 +17,7 @@ enum pxy_hs_type {
 	PXY_HS_CLIENT_HELLO = 1,
 	PXY_HS_SERVER_HELLO = 2,
 	PXY_HS_NEW_SESSION_TICKET = 4,
+	PXY_HS_END_OF_EARLY_DATA = 5,
 	PXY_HS_ENCRYPTED_EXTENSIONS = 8,
 	PXY_HS_CERTIFICATE = 11,
 	PXY_HS_SERVER_KEY_EXCHANGE = 12,
@@ -26,6 +27,8 @@ enum pxy_hs_type {
 	PXY_HS_CLIENT_KEY_EXCHANGE = 16,
 	PXY_HS_FINISHED = 20,
 	PXY_HS_CERTIFICATE_STATUS = 22,
+	PXY_HS_KEY_UPDATE = 24,
+	PXY_HS_MESSAGE_HASH = 254, /* RFC 8446 §4.4.1: the first ClientHello's hash after a HelloRetryRequest */
 	/* not a message type: the ChangeCipherSpec record, in the state table */
 	PXY_HS_CCS = 0x100,
 };
@@ -40,6 +43,8 @@ enum pxy_ext_type {
 	PXY_EXT_ENCRYPT_THEN_MAC = 22,
 	PXY_EXT_EXTENDED_MASTER_SECRET = 23,
 	PXY_EXT_SESSION_TICKET = 35,
+	PXY_EXT_PRE_SHARED_KEY = 41,
+	PXY_EXT_EARLY_DATA = 42,
 	PXY_EXT_SUPPORTED_VERSIONS = 43,
 	PXY_EXT_RENEGOTIATION_INFO = 0xff01,
 };
@@ -83,6 +88,8 @@ struct pxy_client_hello {
 	uint8_t scsv_reneg;      /* TLS_EMPTY_RENEGOTIATION_INFO_SCSV */
 	uint8_t ems, etm, ticket, reneg_info, status_request;
 	uint8_t offers_tls13;    /* supported_versions lists 0x0304 */
+	uint8_t early_data;      /* TLS 1.3 early_data: 0-RTT records may follow the hello */
+	uint8_t psk;             /* TLS 1.3 pre_shared_key offered */
 	uint8_t sslv2;           /* it came in the SSLv2-compatible form (RFC 5246 E.2): no extensions */
 	uint16_t ticket_len;
 	const uint8_t *ticket_data; /* the offered ticket; points into the message: valid while it is */
@@ -100,6 +107,7 @@ struct pxy_server_hello {
 	uint8_t ems, etm, ticket, reneg_info, status_request;
 	uint8_t has_supported_versions;
 	uint8_t hello_retry; /* RFC 8446 §4.1.3 special random */
+	uint8_t psk;         /* TLS 1.3: pre_shared_key selected (a resumption: no Certificate) */
 };
 
 struct pxy_certificate {
@@ -125,6 +133,18 @@ int pxy_hs_parse_finished(struct pxy_cur body, const uint8_t **verify_data);
 int pxy_hs_parse_new_session_ticket(struct pxy_cur body, uint32_t *lifetime, const uint8_t **ticket,
 				    size_t *ticket_len);
 int pxy_hs_parse_certificate_status(struct pxy_cur body);
+
+/* TLS 1.3 (RFC 8446 §4.3-4.6) */
+/** EncryptedExtensions; *early_data = 1 when the server took the client's 0-RTT data. */
+int pxy_hs_parse_encrypted_extensions(struct pxy_cur body, uint8_t *early_data);
+/** Certificate: request context, then CertificateEntry { cert_data, extensions } each. */
+int pxy_hs_parse_certificate13(struct pxy_cur body, struct pxy_certificate *c);
+int pxy_hs_parse_certificate_request13(struct pxy_cur body);
+/** Finished of Hash.length bytes. */
+int pxy_hs_parse_finished13(struct pxy_cur body, size_t hash_len, const uint8_t **verify_data);
+int pxy_hs_parse_new_session_ticket13(struct pxy_cur body);
+/** KeyUpdate: *requested = update_requested (1) or not (0). */
+int pxy_hs_parse_key_update(struct pxy_cur body, uint8_t *requested);
 
 const char *pxy_hs_type_name(unsigned type);
 

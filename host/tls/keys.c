@@ -4,6 +4,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
@@ -143,4 +144,93 @@ int pxy_keys_finished(uint8_t prf, const uint8_t ms[PXY_MASTER_LEN], int is_clie
 {
 	return pxy_prf(prf, ms, PXY_MASTER_LEN, is_client ? "client finished" : "server finished",
 		       transcript_hash, hash_len, NULL, 0, out, 12);
+}
+
+/* ---- TLS 1.3 (RFC 8446 §7) --------------------------------------------------------- */
+
+int pxy_tls13_expand_label(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *label,
+			   const uint8_t *context, size_t context_len, uint8_t *out, size_t out_len)
+{
+	/* HkdfLabel: uint16 length, opaque label<7..255> = "tls13 " + label, opaque context<0..255> */
+	uint8_t info[2 + 1 + 255 + 1 + 255];
+	size_t ll = strlen(label), n = 0;
+	EVP_KDF *kdf = NULL;
+	EVP_KDF_CTX *ctx = NULL;
+	OSSL_PARAM params[5], *p = params;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret = PXY_E_CRYPTO_LIB;
+
+	if (6 + ll > 255 || context_len > 255 || out_len > 0xffff)
+		return PXY_E_STATE;
+	info[n++] = (uint8_t)(out_len >> 8);
+	info[n++] = (uint8_t)out_len;
+	info[n++] = (uint8_t)(6 + ll);
+	memcpy(info + n, "tls13 ", 6), n += 6;
+	memcpy(info + n, label, ll), n += ll;
+	info[n++] = (uint8_t)context_len;
+	if (context_len)
+		memcpy(info + n, context, context_len), n += context_len;
+	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	if (!kdf || !(ctx = EVP_KDF_CTX_new(kdf)))
+		goto out;
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)prf_digest(prf), 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n);
+	*p = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(ctx, out, out_len, params) <= 0)
+		goto out;
+	ret = PXY_OK;
+out:
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	return ret;
+}
+
+int pxy_tls13_traffic_keys(const struct pxy_suite *s, const uint8_t *secret, size_t secret_len,
+			   struct pxy_traffic_keys *k)
+{
+	const struct pxy_bulk_desc *b = pxy_bulk_desc(s->bulk);
+
+	if (!b || b->kind != PXY_BK_AEAD || secret_len != pxy_prf_hash_len(s->prf))
+		return PXY_E_STATE;
+	memset(k, 0, sizeof(*k));
+	k->bulk = s->bulk;
+	k->mac = s->mac;
+	k->version = PXY_TLS13;
+	k->key_len = b->key_len;
+	k->mac_len = b->tag_len;
+	k->iv_len = 12; /* RFC 8446 §5.3: the per-record nonce is this IV XOR the sequence number */
+	/* RFC 8446 §7.3: [sender]_write_key = HKDF-Expand-Label(Secret, "key", "", key_length) */
+	PXY_TRY(pxy_tls13_expand_label(s->prf, secret, secret_len, "key", NULL, 0, k->key, b->key_len));
+	return pxy_tls13_expand_label(s->prf, secret, secret_len, "iv", NULL, 0, k->iv, 12);
+}
+
+int pxy_tls13_finished(uint8_t prf, const uint8_t *secret, size_t secret_len, const uint8_t *transcript_hash,
+		       uint8_t *out)
+{
+	uint8_t fkey[PXY_MAX_HASH];
+	size_t hl = pxy_prf_hash_len(prf);
+	unsigned int n = 0;
+	int r;
+
+	/* RFC 8446 §4.4.4: HMAC(HKDF-Expand-Label(BaseKey, "finished", "", Hash.length), Transcript-Hash) */
+	r = pxy_tls13_expand_label(prf, secret, secret_len, "finished", NULL, 0, fkey, hl);
+	if (r == PXY_OK && !HMAC(prf == PXY_PRF_SHA384 ? EVP_sha384() : EVP_sha256(), fkey, (int)hl,
+				 transcript_hash, hl, out, &n))
+		r = PXY_E_CRYPTO_LIB;
+	pxy_wipe(fkey, sizeof(fkey));
+	return r;
+}
+
+int pxy_tls13_next_secret(uint8_t prf, uint8_t *secret, size_t secret_len)
+{
+	uint8_t next[PXY_MAX_HASH];
+	int r;
+
+	/* RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(_N, "traffic upd", "", Hash.length) */
+	r = pxy_tls13_expand_label(prf, secret, secret_len, "traffic upd", NULL, 0, next, secret_len);
+	if (r == PXY_OK)
+		memcpy(secret, next, secret_len);
+	pxy_wipe(next, sizeof(next));
+	return r;
 }

@@ -41,4 +41,21 @@ int pxy_keys_traffic(const struct pxy_suite *s, uint16_t version, int etm, const
 int pxy_keys_finished(uint8_t prf, const uint8_t ms[PXY_MASTER_LEN], int is_client,
 		      const uint8_t *transcript_hash, size_t hash_len, uint8_t out[12]);
 
+/* ---- TLS 1.3 (RFC 8446 §7): keys from the traffic secrets a server forwards ---- */
+
+/** HKDF-Expand-Label(Secret, Label, Context, Length) with the suite's hash. */
+int pxy_tls13_expand_label(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *label,
+			   const uint8_t *context, size_t context_len, uint8_t *out, size_t out_len);
+
+/** A direction's record key and IV from its traffic secret (RFC 8446 §7.3). */
+int pxy_tls13_traffic_keys(const struct pxy_suite *s, const uint8_t *secret, size_t secret_len,
+			   struct pxy_traffic_keys *k);
+
+/** The Finished verify_data (Hash.length bytes) under a handshake traffic secret (RFC 8446 §4.4.4). */
+int pxy_tls13_finished(uint8_t prf, const uint8_t *secret, size_t secret_len, const uint8_t *transcript_hash,
+		       uint8_t *out);
+
+/** KeyUpdate: the next application traffic secret, in place (RFC 8446 §7.2). */
+int pxy_tls13_next_secret(uint8_t prf, uint8_t *secret, size_t secret_len);
+
 #endif

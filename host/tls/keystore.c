@@ -17,9 +17,12 @@
 #define GONE UINT32_MAX
 #define LOG_MALFORMED 5 /* malformed lines logged one by one, then only counted */
 
+/* one session's secrets, by label (enum pxy_key_label) */
 struct entry {
 	uint8_t random[32];
-	uint8_t ms[48];
+	uint16_t have;            /* 1 << label for each secret here */
+	uint8_t len[PXY_KL__COUNT];
+	uint8_t sec[PXY_KL__COUNT][48];
 	uint64_t expires;
 };
 
@@ -166,17 +169,25 @@ static int unhex(const char *s, size_t n, uint8_t *out)
 	return 0;
 }
 
-/* RFC 9850 §3: the TLS 1.3 secrets (32 or 48 bytes, by the suite's hash) */
-static int tls13_label(const char *l, size_t n)
-{
-	static const char *const labels[] = { "CLIENT_EARLY_TRAFFIC_SECRET", "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-					      "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
-					      "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET", "EARLY_EXPORTER_SECRET" };
+/* RFC 9850 §3: CLIENT_RANDOM (a 48-byte master secret) and the TLS 1.3 secrets (32 or 48 bytes, by
+ * the suite's hash), in enum pxy_key_label order */
+static const char *const labels[PXY_KL__COUNT] = {
+	"CLIENT_RANDOM", "CLIENT_EARLY_TRAFFIC_SECRET", "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+	"SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET",
+	"EARLY_EXPORTER_SECRET",
+};
 
-	for (size_t i = 0; i < PXY_ARRAY_LEN(labels); i++)
+const char *pxy_key_label_name(enum pxy_key_label l)
+{
+	return (unsigned)l < PXY_KL__COUNT ? labels[l] : "?";
+}
+
+static int find_label(const char *l, size_t n)
+{
+	for (int i = 0; i < PXY_KL__COUNT; i++)
 		if (strlen(labels[i]) == n && !memcmp(labels[i], l, n))
-			return 1;
-	return 0;
+			return i;
+	return -1;
 }
 
 int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len, uint64_t now_ns, char *why,
@@ -185,7 +196,7 @@ int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len,
 	const char *f[4];
 	size_t fl[4], nf = 0, i = 0;
 	uint8_t random[32], secret[48];
-	int cr;
+	int cr, label;
 
 	while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
 		len--;
@@ -203,8 +214,9 @@ int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len,
 		fl[nf] = (size_t)(line + i - f[nf]);
 		nf++;
 	}
-	cr = nf >= 1 && fl[0] == 13 && !memcmp(f[0], "CLIENT_RANDOM", 13);
-	if (nf >= 1 && !cr && !tls13_label(f[0], fl[0]))
+	label = nf >= 1 ? find_label(f[0], fl[0]) : -1;
+	cr = label == PXY_KL_CLIENT_RANDOM;
+	if (nf >= 1 && label < 0)
 		return 0; /* a label it has no use for (e.g. RSA): not an error */
 	if (nf != 3 || fl[1] != 64 || unhex(f[1], 64, random) < 0) {
 		snprintf(why, why_len, "expected LABEL <client random: 64 hex digits> <secret in hex>");
@@ -219,32 +231,32 @@ int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len,
 		snprintf(why, why_len, "the secret is not hex");
 		goto malformed;
 	}
-	if (!cr) {
-		ks->st.tls13++;
-		pxy_wipe(secret, sizeof(secret));
-		return 0;
-	}
 	{
 		uint32_t pos;
+		struct entry *e;
 
-		if (index_find(ks, random, &pos) != UINT32_MAX) {
-			/* the same session again (a key log written twice): the newer secret */
-			memcpy(ks->ring[pos].ms, secret, 48);
-			ks->ring[pos].expires = now_ns + ks->ttl_ns;
-		} else {
+		/* a session's secrets arrive line by line: they share one entry, which lives from the
+		 * first (the same secret again, from a key log written twice: the newer one) */
+		if (index_find(ks, random, &pos) == UINT32_MAX) {
 			if (ks->count == ks->max) {
 				ks->st.expired++;
 				pop_oldest(ks);
 			}
 			pos = (ks->head + ks->count) % ks->max;
 			memcpy(ks->ring[pos].random, random, 32);
-			memcpy(ks->ring[pos].ms, secret, 48);
 			ks->ring[pos].expires = now_ns + ks->ttl_ns;
 			ks->count++;
 			index_put(ks, pos);
 		}
+		e = &ks->ring[pos];
+		memcpy(e->sec[label], secret, fl[2] / 2);
+		e->len[label] = (uint8_t)(fl[2] / 2);
+		e->have |= (uint16_t)(1u << label);
 	}
-	ks->st.stored++;
+	if (cr)
+		ks->st.stored++;
+	else
+		ks->st.tls13++;
 	pxy_wipe(secret, sizeof(secret));
 	return 0;
 malformed:
@@ -253,15 +265,25 @@ malformed:
 	return -1;
 }
 
-int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32], uint8_t ms[48])
+size_t pxy_keystore_secret(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label,
+			   uint8_t out[48])
 {
 	uint32_t pos;
+	const struct entry *e;
 
-	if (!ks || index_find(ks, client_random, &pos) == UINT32_MAX)
+	if (!ks || (unsigned)label >= PXY_KL__COUNT || index_find(ks, client_random, &pos) == UINT32_MAX)
 		return 0;
-	memcpy(ms, ks->ring[pos].ms, 48);
+	e = &ks->ring[pos];
+	if (!(e->have & (1u << label)))
+		return 0;
+	memcpy(out, e->sec[label], e->len[label]);
 	ks->st.matched++;
-	return 1;
+	return e->len[label];
+}
+
+int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32], uint8_t ms[48])
+{
+	return pxy_keystore_secret(ks, client_random, PXY_KL_CLIENT_RANDOM, ms) == 48;
 }
 
 static void take_line(struct pxy_keystore *ks, const char *l, size_t n, uint64_t now)

@@ -5,9 +5,9 @@
  * rotation). A session whose key exchange the proxy cannot undo itself
  * (ECDHE, DHE) is decrypted once its CLIENT_RANDOM line is here.
  *
- * Bounded: at most `max` secrets, each kept `ttl` seconds, wiped when it
- * goes. The TLS 1.3 labels are read and checked (and counted), not yet used.
- * One store per io loop (not locked).
+ * Bounded: at most `max` sessions (each with every secret its lines gave),
+ * each kept `ttl` seconds from its first line, wiped when it goes. One store
+ * per io loop (not locked).
  */
 #ifndef PXY_KEYSTORE_H
 #define PXY_KEYSTORE_H
@@ -17,14 +17,29 @@
 
 struct pxy_keystore;
 
+/** RFC 9850's labels, as stored */
+enum pxy_key_label {
+	PXY_KL_CLIENT_RANDOM = 0,   /* TLS 1.0-1.2: the 48-byte master secret */
+	PXY_KL_CLIENT_EARLY = 1,    /* TLS 1.3: client_early_traffic_secret (0-RTT) */
+	PXY_KL_CLIENT_HS = 2,       /* client_handshake_traffic_secret */
+	PXY_KL_SERVER_HS = 3,       /* server_handshake_traffic_secret */
+	PXY_KL_CLIENT_AP0 = 4,      /* client_application_traffic_secret_0 */
+	PXY_KL_SERVER_AP0 = 5,      /* server_application_traffic_secret_0 */
+	PXY_KL_EXPORTER = 6,        /* exporter_master_secret */
+	PXY_KL_EARLY_EXPORTER = 7,  /* early_exporter_master_secret */
+	PXY_KL__COUNT
+};
+
+const char *pxy_key_label_name(enum pxy_key_label l);
+
 struct pxy_keystore_stats {
 	uint64_t lines;      /* lines read */
 	uint64_t stored;     /* CLIENT_RANDOM secrets stored */
-	uint64_t tls13;      /* TLS 1.3 secrets read (not used yet) */
+	uint64_t tls13;      /* TLS 1.3 secrets stored */
 	uint64_t malformed;  /* lines dropped as malformed */
 	uint64_t matched;    /* lookups that found their secret */
 	uint64_t expired;    /* secrets wiped unmatched: their ttl ran out, or the store was full */
-	uint64_t entries;    /* held now */
+	uint64_t entries;    /* sessions held now */
 	uint64_t reopened;   /* the followed file was truncated or replaced */
 };
 
@@ -41,6 +56,10 @@ int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len,
 /** Read what the followed file gained since the last call; drop expired secrets. Malformed lines are
  * logged (the first few, then a count). */
 void pxy_keystore_refresh(struct pxy_keystore *ks, uint64_t now_ns);
+
+/** The secret forwarded under this label for this client random: its length (32 or 48), or 0. */
+size_t pxy_keystore_secret(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label,
+			   uint8_t out[48]);
 
 /** The TLS 1.0-1.2 master secret forwarded for this client random: 1 and ms, or 0. */
 int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32], uint8_t ms[48]);

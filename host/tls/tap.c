@@ -137,6 +137,23 @@ struct tap_job {
 /* key epochs kept: the first handshake and up to three renegotiations */
 #define EPOCHS 4
 
+/* TLS 1.3 (RFC 8446): a direction's keys, from the secrets its server forwards */
+enum t13_phase { P13_NONE = 0, P13_EARLY, P13_HS, P13_AP };
+enum t13_s_step { S13_EE = 0, S13_CERT, S13_CV, S13_FIN, S13_DONE };
+enum t13_c_step { C13_START = 0, C13_CV, C13_FIN, C13_DONE };
+
+struct t13_dir {
+	uint8_t phase;     /* enum t13_phase: whose keys the records arriving now are under */
+	uint8_t ready;     /* keys for the phase are in place */
+	uint8_t step;      /* handshake progress: enum t13_s_step (server) or t13_c_step (client) */
+	uint8_t skip_early; /* the server refused 0-RTT: records that do not open are its early data, skipped */
+	uint8_t post_auth; /* a post-handshake CertificateRequest is being answered */
+	uint8_t slen;
+	uint8_t secret[PXY_MAX_HASH]; /* the phase's traffic secret (a KeyUpdate moves it on) */
+	uint8_t hs_secret[PXY_MAX_HASH]; /* the handshake traffic secret, kept for the key log */
+	struct pxy_traffic_keys keys;
+};
+
 struct tap_dir {
 	struct pxy_rec_rd rec;
 	struct pxy_hs_rd hs;
@@ -174,6 +191,15 @@ struct pxy_tap {
 	uint8_t have_ch, have_sh, cert_request;
 	uint8_t c2s_unread; /* the client's first flight did not parse: it goes on unread, the server answers */
 	uint8_t forwarded;  /* ECDHE/DHE: the master secret comes from the key source, not from RSA */
+	uint8_t tls13;      /* a TLS 1.3 session followed with forwarded secrets */
+	uint8_t t13_hrr;    /* a HelloRetryRequest went by: the second ClientHello, then the ServerHello */
+	uint8_t t13_ch2;    /* that second ClientHello came */
+	uint8_t t13_enc[2]; /* an encrypted record came after the ServerHello, per direction */
+	uint8_t pass_open;  /* the verdict is still pending, but the server's bytes go on for now (a
+			     * HelloRetryRequest; --require-keys in TLS 1.2 until the server's encrypted flight) */
+	uint8_t hold_keys;  /* --require-keys: the verdict waits for the keys to verify */
+	size_t t13_ch_len;  /* transcript bytes of the first ClientHello */
+	struct t13_dir t13[2];
 	uint8_t keys_pending; /* a forwarded secret awaited since keys_since */
 	uint64_t keys_since;
 	struct tap_job *local_head, *local_tail; /* records opened here (stream ciphers), to apply after feed */
@@ -330,6 +356,12 @@ static void free_transcript(struct pxy_tap *t)
 static void stop_decrypt(struct pxy_tap *t, enum pxy_reason r)
 {
 	set_reason(t, r);
+	/* a verdict that waited for the keys (TLS 1.3's encrypted certificate, --require-keys) is
+	 * decided now: with --require-keys no keys means no session, else forwarding goes on */
+	if ((t->tls13 || t->hold_keys) && t->info.verdict == PXY_V_PENDING && !t->closed) {
+		t->pass_open = 0;
+		set_verdict(t, t->cfg.require_keys ? PXY_V_REJECT : PXY_V_ALLOW);
+	}
 	t->decrypting = 0;
 	free_waiting(t, &t->dir[0]);
 	free_waiting(t, &t->dir[1]);
@@ -539,6 +571,12 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 	t->id = id;
 	t->decrypting = 1;
 	t->forwarded = s->kx != PXY_KX_RSA;
+	if (t->forwarded && t->cfg.require_keys) {
+		/* --require-keys: the handshake goes on, the server's encrypted flight waits for the keys */
+		t->hold_keys = 1;
+		t->pass_open = 1;
+		return;
+	}
 	set_verdict(t, PXY_V_ALLOW);
 }
 
@@ -887,6 +925,11 @@ static void try_verify(struct pxy_tap *t)
 			return;
 		}
 		t->info.fin_ok[d] = 1;
+		if (t->hold_keys && t->info.verdict == PXY_V_PENDING) {
+			/* --require-keys: the keys verified, the server's encrypted flight goes on */
+			t->pass_open = 0;
+			set_verdict(t, PXY_V_ALLOW);
+		}
 		cache_session(t);
 		if (!t->keylogged) {
 			t->keylogged = 1;
@@ -901,6 +944,11 @@ static void try_verify(struct pxy_tap *t)
 
 /* ---- handshake messages ---------------------------------------------------- */
 
+static void start13(struct pxy_tap *t);
+static int hrr13(struct pxy_tap *t);
+static int on_client_hello2(struct pxy_tap *t, const struct pxy_hs_msg *m);
+static void t13_retry(struct pxy_tap *t, int last);
+
 static int on_client_hello(struct pxy_tap *t, struct pxy_cur body)
 {
 	PXY_TRY(pxy_hs_parse_client_hello(body, &t->ch));
@@ -911,6 +959,8 @@ static int on_client_hello(struct pxy_tap *t, struct pxy_cur body)
 	}
 	t->ch.ticket_data = NULL; /* it pointed into the message */
 	memcpy(t->info.sni, t->ch.sni, sizeof(t->info.sni));
+	t->t13_ch_len = t->tr_len; /* a HelloRetryRequest replaces it with its hash */
+	t->info.early_data = t->ch.offers_tls13 && t->ch.early_data;
 	return PXY_OK;
 }
 
@@ -923,12 +973,26 @@ static int on_server_hello(struct pxy_tap *t, struct pxy_cur body)
 	t->info.has_suite = 1;
 	t->info.ems = t->sh.ems;
 	t->info.etm = t->sh.etm;
+	/* 0-RTT records kept for a TLS 1.3 answer that did not come: the server skips them, so do we */
+	if (t->info.early_data && !(t->sh.version == PXY_TLS13 && t->cfg.keys)) {
+		free_waiting(t, &t->dir[PXY_C2S]);
+		t->info.early_data = 3;
+	}
 	/* RFC 5246 §7.4.1.3: a session ID echoed from the ClientHello means resumption */
 	if (t->sh.sid_len && t->sh.sid_len == t->ch.sid_len && !memcmp(t->sh.sid, t->ch.sid, t->sh.sid_len))
 		t->shape = &shape_resumed;
-	/* TLS 1.3 encrypts the certificate: nothing more to wait for */
-	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry)
-		judge(t, NULL);
+	/* TLS 1.3 encrypts the certificate: without forwarded secrets nothing more to wait for; with them,
+	 * the session is followed through its encrypted handshake */
+	if (t->sh.version == PXY_TLS13 || t->sh.hello_retry) {
+		if (!t->cfg.keys || (t->sh.hello_retry && t->sh.version != PXY_TLS13))
+			judge(t, NULL);
+		else if (t->sh.hello_retry)
+			return hrr13(t);
+		else
+			start13(t);
+	} else if (t->t13_hrr) {
+		return PXY_E_ILLEGAL_PARAM; /* RFC 8446 §4.1.4: the version may not change after a HelloRetryRequest */
+	}
 	return PXY_OK;
 }
 
@@ -968,6 +1032,10 @@ static int forwarded_keys(struct pxy_tap *t)
  * --key-wait it is not decrypted, and forwarding goes on as it always did. */
 static void retry_forwarded(struct pxy_tap *t)
 {
+	if (t->tls13) {
+		t13_retry(t, 0);
+		return;
+	}
 	if (!t->keys_pending || !t->decrypting || forwarded_keys(t))
 		return;
 	if (pxy_now_ns() - t->keys_since > (uint64_t)(t->cfg.key_wait_ms ? t->cfg.key_wait_ms : 5000) * 1000000ull) {
@@ -1031,7 +1099,23 @@ static int on_hs_plain(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_ms
 
 	/* Finished is always encrypted; HelloRequest is not part of a first handshake */
 	PXY_GUARD(m->type != PXY_HS_FINISHED && m->type != PXY_HS_HELLO_REQUEST, PXY_E_UNEXPECTED_MSG);
-	if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && t->have_sh && m->type != PXY_HS_CERTIFICATE) {
+	if (t->t13_hrr && !t->tls13) {
+		/* after a HelloRetryRequest: the second ClientHello, then the ServerHello (RFC 8446 §4.1.4) */
+		if (d == PXY_C2S && m->type == PXY_HS_CLIENT_HELLO && !t->t13_ch2)
+			return on_client_hello2(t, m);
+		PXY_GUARD(d == PXY_S2C && m->type == PXY_HS_SERVER_HELLO && t->t13_ch2, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		PXY_TRY(pxy_hs_parse_server_hello(m->body, &t->sh));
+		PXY_GUARD(!t->sh.hello_retry, PXY_E_UNEXPECTED_MSG);
+		t->info.version = t->sh.version;
+		t->info.suite = t->sh.suite;
+		if (t->sh.version != PXY_TLS13)
+			return PXY_E_ILLEGAL_PARAM;
+		start13(t);
+		return PXY_OK;
+	}
+	if (t->info.verdict == PXY_V_PENDING && !t->hold_keys && d == PXY_S2C && t->have_sh &&
+	    m->type != PXY_HS_CERTIFICATE) {
 		if (m->type == PXY_HS_NEW_SESSION_TICKET) {
 			/* an abbreviated handshake: the renewed ticket comes before ChangeCipherSpec */
 			PXY_TRY(hs_expect(t, d, m->type));
@@ -1534,6 +1618,611 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 	}
 }
 
+/* ---- TLS 1.3 with forwarded secrets (RFC 8446, RFC 9850) ------------------------------ */
+
+/*
+ * Every record after the ServerHello is encrypted, and where the keys change
+ * (handshake to application keys, KeyUpdate) is known only from the plaintext
+ * before it. So a TLS 1.3 session's records are opened here, in arrival order,
+ * one direction's after another, each as soon as its direction's secret is
+ * there; the ones that came before it wait (within --max-pending) in the
+ * direction's queue. The server's flight is held from the ServerHello until
+ * the decrypted Certificate is judged and its Finished verifies (the keys are
+ * right), unless the secrets are not there yet: then forwarding never waits
+ * (and a certificate that turns out not to be the configured one is only not
+ * decrypted), except with --require-keys.
+ */
+
+static const uint8_t t13_labels[2][4] = {
+	/* [dir][phase] */
+	[PXY_C2S] = { 0, PXY_KL_CLIENT_EARLY, PXY_KL_CLIENT_HS, PXY_KL_CLIENT_AP0 },
+	[PXY_S2C] = { 0, 0, PXY_KL_SERVER_HS, PXY_KL_SERVER_AP0 },
+};
+
+/* Keys for direction d's phase: in place, or from the key store now. 1 when they are. */
+static int t13_load(struct pxy_tap *t, enum pxy_dir d)
+{
+	struct t13_dir *x = &t->t13[d];
+	size_t n, hl = pxy_prf_hash_len(t->suite->prf);
+
+	if (x->ready)
+		return 1;
+	if (x->phase == P13_NONE)
+		return 0;
+	n = pxy_keystore_secret(t->cfg.keys, t->ch.random, (enum pxy_key_label)t13_labels[d][x->phase], x->secret);
+	if (!n) {
+		pxy_keystore_refresh(t->cfg.keys, pxy_now_ns());
+		n = pxy_keystore_secret(t->cfg.keys, t->ch.random, (enum pxy_key_label)t13_labels[d][x->phase],
+					x->secret);
+	}
+	if (!n) {
+		if (!t->keys_pending) {
+			t->keys_pending = 1;
+			t->keys_since = pxy_now_ns();
+		}
+		return 0;
+	}
+	if (!t->info.keys_forwarded) {
+		t->info.keys_forwarded = 1;
+		t->info.key_wait_us = (pxy_now_ns() - t->keys_since) / 1000;
+	}
+	t->keys_pending = 0;
+	/* a secret of another hash's length: the key log is not this session's suite */
+	if (n != hl || pxy_tls13_traffic_keys(t->suite, x->secret, n, &x->keys) < 0) {
+		t->cnt->finished_mismatch++;
+		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		return 0;
+	}
+	x->slen = (uint8_t)n;
+	if (x->phase == P13_HS)
+		memcpy(x->hs_secret, x->secret, n);
+	x->ready = 1;
+	t->dir[d].seq = 0;
+	return 1;
+}
+
+/* Direction d's next records are under the keys of `phase` (its secret is looked up when one comes). */
+static void t13_phase(struct pxy_tap *t, enum pxy_dir d, uint8_t phase)
+{
+	t->t13[d].phase = phase;
+	t->t13[d].ready = 0;
+	t->dir[d].seq = 0;
+}
+
+static size_t t13_line(char *out, size_t cap, enum pxy_key_label label, const uint8_t cr[32], const uint8_t *sec,
+		       size_t n)
+{
+	char h1[65], h2[2 * PXY_MAX_HASH + 1];
+	int k;
+
+	pxy_hex(h1, cr, 32);
+	pxy_hex(h2, sec, n);
+	k = snprintf(out, cap, "%s %s %s\n", pxy_key_label_name(label), h1, h2);
+	pxy_wipe(h2, sizeof(h2));
+	return k > 0 && (size_t)k < cap ? (size_t)k : 0;
+}
+
+/* The server's Finished verified the secrets: the key log (and the capture's secrets block) gets them. */
+static void t13_keylog(struct pxy_tap *t)
+{
+	static const uint8_t more[] = { PXY_KL_CLIENT_EARLY, PXY_KL_CLIENT_AP0, PXY_KL_SERVER_AP0, PXY_KL_EXPORTER };
+	char lines[8 * 200];
+	uint8_t sec[PXY_MAX_HASH];
+	size_t n = 0, k;
+
+	if (!t->hooks.keylog13)
+		return;
+	n += t13_line(lines + n, sizeof(lines) - n, PXY_KL_CLIENT_HS, t->ch.random, t->t13[PXY_C2S].hs_secret,
+		      t->t13[PXY_S2C].slen);
+	n += t13_line(lines + n, sizeof(lines) - n, PXY_KL_SERVER_HS, t->ch.random, t->t13[PXY_S2C].hs_secret,
+		      t->t13[PXY_S2C].slen);
+	for (size_t i = 0; i < PXY_ARRAY_LEN(more); i++)
+		if ((k = pxy_keystore_secret(t->cfg.keys, t->ch.random, (enum pxy_key_label)more[i], sec)) != 0)
+			n += t13_line(lines + n, sizeof(lines) - n, (enum pxy_key_label)more[i], t->ch.random, sec, k);
+	pxy_wipe(sec, sizeof(sec));
+	t->hooks.keylog13(t->hooks.ctx, lines, n);
+	pxy_wipe(lines, sizeof(lines));
+}
+
+/* The configured identity must be the server's certificate, here inside the encrypted handshake. */
+static void judge13(struct pxy_tap *t, const struct pxy_certificate *cert)
+{
+	const struct pxy_identity *id = find_identity(t, cert);
+
+	if (id) {
+		t->id = id;
+		return;
+	}
+	set_reason(t, PXY_R_CERT_MISMATCH);
+	if (t->info.verdict == PXY_V_PENDING) {
+		t->pass_open = 0;
+		if (t->cfg.passthrough & (1u << PXY_R_CERT_MISMATCH)) {
+			t->info.passthrough = 1;
+			set_verdict(t, PXY_V_ALLOW);
+		} else {
+			set_verdict(t, PXY_V_REJECT);
+		}
+	}
+	/* already forwarded (its keys came late): not decrypted */
+	stop_inspect(t, PXY_R_CERT_MISMATCH);
+}
+
+/* verify a Finished: HMAC under the direction's handshake secret over the transcript so far */
+static int t13_verify_finished(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body, int *ok)
+{
+	struct t13_dir *x = &t->t13[d];
+	uint8_t hash[PXY_MAX_HASH], expect[PXY_MAX_HASH];
+	const uint8_t *vd;
+	size_t hl = pxy_prf_hash_len(t->suite->prf), got;
+
+	PXY_TRY(pxy_hs_parse_finished13(body, hl, &vd));
+	PXY_TRY(pxy_transcript_hash(t->suite->prf, t->tr, t->tr_len, hash, &got));
+	PXY_TRY(pxy_tls13_finished(t->suite->prf, x->hs_secret, x->slen, hash, expect));
+	*ok = (int)pxy_ct_memeq(expect, vd, hl);
+	pxy_wipe(expect, sizeof(expect));
+	return PXY_OK;
+}
+
+static int t13_key_update(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body)
+{
+	struct t13_dir *x = &t->t13[d];
+	uint8_t requested;
+
+	PXY_TRY(pxy_hs_parse_key_update(body, &requested));
+	/* RFC 8446 §4.6.3: the sender's next records are under the next secret, from sequence 0 */
+	PXY_TRY(pxy_tls13_next_secret(t->suite->prf, x->secret, x->slen));
+	PXY_TRY(pxy_tls13_traffic_keys(t->suite, x->secret, x->slen, &x->keys));
+	t->dir[d].seq = 0;
+	t->info.key_updates[d]++;
+	t->cnt->key_updates++;
+	return PXY_OK;
+}
+
+/* A decrypted handshake message of a TLS 1.3 session, in order. */
+static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
+{
+	struct t13_dir *x = &t->t13[d];
+	struct pxy_certificate cert;
+	int ok = 0;
+
+	if (x->phase == P13_AP) {
+		/* after the handshake (RFC 8446 §4.6) */
+		switch (m->type) {
+		case PXY_HS_KEY_UPDATE:
+			return t13_key_update(t, d, m->body);
+		case PXY_HS_NEW_SESSION_TICKET:
+			PXY_GUARD(d == PXY_S2C, PXY_E_UNEXPECTED_MSG);
+			return pxy_hs_parse_new_session_ticket13(m->body);
+		case PXY_HS_CERTIFICATE_REQUEST:
+			/* post-handshake client authentication: the client answers in its records */
+			PXY_GUARD(d == PXY_S2C, PXY_E_UNEXPECTED_MSG);
+			t->t13[PXY_C2S].post_auth = 1;
+			return pxy_hs_parse_certificate_request13(m->body);
+		case PXY_HS_CERTIFICATE:
+			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(pxy_hs_parse_certificate13(m->body, &cert));
+			t->info.client_cert = cert.count > 0;
+			if (cert.leaf)
+				pxy_cert_describe(cert.leaf, cert.leaf_len, &t->info.client);
+			return PXY_OK;
+		case PXY_HS_CERTIFICATE_VERIFY:
+			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
+			return pxy_hs_parse_certificate_verify(m->body, PXY_TLS12);
+		case PXY_HS_FINISHED:
+			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
+			x->post_auth = 0;
+			return pxy_hs_parse_finished13(m->body, pxy_prf_hash_len(t->suite->prf), &(const uint8_t *){ 0 });
+		default:
+			return PXY_E_UNEXPECTED_MSG;
+		}
+	}
+	if (d == PXY_C2S && x->phase == P13_EARLY) {
+		/* RFC 8446 §4.5: the end of 0-RTT data; the handshake keys follow */
+		PXY_GUARD(m->type == PXY_HS_END_OF_EARLY_DATA, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(pxy_hs_parse_empty(m->body));
+		PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		t13_phase(t, d, P13_HS);
+		return PXY_OK;
+	}
+	if (d == PXY_S2C) {
+		switch (x->step) {
+		case S13_EE: {
+			uint8_t early;
+
+			PXY_GUARD(m->type == PXY_HS_ENCRYPTED_EXTENSIONS, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(pxy_hs_parse_encrypted_extensions(m->body, &early));
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			if (t->info.early_data == 1) {
+				/* RFC 8446 §4.2.10: the client's 0-RTT records are under the early secret if the
+				 * server took them; if not, the server skips what it cannot open, and so do we */
+				t->info.early_data = early ? 2 : 3;
+				t13_phase(t, PXY_C2S, early ? P13_EARLY : P13_HS);
+				t->t13[PXY_C2S].skip_early = !early;
+			}
+			x->step = t->sh.psk ? S13_FIN : S13_CERT;
+			return PXY_OK;
+		}
+		case S13_CERT:
+			if (m->type == PXY_HS_CERTIFICATE_REQUEST && !t->cert_request) {
+				PXY_TRY(pxy_hs_parse_certificate_request13(m->body));
+				PXY_TRY(tr_append(t, m->raw, m->raw_len));
+				t->cert_request = 1;
+				return PXY_OK;
+			}
+			PXY_GUARD(m->type == PXY_HS_CERTIFICATE, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(pxy_hs_parse_certificate13(m->body, &cert));
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			x->step = S13_CV;
+			judge13(t, &cert);
+			return PXY_OK;
+		case S13_CV:
+			PXY_GUARD(m->type == PXY_HS_CERTIFICATE_VERIFY, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(pxy_hs_parse_certificate_verify(m->body, PXY_TLS12));
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			x->step = S13_FIN;
+			return PXY_OK;
+		case S13_FIN:
+			PXY_GUARD(m->type == PXY_HS_FINISHED, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(t13_verify_finished(t, d, m->body, &ok));
+			if (!ok) {
+				t->cnt->finished_mismatch++;
+				stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+				return PXY_OK;
+			}
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			x->step = S13_DONE;
+			t->info.fin_ok[d] = 1;
+			t->dir[d].fin_seen = 1;
+			t->cnt->keys_verified++;
+			t13_phase(t, d, P13_AP);
+			t13_keylog(t);
+			/* the keys are proven and the certificate is the configured one (or a resumption of a
+			 * session with it): the held flight goes on */
+			t->pass_open = 0;
+			set_verdict(t, PXY_V_ALLOW);
+			return PXY_OK;
+		default:
+			return PXY_E_UNEXPECTED_MSG;
+		}
+	}
+	switch (x->step) {
+	case C13_START:
+		if (m->type == PXY_HS_CERTIFICATE) {
+			PXY_GUARD(t->cert_request, PXY_E_UNEXPECTED_MSG);
+			PXY_TRY(pxy_hs_parse_certificate13(m->body, &cert));
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+			t->info.client_cert = cert.count > 0;
+			if (cert.leaf)
+				pxy_cert_describe(cert.leaf, cert.leaf_len, &t->info.client);
+			x->step = cert.count ? C13_CV : C13_FIN;
+			return PXY_OK;
+		}
+		/* no certificate asked for: the Finished */
+		__attribute__((fallthrough));
+	case C13_FIN:
+		PXY_GUARD(m->type == PXY_HS_FINISHED && (x->step == C13_FIN || !t->cert_request), PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(t13_verify_finished(t, d, m->body, &ok));
+		if (!ok) {
+			t->cnt->finished_mismatch++;
+			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			return PXY_OK;
+		}
+		x->step = C13_DONE;
+		t->info.fin_ok[d] = 1;
+		t->dir[d].fin_seen = 1;
+		t13_phase(t, d, P13_AP);
+		free_transcript(t); /* the handshake is over */
+		return PXY_OK;
+	case C13_CV:
+		PXY_GUARD(m->type == PXY_HS_CERTIFICATE_VERIFY, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(pxy_hs_parse_certificate_verify(m->body, PXY_TLS12));
+		PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		x->step = C13_FIN;
+		return PXY_OK;
+	default:
+		return PXY_E_UNEXPECTED_MSG;
+	}
+}
+
+/* Open one record of direction d under its keys now, and apply what it carries. */
+static void t13_open(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct t13_dir *x = &t->t13[d];
+	struct pxy_rec_job *rj = &j->job.u.rec;
+	struct pxy_hs_msg m;
+	const uint8_t *pt;
+	int r;
+
+	if (!td->stream && !(td->stream = pxy_cpu_ctx_new())) {
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return;
+	}
+	rj->keys = &x->keys;
+	rj->seq = td->seq;
+	if (pxy_cpu_record_open(td->stream, rj) < 0) {
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	if (!rj->ok) {
+		if (x->skip_early) {
+			/* 0-RTT data the server refused: it skips it unread, as we do */
+			t->cnt->early_records++;
+			return;
+		}
+		if (!t->info.fin_ok[d]) {
+			t->cnt->finished_mismatch++;
+			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		} else {
+			t->cnt->record_auth_fail++;
+			stop_decrypt(t, PXY_R_RECORD_AUTH);
+		}
+		return;
+	}
+	td->seq++;
+	x->skip_early = 0;
+	t->cnt->records_decrypted++;
+	t->cnt->records_by_bulk[x->keys.bulk][0]++;
+	if (x->phase == P13_EARLY)
+		t->cnt->early_records++;
+	pt = rj->rec + rj->pt_off;
+	switch (rj->rec[0]) {
+	case PXY_CT_HANDSHAKE:
+		/* RFC 8446 §5.1: no empty handshake fragments; a key change only at a record's end */
+		if (rj->pt_len == 0 || (r = pxy_hs_feed(&td->hs, pt, rj->pt_len)) < 0) {
+			tap_fail(t, d, rj->pt_len == 0 ? PXY_E_EMPTY_RECORD : r);
+			return;
+		}
+		while (t->inspect && t->decrypting && (r = pxy_hs_peek(&td->hs, &m)) != 0) {
+			uint8_t phase = x->phase;
+			uint32_t ku = t->info.key_updates[d];
+
+			if (r > 0)
+				r = on_hs13(t, d, &m);
+			if (r < 0) {
+				tap_fail(t, d, r);
+				return;
+			}
+			pxy_hs_pop(&td->hs);
+			if ((x->phase != phase || t->info.key_updates[d] != ku) && !pxy_hs_empty(&td->hs)) {
+				tap_fail(t, d, PXY_E_UNEXPECTED_MSG); /* RFC 8446 §5.1: keys change at a record boundary */
+				return;
+			}
+		}
+		break;
+	case PXY_CT_APPLICATION_DATA:
+		/* early data, or application data; never inside the handshake's own keys */
+		if (x->phase == P13_HS) {
+			tap_fail(t, d, PXY_E_UNEXPECTED_MSG);
+			return;
+		}
+		t->info.decrypted[d] += rj->pt_len;
+		t->cnt->plaintext_bytes += rj->pt_len;
+		if (rj->pt_len && t->hooks.plaintext)
+			t->hooks.plaintext(t->hooks.ctx, d, pt, rj->pt_len);
+		break;
+	case PXY_CT_ALERT:
+		on_alert(t, d, pxy_cur_make(pt, rj->pt_len));
+		break;
+	default:
+		/* no content type at all (only padding), or one TLS 1.3 does not carry */
+		tap_fail(t, d, PXY_E_UNEXPECTED_MSG);
+		break;
+	}
+}
+
+/* Open what waits in direction d, in order, as far as its keys go. */
+static void t13_pump(struct pxy_tap *t, enum pxy_dir d)
+{
+	struct tap_dir *td = &t->dir[d];
+
+	while (td->wait_head && t->decrypting && t->tls13) {
+		struct tap_job *j = td->wait_head;
+
+		/* the client's handshake records are hashed after the server's whole flight */
+		if (d == PXY_C2S && t->t13[PXY_C2S].phase != P13_AP && t->t13[PXY_S2C].step != S13_DONE)
+			return;
+		if (!t13_load(t, d))
+			return;
+		td->wait_head = j->next;
+		if (!td->wait_head)
+			td->wait_tail = NULL;
+		td->queued_bytes -= j->cost;
+		t->cnt->pending_bytes -= j->cost;
+		t13_open(t, d, j);
+		free_job(j);
+	}
+}
+
+/* A TLS 1.3 ciphertext record (or 0-RTT data before the ServerHello): queued, then opened in order. */
+static void t13_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct tap_job *j;
+
+	if (!t->decrypting || !r->buf) {
+		pxy_recbuf_put(r->buf);
+		return;
+	}
+	if (!room_for(t, td, r->buf_len)) {
+		t->info.dropped[d]++;
+		t->cnt->records_dropped++;
+		pxy_recbuf_put(r->buf);
+		/* one record missing and the rest cannot be followed (the handshake, the sequence) */
+		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	j = job_new(t, PXY_JOB_RECORD_OPEN);
+	if (!j) {
+		pxy_recbuf_put(r->buf);
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return;
+	}
+	j->job.u.rec.rec = r->buf;
+	j->job.u.rec.rec_len = r->buf_len;
+	j->job.u.rec.rec_cap = r->buf_len;
+	j->dir = (uint8_t)d;
+	j->cost = r->buf_len;
+	td->queued_bytes += j->cost;
+	t->cnt->pending_bytes += j->cost;
+	if (td->wait_tail)
+		td->wait_tail->next = j;
+	else
+		td->wait_head = j;
+	td->wait_tail = j;
+	t13_pump(t, d);
+	/* the server's Finished may let the client's records go */
+	if (d == PXY_S2C)
+		t13_pump(t, PXY_C2S);
+}
+
+/* The secrets may have come (a record arrived, the loop's tick): what waits goes on; past --key-wait the
+ * session is not decrypted (or, with --require-keys, refused). */
+static void t13_retry(struct pxy_tap *t, int last)
+{
+	if (!t->tls13 || !t->decrypting || !t->keys_pending)
+		return;
+	t13_pump(t, PXY_S2C);
+	t13_pump(t, PXY_C2S);
+	if (t->keys_pending && t->decrypting &&
+	    (last || pxy_now_ns() - t->keys_since >
+			     (uint64_t)(t->cfg.key_wait_ms ? t->cfg.key_wait_ms : 5000) * 1000000ull)) {
+		t->keys_pending = 0;
+		t->cnt->keys_missing++;
+		stop_inspect(t, PXY_R_KEYS_MISSING);
+	}
+}
+
+/* A record of a TLS 1.3 session after its ServerHello. */
+static void on_record13(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
+{
+	struct pxy_cur body = pxy_cur_make(r->buf ? r->buf + PXY_TLS_HDR_LEN : NULL, r->h.len);
+	uint8_t v;
+	int e = PXY_OK;
+
+	switch (r->h.type) {
+	case PXY_CT_APPLICATION_DATA:
+		/* RFC 8446 §5.2: at most 2^14 + 256 bytes of ciphertext */
+		if (r->h.len > PXY_TLS_MAX_PLAINTEXT + 256) {
+			e = PXY_E_RECORD_OVERFLOW;
+			break;
+		}
+		t->t13_enc[d] = 1;
+		t13_record(t, d, r);
+		return;
+	case PXY_CT_CHANGE_CIPHER_SPEC:
+		/* RFC 8446 §5 and D.4: a middlebox-compatibility ChangeCipherSpec, ignored */
+		if (pxy_cur_u8(&body, &v) < 0 || v != 1 || body.left)
+			e = PXY_E_DECODE;
+		break;
+	case PXY_CT_ALERT:
+		/* in the clear only before that side has keys (a client refusing the ServerHello) */
+		if (r->h.len > PXY_TLS_MAX_PLAINTEXT)
+			e = PXY_E_RECORD_OVERFLOW;
+		else
+			on_alert(t, d, body);
+		break;
+	default:
+		e = PXY_E_UNEXPECTED_MSG;
+		break;
+	}
+	pxy_recbuf_put(r->buf);
+	if (e < 0)
+		tap_fail(t, d, e);
+}
+
+/*
+ * The ServerHello chose TLS 1.3 and secrets are forwarded: follow it. The
+ * suite must be one this process opens; the verdict waits for the encrypted
+ * Certificate, unless the server's handshake secret is not there yet and
+ * --require-keys is off (forwarding never waits).
+ */
+static void start13(struct pxy_tap *t)
+{
+	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
+
+	t->pass_open = 0; /* after a HelloRetryRequest the hold is in force again */
+	if (!s || s->kx != PXY_KX_TLS13 || s->bulk == PXY_BULK_NONE || !pxy_bulk_available(s->bulk, NULL)) {
+		if (s && s->bulk != PXY_BULK_NONE && !pxy_bulk_available(s->bulk, NULL))
+			t->info.missing = pxy_bulk_desc(s->bulk)->name;
+		set_reason(t, PXY_R_UNSUPPORTED_SUITE);
+		if (t->cfg.passthrough & (1u << PXY_R_UNSUPPORTED_SUITE)) {
+			t->info.passthrough = 1;
+			set_verdict(t, PXY_V_ALLOW);
+		} else {
+			set_verdict(t, PXY_V_REJECT);
+		}
+		stop_inspect(t, PXY_R_UNSUPPORTED_SUITE);
+		return;
+	}
+	t->tls13 = 1;
+	t->suite = s;
+	t->decrypting = 1;
+	t->cnt->tls13_sessions++;
+	t->info.resumed = t->sh.psk; /* a PSK from an earlier session's ticket: no certificate this time */
+	t13_phase(t, PXY_S2C, P13_HS);
+	/* the client's records: 0-RTT data first when it offered some (the server's EncryptedExtensions say
+	 * whether it took it), else its handshake keys */
+	if (t->info.early_data == 1)
+		t13_phase(t, PXY_C2S, P13_NONE);
+	else
+		t13_phase(t, PXY_C2S, P13_HS);
+	t->keys_pending = 0;
+	t->keys_since = pxy_now_ns();
+	if (!t13_load(t, PXY_S2C) && t->decrypting && !t->cfg.require_keys)
+		set_verdict(t, PXY_V_ALLOW);
+}
+
+/*
+ * A HelloRetryRequest: it goes on to the client (which must answer it), the
+ * verdict still waits. RFC 8446 §4.4.1: the transcript restarts from the
+ * first ClientHello's hash.
+ */
+static int hrr13(struct pxy_tap *t)
+{
+	const struct pxy_suite *s = pxy_suite_find(t->sh.suite);
+	uint8_t hash[PXY_MAX_HASH], *hrr;
+	size_t hl, hrr_len = t->tr_len - t->t13_ch_len;
+	int r;
+
+	if (!s || s->kx != PXY_KX_TLS13 || t->t13_hrr || !t->tr)
+		return PXY_E_UNEXPECTED_MSG; /* one HelloRetryRequest, for a TLS 1.3 suite */
+	PXY_TRY(pxy_transcript_hash(s->prf, t->tr, t->t13_ch_len, hash, &hl));
+	hrr = malloc(hrr_len);
+	if (!hrr)
+		return PXY_E_NOMEM;
+	memcpy(hrr, t->tr + t->t13_ch_len, hrr_len);
+	t->tr_len = 0;
+	r = tr_append(t, (const uint8_t[]){ PXY_HS_MESSAGE_HASH, 0, 0, (uint8_t)hl }, 4);
+	if (r == PXY_OK)
+		r = tr_append(t, hash, hl);
+	if (r == PXY_OK)
+		r = tr_append(t, hrr, hrr_len);
+	free(hrr);
+	t->t13_hrr = 1;
+	t->info.hello_retry = 1;
+	t->pass_open = 1;
+	/* RFC 8446 §4.1.2: no 0-RTT after a HelloRetryRequest; what the client sent is skipped */
+	if (t->info.early_data == 1)
+		t->info.early_data = 3;
+	free_waiting(t, &t->dir[PXY_C2S]);
+	return r;
+}
+
+/* The second ClientHello (after a HelloRetryRequest): the same client, the same random. */
+static int on_client_hello2(struct pxy_tap *t, const struct pxy_hs_msg *m)
+{
+	struct pxy_client_hello ch2;
+
+	PXY_TRY(pxy_hs_parse_client_hello(m->body, &ch2));
+	PXY_GUARD(!memcmp(ch2.random, t->ch.random, 32), PXY_E_ILLEGAL_PARAM);
+	ch2.ticket_data = NULL;
+	ch2.early_data = 0;
+	t->ch = ch2;
+	t->t13_ch2 = 1;
+	return tr_append(t, m->raw, m->raw_len);
+}
+
 static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 {
 	struct tap_dir *td = &t->dir[d];
@@ -1549,8 +2238,29 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 		return;
 	}
 	retry_resume(t, 0);
+	if (t->tls13) {
+		on_record13(t, d, r);
+		return;
+	}
 	if (td->encrypted) {
 		on_encrypted_record(t, d, r);
+		return;
+	}
+	if (t->t13_hrr && r->h.type == PXY_CT_CHANGE_CIPHER_SPEC) {
+		/* RFC 8446 D.4: the compatibility ChangeCipherSpec around a HelloRetryRequest */
+		on_record13(t, d, r);
+		return;
+	}
+	if (d == PXY_C2S && t->have_ch && !t->have_sh && t->ch.offers_tls13 &&
+	    (r->h.type == PXY_CT_CHANGE_CIPHER_SPEC || (r->h.type == PXY_CT_APPLICATION_DATA && t->ch.early_data))) {
+		/* a TLS 1.3 client's compatibility ChangeCipherSpec, and its 0-RTT data, before the server has
+		 * answered: ignored, or (with forwarded secrets) kept until the server says whether it takes it */
+		if (r->h.type == PXY_CT_APPLICATION_DATA && t->cfg.keys && t->inspect) {
+			t->decrypting = 1;
+			t13_record(t, d, r);
+			return;
+		}
+		on_record13(t, d, r);
 		return;
 	}
 	/* RFC 5246 §6.2.1: TLSPlaintext.length <= 2^14, and no empty handshake,
@@ -1585,8 +2295,11 @@ static void on_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 		e = hs_expect(t, d, PXY_HS_CCS);
 		if (e < 0)
 			break;
+		/* --require-keys: the server's encrypted flight starts here; it waits until the keys verify */
+		if (t->hold_keys && d == PXY_S2C && t->info.verdict == PXY_V_PENDING)
+			t->pass_open = 0;
 		/* ChangeCipherSpec right after ServerHello: an abbreviated handshake */
-		if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && !resume(t))
+		if (t->info.verdict == PXY_V_PENDING && d == PXY_S2C && !t->hold_keys && !resume(t))
 			break;
 		td->encrypted = 1;
 		td->seq = 0;
@@ -1783,7 +2496,7 @@ void pxy_tap_hold_overflow(struct pxy_tap *t)
 
 enum pxy_verdict pxy_tap_verdict(const struct pxy_tap *t)
 {
-	return t->info.verdict;
+	return t->info.verdict == PXY_V_PENDING && t->pass_open ? PXY_V_ALLOW : t->info.verdict;
 }
 
 uint16_t pxy_tap_alert_version(const struct pxy_tap *t, enum pxy_dir d)
@@ -1887,6 +2600,7 @@ static void tap_free(struct pxy_tap *t)
 	free(t->v2);
 	pxy_wipe(t->ms, sizeof(t->ms));
 	pxy_wipe(t->keys, sizeof(t->keys));
+	pxy_wipe(t->t13, sizeof(t->t13));
 	pxy_wipe(t->session_hash, sizeof(t->session_hash));
 	free(t);
 }
@@ -1938,7 +2652,10 @@ void pxy_tap_job_done(struct pxy_job *job)
 
 int pxy_tap_handshake_done(const struct pxy_tap *t)
 {
-	return !t->inspect || (t->dir[PXY_C2S].fin_seen && t->dir[PXY_S2C].fin_seen);
+	/* TLS 1.3 whose secrets have not come: both sides sent encrypted records, as far as the
+	 * handshake timeout can tell it is over */
+	return !t->inspect || (t->dir[PXY_C2S].fin_seen && t->dir[PXY_S2C].fin_seen) ||
+	       (t->tls13 && t->info.verdict == PXY_V_ALLOW && t->t13_enc[PXY_C2S] && t->t13_enc[PXY_S2C]);
 }
 
 void pxy_tap_poke(struct pxy_tap *t)
@@ -1953,7 +2670,9 @@ void pxy_tap_poke(struct pxy_tap *t)
 int pxy_tap_finish(struct pxy_tap *t)
 {
 	/* a forwarded secret has one last chance (the key log is read again), then the session is missing it */
-	if (t->keys_pending && t->decrypting && !forwarded_keys(t)) {
+	if (t->tls13)
+		t13_retry(t, 1);
+	else if (t->keys_pending && t->decrypting && !forwarded_keys(t)) {
 		t->keys_pending = 0;
 		t->cnt->keys_missing++;
 		stop_inspect(t, PXY_R_KEYS_MISSING);

@@ -90,6 +90,8 @@ struct pxy_tap_cfg {
 	uint32_t passthrough; /* policy reasons (1u << PXY_R_*) that forward undecrypted instead of rejecting */
 	struct pxy_keystore *keys;  /* secrets servers forward (--key-source): ECDHE and DHE decrypted too */
 	uint32_t key_wait_ms;       /* how long a session waits for its forwarded secret (--key-wait) */
+	uint8_t require_keys;       /* --require-keys: the server's first encrypted flight is held until the
+				     * forwarded keys arrive and verify; else alert 40 and a reset both ways */
 };
 
 /** The policy reasons a connection may be passed through for instead of rejected. */
@@ -108,6 +110,8 @@ struct pxy_tap_hooks {
 	void (*plaintext)(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
 	/* master secret recovered and verified */
 	void (*keylog)(void *ctx, const uint8_t client_random[32], const uint8_t ms[48]);
+	/* TLS 1.3: the session's secrets, verified by the server's Finished, as RFC 9850 lines */
+	void (*keylog13)(void *ctx, const char *lines, size_t len);
 	/* after pxy_tap_finish(): every job has come back; the tap is freed when this returns */
 	void (*done)(void *ctx);
 };
@@ -138,8 +142,13 @@ struct pxy_tap_info {
 	uint8_t alert[2][2];    /* last alert (level, description) seen per direction, if any */
 	uint8_t has_alert[2];
 	const char *missing; /* unsupported-suite: the bulk cipher this process lacks (its name), or NULL */
-	uint8_t keys_forwarded;  /* the master secret came from the key source (ECDHE, DHE) */
-	uint64_t key_wait_us;    /* from ClientKeyExchange to the forwarded secret being there */
+	uint8_t keys_forwarded;  /* the master secret came from the key source (ECDHE, DHE), or the TLS 1.3
+				  * traffic secrets did */
+	uint64_t key_wait_us;    /* from ClientKeyExchange (TLS 1.3: ServerHello) to the forwarded secret
+				  * being there */
+	uint8_t early_data;      /* TLS 1.3 0-RTT: 1 offered, 2 taken by the server (decrypted), 3 refused */
+	uint8_t hello_retry;     /* TLS 1.3: the server sent a HelloRetryRequest */
+	uint32_t key_updates[2]; /* TLS 1.3 KeyUpdate messages followed, per direction */
 };
 
 struct pxy_tap;
@@ -205,6 +214,9 @@ struct pxy_tap_counters {
 	uint64_t renegotiations;           /* renegotiations followed (begun) */
 	uint64_t sslv2_hellos;             /* ClientHellos in the SSLv2-compatible form taken */
 	uint64_t keys_missing;             /* forwarded secrets that did not come within --key-wait */
+	uint64_t tls13_sessions;           /* TLS 1.3 sessions followed with forwarded secrets */
+	uint64_t key_updates;              /* TLS 1.3 KeyUpdate messages followed */
+	uint64_t early_records;            /* TLS 1.3 0-RTT records: decrypted, or skipped as the server did */
 	uint64_t records_by_bulk[PXY_BULK__COUNT][2]; /* records opened, by cipher: [0] software, [1] a device's kernel */
 	uint64_t records_decrypted, records_dropped, plaintext_bytes;
 	uint64_t protocol_errors;

@@ -82,6 +82,7 @@ enum pxy_bulk {
 	PXY_BULK_3DES_EDE_CBC = 18,
 	PXY_BULK_RC4_128 = 19,
 	PXY_BULK_NULL = 20, /**< no encryption: the MAC only */
+	PXY_BULK_CHACHA20_POLY1305 = 21, /**< RFC 7905 (TLS 1.2), RFC 8446 (TLS 1.3) */
 	PXY_BULK__COUNT
 };
 
@@ -112,9 +113,11 @@ struct pxy_traffic_keys {
 	uint8_t key_len;     /**< 16, 24 (3DES) or 32; 0 for NULL */
 	uint8_t mac_key_len; /**< 0 (AEAD), 16, 20, 32 or 48 */
 	uint8_t mac_len;     /**< bytes of MAC or AEAD tag on the wire */
-	uint8_t iv_len;      /**< 4 (AEAD salt), the block (TLS 1.0 CBC), 0 (CBC with explicit IV, stream, NULL) */
+	uint8_t iv_len;      /**< 4 (AEAD salt), 12 (a nonce XORed with the sequence number: ChaCha20-Poly1305,
+			      * TLS 1.3), the block (TLS 1.0 CBC), 0 (CBC with explicit IV, stream, NULL) */
 	uint8_t pad_;
-	uint16_t version; /**< negotiated version, 0x0301..0x0303 */
+	uint16_t version; /**< negotiated version, 0x0301..0x0304 (TLS 1.3: nonce and AAD of RFC 8446 §5.2-5.3,
+			   * the inner content type and padding after the plaintext) */
 	uint8_t key[32];
 	uint8_t mac_key[48];
 	uint8_t iv[16];

@@ -383,6 +383,33 @@ ossl_server() {
 	SRV_PORT=$(listen_port_of "$SRV_PID") || fail "$tag: s_server did not listen"
 }
 
+# start_relay TOFILE PORTFILE: a TCP relay whose listening port goes into PORTFILE and whose target
+# port is read from TOFILE at each connection (one proxy, a backend per case)
+start_relay() {
+	cat >"$T/relay.py" <<'PYEOF'
+import socket, sys, threading
+to_file, port_file = sys.argv[1], sys.argv[2]
+ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(64)
+open(port_file + '.tmp', 'w').write(str(ls.getsockname()[1])); __import__('os').rename(port_file + '.tmp', port_file)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+while True:
+    c, _ = ls.accept()
+    s = socket.create_connection(('127.0.0.1', int(open(to_file).read())))
+    threading.Thread(target=pipe, args=(c, s), daemon=True).start()
+    threading.Thread(target=pipe, args=(s, c), daemon=True).start()
+PYEOF
+	bg relay "$PY" "$T/relay.py" "$1" "$2"
+	wait_for 10 test -s "$2" || fail "the relay did not start"
+}
+
 # ossl_client TAG CFILE SFILE PORT [s_client args...]: sets CLI_PID; OSSL_CONF, when set,
 # becomes the client's OPENSSL_CONF
 ossl_client() {

@@ -42,28 +42,7 @@ ossl_case() {
 RELAY_TO="$T/relay.to"
 echo 0 >"$RELAY_TO"
 set_backend() { echo "$1" >"$RELAY_TO"; }
-cat >"$T/relay.py" <<'PYEOF'
-import socket, sys, threading
-to_file, port_file = sys.argv[1], sys.argv[2]
-ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(64)
-open(port_file + '.tmp', 'w').write(str(ls.getsockname()[1])); __import__('os').rename(port_file + '.tmp', port_file)
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d: break
-            b.sendall(d)
-        b.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-while True:
-    c, _ = ls.accept()
-    s = socket.create_connection(('127.0.0.1', int(open(to_file).read())))
-    threading.Thread(target=pipe, args=(c, s), daemon=True).start()
-    threading.Thread(target=pipe, args=(s, c), daemon=True).start()
-PYEOF
-bg relay "$PY" "$T/relay.py" "$RELAY_TO" "$T/relay.port"
-wait_for 10 test -s "$T/relay.port" || fail "the relay did not start"
+start_relay "$RELAY_TO" "$T/relay.port"
 KEYLOG="$T/keys.log"
 start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
 	--key-source "file:$KEYLOG" --key-wait 1500

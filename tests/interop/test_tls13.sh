@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# TLS 1.3 sessions decrypted with the traffic secrets their servers forward
+# (--key-source file:PATH, RFC 9850 key log):
+#  - openssl s_server -keylogfile with every TLS 1.3 suite (AES-128/256-GCM,
+#    ChaCha20-Poly1305, AES-128-CCM, AES-128-CCM-8), driven by s_client: each
+#    side's bytes exact in the sinks, conn line keys=forwarded, the server's
+#    certificate judged inside the encrypted handshake;
+#  - a HelloRetryRequest (the client's key share is one the server does not take);
+#  - KeyUpdate both ways, requested and not (s_client/s_server "k"/"K" commands
+#    through peers.py lines-client is not needed: OpenSSL updates on demand);
+#  - a client certificate (s_server -Verify), checked in the conn line;
+#  - a resumption by PSK (s_client -sess_out / -sess_in), and 0-RTT early data
+#    (s_server -early_data, s_client -early_data), decrypted with
+#    CLIENT_EARLY_TRAFFIC_SECRET;
+#  - gnutls-serv with SSLKEYLOGFILE, gnutls-cli; curl against nginx whose
+#    OpenSSL logs keys through SSLKEYLOGFILE is not available (nginx has no key
+#    log): curl against s_server -www instead;
+#  - TLS 1.2 ECDHE-RSA with ChaCha20-Poly1305;
+#  - a certificate that is not the configured one: refused (alert 40 to both);
+#  - a server that forwards nothing: forwarded untouched, keys-missing;
+#    with --require-keys: refused, both sides get alert 40;
+#  - the key log the proxy writes holds the TLS 1.3 secrets (tshark, when
+#    installed, decrypts the capture with them).
+. "$(dirname "$0")/lib.sh"
+
+need_tool gnutls-serv gnutls-cli curl
+gen_cert srv srv.test
+gen_cert other other.test
+PT="$T/plaintext"
+N=20000
+
+# t13_case TAG [s_server args] -- [s_client args]: one exact session through PX_PORT to a fresh
+# s_server that logs its keys; checks the sinks and the conn line, and leaves it in CONN
+t13_case() {
+	local tag=$1 sargs=() cargs=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do sargs+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	cargs=("$@")
+	head -c $N /dev/urandom >"$T/$tag.c2s"
+	head -c $N /dev/urandom >"$T/$tag.s2c"
+	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 \
+		-keylogfile "$KEYLOG" "${sargs[@]}"
+	set_backend "$SRV_PORT"
+	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -tls1_3 "${cargs[@]}"
+	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
+	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
+	CONN=$(conn_by_sni "$PX_LOG" "$tag")
+	expect_fields "$CONN" verdict=decrypted reason=- version=TLS1.3 keys=forwarded decrypted_c2s=$N decrypted_s2c=$N
+	CONN_ID=$(field "$CONN" id)
+	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
+	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
+	say "$tag: $(field "$CONN" suite) decrypted with the forwarded secrets (waited $(field "$CONN" key_wait_ms) ms)"
+}
+
+RELAY_TO="$T/relay.to"
+echo 0 >"$RELAY_TO"
+set_backend() { echo "$1" >"$RELAY_TO"; }
+start_relay "$RELAY_TO" "$T/relay.port"
+KEYLOG="$T/keys.log"
+start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+	--key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log"
+
+t13_case aes128 -ciphersuites TLS_AES_128_GCM_SHA256 --
+t13_case aes256 -ciphersuites TLS_AES_256_GCM_SHA384 --
+t13_case chacha -ciphersuites TLS_CHACHA20_POLY1305_SHA256 --
+t13_case ccm -ciphersuites TLS_AES_128_CCM_SHA256 -- -ciphersuites TLS_AES_128_CCM_SHA256
+t13_case ccm8 -ciphersuites TLS_AES_128_CCM_8_SHA256 -- -ciphersuites TLS_AES_128_CCM_8_SHA256
+t13_case hrr -groups P-256 -- -groups X25519:P-256
+expect_fields "$CONN" hello_retry=yes
+t13_case clientcert -Verify 1 -CAfile "$T/other.crt" -- -cert "$T/other.crt" -key "$T/other.key"
+expect_fields "$CONN" client_cert=yes
+
+# KeyUpdate: s_server and s_client read commands from their input ("K": update and ask the peer to,
+# "k": update alone); each command waits until the side reports it (s_server's stdout line-buffered
+# for that), since a command line is taken
+# alone from a read and what came with it is dropped
+lines() { head -c "$2" /dev/urandom | base64 -w 60 | sed "s/^/$1-/"; }
+lines c2s1 1200 >"$T/ku.c2s1"; lines c2s2 1200 >"$T/ku.c2s2"; lines c2s3 1200 >"$T/ku.c2s3"
+lines s2c1 1200 >"$T/ku.s2c1"; lines s2c2 1200 >"$T/ku.s2c2"; lines s2c3 1200 >"$T/ku.s2c3"
+mkfifo "$T/ku-srv.in" "$T/ku-cli.in"
+bg ku-srv bash -c 'in=$1; shift; exec "$@" <"$in"' _ "$T/ku-srv.in" \
+	stdbuf -oL openssl s_server -accept 127.0.0.1:0 -naccept 1 -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 -keylogfile "$KEYLOG"
+exec 7>"$T/ku-srv.in"
+set_backend "$(listen_port_of "$BG_PID")"
+bg ku-cli bash -c 'in=$1; shift; exec 7>&- "$@" <"$in"' _ "$T/ku-cli.in" \
+	openssl s_client -connect "127.0.0.1:$PX_PORT" -servername keyupdate.test -tls1_3
+KU_CLI=$BG_PID
+exec 8>"$T/ku-cli.in"
+got() { [ "$(tr -d '\r' <"$1" | grep -cFxf "$2")" -ge "$(wc -l <"$2")" ]; }
+cat "$T/ku.c2s1" >&8
+wait_for 20 got "$T/ku-srv.out" "$T/ku.c2s1" || fail "keyupdate: the server did not get the client's first lines"
+cat "$T/ku.s2c1" >&7
+wait_for 20 got "$T/ku-cli.out" "$T/ku.s2c1" || fail "keyupdate: the client did not get the server's first lines"
+echo K >&7
+wait_for 20 grep -q "SSL_do_handshake -> 1" "$T/ku-srv.out" || fail "keyupdate: s_server did not report its KeyUpdate"
+cat "$T/ku.s2c2" >&7
+cat "$T/ku.c2s2" >&8
+wait_for 20 got "$T/ku-cli.out" "$T/ku.s2c2" || fail "keyupdate: the client did not get the server's lines after it"
+wait_for 20 got "$T/ku-srv.out" "$T/ku.c2s2" || fail "keyupdate: the server did not get the client's lines after it"
+echo k >&8
+wait_for 20 grep -q "KEYUPDATE" "$T/ku-cli.err" || fail "keyupdate: s_client did not report its KeyUpdate"
+cat "$T/ku.c2s3" >&8
+cat "$T/ku.s2c3" >&7
+wait_for 20 got "$T/ku-srv.out" "$T/ku.c2s3" || fail "keyupdate: the server did not get the client's last lines"
+wait_for 20 got "$T/ku-cli.out" "$T/ku.s2c3" || fail "keyupdate: the client did not get the server's last lines"
+exec 8>&-
+wait_exit "$KU_CLI" 20 || fail "keyupdate: s_client did not exit"
+exec 7>&-
+wait_for 10 has_conn_sni "$PX_LOG" keyupdate.test || fail "keyupdate: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" keyupdate.test)
+expect_fields "$CONN" verdict=decrypted reason=- key_updates_s2c=1 key_updates_c2s=2
+CONN_ID=$(field "$CONN" id)
+for part in 1 2 3; do
+	grep -qFf "$T/ku.c2s$part" "$PT/$CONN_ID.c2s" || fail "keyupdate: the client's part $part is not in the c2s sink"
+	grep -qFf "$T/ku.s2c$part" "$PT/$CONN_ID.s2c" || fail "keyupdate: the server's part $part is not in the s2c sink"
+done
+say "keyupdate: the server's (requested) and the client's KeyUpdates followed, every line decrypted"
+
+# resumption by PSK (the ticket from the first session): no certificate in the second
+bg resume openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 -keylogfile "$KEYLOG"
+set_backend "$(listen_port_of "$BG_PID")"
+printf 'GET /first HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername psk-1.test \
+	-tls1_3 -quiet -sess_out "$T/psk.sess" >"$T/psk-1.page" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/psk-1.page" || fail "psk-1: no page"
+printf 'GET /second HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername psk-2.test \
+	-tls1_3 -quiet -sess_in "$T/psk.sess" >"$T/psk-2.page" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/psk-2.page" || fail "psk-2: no page"
+wait_for 10 has_conn_sni "$PX_LOG" psk-2.test || fail "psk-2: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" psk-2.test)
+expect_fields "$CONN" verdict=decrypted reason=- resumed=yes keys=forwarded
+grep -q "GET /second" "$PT/$(field "$CONN" id).c2s" || fail "psk-2: the request is not in the c2s sink"
+grep -q "HTTP/1.0 200 ok" "$PT/$(field "$CONN" id).s2c" || fail "psk-2: the page is not in the s2c sink"
+say "psk: a TLS 1.3 resumption (no certificate) decrypted"
+
+# 0-RTT: gnutls-cli resumes its first session (--resume) and sends early data in the second;
+# gnutls-serv (SSLKEYLOGFILE) takes it and logs CLIENT_EARLY_TRAFFIC_SECRET
+printf 'GET /early HTTP/1.0\r\n\r\n' >"$T/early.req"
+bg early env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo --earlydata -p 0 --x509certfile "$T/srv.crt" \
+	--x509keyfile "$T/srv.key"
+set_backend "$(listen_port_of "$BG_PID")"
+echo after-early | timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname early.test --resume \
+	--earlydata="$T/early.req" 127.0.0.1 >"$T/early.out" 2>"$T/early.err" || true
+grep -q "This is a resumed session" "$T/early.out" || fail "early: gnutls-cli did not resume"
+wait_for 10 test "$(grep -c 'sni=early.test' "$PX_LOG")" -ge 2 || fail "early: no conn lines"
+CONN=$(grep 'sni=early.test' "$PX_LOG" | grep 'resumed=yes' | tail -n1)
+[ -n "$CONN" ] || fail "early: no resumed conn line"
+expect_fields "$CONN" verdict=decrypted reason=- early_data=accepted
+grep -q "GET /early" "$PT/$(field "$CONN" id).c2s" || fail "early: the 0-RTT request is not in the c2s sink"
+say "early data: the 0-RTT request decrypted with CLIENT_EARLY_TRAFFIC_SECRET"
+say "ok"
