@@ -205,7 +205,7 @@ static const struct opt_def opts[] = {
 	  "forward sessions rejected for these reasons untouched instead: comma-separated tls13, "
 	  "unsupported-version, non-rsa-kx, unsupported-suite, cert-mismatch, or all, or none (default none)",
 	  check_passthrough },
-	{ "keylog", STR(keylog), RELOADS, "FILE", "append NSS key log lines (CLIENT_RANDOM) for Wireshark" },
+	{ "keylog", STR(keylog), RELOADS, "FILE", "append NSS key log lines (RFC 9850: CLIENT_RANDOM, and the TLS 1.3 traffic secrets of sessions decrypted with forwarded keys) for Wireshark" },
 	{ "conn-log", STR(conn_log), RELOADS, "FILE",
 	  "append one JSON object per connection (JSON lines): times, addresses, SNI, version, suite, resumption, "
 	  "certificates, verdict, reason, bytes, engine" },
@@ -734,7 +734,7 @@ void pxy_config_usage(FILE *out)
 		     "options:\n");
 	for (size_t i = 0; i < PXY_ARRAY_LEN(opts); i++) {
 		char left[64];
-		snprintf(left, sizeof(left), "--%s %s", opts[i].name, opts[i].arg);
+		snprintf(left, sizeof(left), opts[i].kind == K_BOOL ? "--%s%s" : "--%s %s", opts[i].name, opts[i].arg);
 		fprintf(out, "  %-28s %s\n", left, opts[i].help);
 	}
 	fprintf(out, "  %-28s %s\n", "--config FILE", "read settings from an INI file ([proxy] section, same names)");

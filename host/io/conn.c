@@ -199,6 +199,7 @@ static void conn_free(struct pxy_loop *l, struct conn *c, int rst)
 	else
 		l->st.closed_fin++;
 	conn_list_remove(&l->starved, c, STARVED);
+	conn_list_remove(&l->due, c, DUE);
 	l->conns[c->slot] = NULL;
 	l->free_slots[l->nfree++] = c->slot;
 	l->st.active--;
@@ -215,6 +216,26 @@ static void start_reset(struct conn *c, const char *why)
 	if (!c->close_kind || !strcmp(c->close_kind, "fin"))
 		c->close_kind = why;
 	c->state = CS_RESETTING;
+}
+
+void out_hook_verdict(void *ctx)
+{
+	struct conn *c = ctx;
+
+	/* only while it is open: a closing connection's tap may still decide as it finishes */
+	if (c->l->conns[c->slot] == c && c->state == CS_OPEN)
+		clist_add(&c->l->due, c, DUE);
+}
+
+void conn_step_due(struct pxy_loop *l)
+{
+	while (l->due) {
+		struct conn *c = l->due;
+
+		conn_list_remove(&l->due, c, DUE);
+		if (c->state == CS_OPEN)
+			conn_step(l, c);
+	}
 }
 
 /* Policy said no: alert handshake_failure to both sides, then reset both. */
@@ -475,7 +496,7 @@ void conn_on_accept(struct pxy_loop *l, int res, unsigned flags)
 	set_nodelay(res);
 	{
 		struct pxy_tap_hooks hooks = { .ctx = c, .plaintext = out_hook_plaintext, .keylog = out_hook_keylog,
-					       .keylog13 = out_hook_keylog13,
+					       .keylog13 = out_hook_keylog13, .verdict = out_hook_verdict,
 					       .done = out_hook_done };
 		c->tap = pxy_tap_new(&l->tap_cfg, &hooks);
 		if (c->tap)

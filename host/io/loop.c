@@ -116,6 +116,8 @@ static void end_turn(struct pxy_loop *l)
 	if (e->flags & PXY_ENGINE_F_SYNC)
 		while (pxy_engine_complete(e))
 			pxy_engine_flush(e);
+	/* verdicts that came from engine results or timers: held flights go, or are refused */
+	conn_step_due(l);
 	/* the plaintext, captures and logs of this turn: a write per idle file */
 	out_flush_writes(l);
 }
@@ -311,18 +313,9 @@ static void on_tick(struct pxy_loop *l)
 	if (l->tap_cfg.keys) {
 		/* what the key log gained; sessions waiting for their secret look again */
 		pxy_keystore_refresh(l->tap_cfg.keys, now);
-		for (unsigned i = 0; i < l->max_conns; i++) {
-			struct conn *c = l->conns[i];
-			enum pxy_verdict v;
-
-			if (!c || c->state != CS_OPEN || !c->tap)
-				continue;
-			v = pxy_tap_verdict(c->tap);
-			pxy_tap_poke(c->tap);
-			/* a flight held for its keys may go now, or be refused (--require-keys) */
-			if (pxy_tap_verdict(c->tap) != v)
-				conn_step(l, c);
-		}
+		for (unsigned i = 0; i < l->max_conns; i++)
+			if (l->conns[i] && l->conns[i]->state == CS_OPEN && l->conns[i]->tap)
+				pxy_tap_poke(l->conns[i]->tap);
 	}
 	for (unsigned i = 0; (hs || idle) && i < l->max_conns; i++) {
 		struct conn *c = l->conns[i];

@@ -156,6 +156,7 @@ struct conn {
 	uint64_t t_end; /* sockets closed; the tap may still be finishing */
 	struct pxy_idset *idset; /* the identities it started under */
 	struct clink awaiting; /* closed, its tap waiting for the shared session store */
+	struct clink due;      /* its verdict came outside a receive (an engine result, a timer): step it */
 	/* captures: the plaintext flow and the TLS flow; TLS packets held until the
 	 * session's secret is known, so that its Decryption Secrets Block comes first */
 	struct pxy_pcap_flow fl_pt, fl_ct;
@@ -167,6 +168,7 @@ struct conn {
 /* the loop's lists of connections, named by the offset of their link (conn.c) */
 #define STARVED offsetof(struct conn, starved)
 #define AWAITING offsetof(struct conn, awaiting)
+#define DUE offsetof(struct conn, due)
 
 /* One /metrics client: its request, then the response being sent. */
 #define METRICS_SLOTS 4
@@ -204,6 +206,7 @@ struct pxy_loop {
 	uint32_t *free_slots;
 	unsigned nfree, max_conns;
 	struct conn *starved;
+	struct conn *due; /* verdicts decided this turn outside a receive (conn_step_due) */
 	unsigned recycled;
 	unsigned bufs_held; /* ring buffers lent out: in queues or being sent */
 	uint8_t stopping, accept_armed, accept_paused;
@@ -256,6 +259,10 @@ struct io_uring_sqe *loop_get_sqe(struct pxy_loop *l);
 /* conn.c */
 void conn_recycle_buf(struct pxy_loop *l, uint32_t bid);
 void conn_list_remove(struct conn **head, struct conn *c, size_t off);
+/** The tap decided (an engine result, a timer): the connection is stepped at the end of the turn. */
+void out_hook_verdict(void *ctx);
+/** Step the connections whose verdict came this turn. */
+void conn_step_due(struct pxy_loop *l);
 void conn_step(struct pxy_loop *l, struct conn *c);
 void conn_reset_fd(int fd);
 void conn_arm_accept(struct pxy_loop *l);
@@ -278,7 +285,7 @@ void out_capture_free(struct capture *cp);
 void out_capture_data(struct pxy_loop *l, struct conn *c, int tls, enum pxy_dir d, const uint8_t *p, size_t n);
 void out_hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
 void out_hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48]);
-void out_hook_keylog13(void *ctx, const char *lines, size_t len);
+void out_hook_keylog13(void *ctx, const char *lines, size_t len, int complete);
 void out_hook_done(void *ctx);
 
 /* metrics_http.c */

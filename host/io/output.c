@@ -550,18 +550,19 @@ void out_hook_plaintext(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n)
 	wfile_write(l, c->pf[d], p, n);
 }
 
-/* Secrets as key log lines: to the key log, and before the session's held packets into the capture. */
-static void keylog_out(struct conn *c, const char *lines, size_t n)
+/* Secrets as key log lines: to the key log, and before the session's held packets into the capture
+ * (which go out once every secret they need is there: `complete`). */
+static void keylog_out(struct conn *c, const char *lines, size_t n, int complete)
 {
 	wfile_write(c->l, c->l->keylog, lines, n);
 	if (c->l->cap_ct && n) {
-		/* the secrets first, then the session's packets held until now */
 		uint8_t dsb[2048];
 		size_t m = pxy_pcap_dsb(dsb, sizeof(dsb), lines, n);
 
 		capture_write(c->l, c->l->cap_ct, dsb, m);
 		pxy_wipe(dsb, sizeof(dsb));
-		capture_release(c->l, c);
+		if (complete)
+			capture_release(c->l, c);
 	}
 }
 
@@ -570,13 +571,13 @@ void out_hook_keylog(void *ctx, const uint8_t cr[32], const uint8_t ms[48])
 	char line[256];
 	size_t n = pxy_keylog_line(line, sizeof(line), cr, ms);
 
-	keylog_out(ctx, line, n);
+	keylog_out(ctx, line, n, 1);
 	pxy_wipe(line, sizeof(line));
 }
 
-void out_hook_keylog13(void *ctx, const char *lines, size_t len)
+void out_hook_keylog13(void *ctx, const char *lines, size_t len, int complete)
 {
-	keylog_out(ctx, lines, len);
+	keylog_out(ctx, lines, len, complete);
 }
 
 /* ---- the connection log ----------------------------------------------------- */

@@ -199,6 +199,7 @@ struct pxy_tap {
 			     * HelloRetryRequest; --require-keys in TLS 1.2 until the server's encrypted flight) */
 	uint8_t hold_keys;  /* --require-keys: the verdict waits for the keys to verify */
 	size_t t13_ch_len;  /* transcript bytes of the first ClientHello */
+	uint16_t t13_logged; /* the secrets (1 << label) written to the key log */
 	struct t13_dir t13[2];
 	uint8_t keys_pending; /* a forwarded secret awaited since keys_since */
 	uint64_t keys_since;
@@ -259,6 +260,8 @@ static void set_verdict(struct pxy_tap *t, enum pxy_verdict v)
 		return;
 	t->info.verdict = v;
 	t->cnt->verdicts[v]++;
+	if (t->hooks.verdict && !t->closed)
+		t->hooks.verdict(t->hooks.ctx);
 }
 
 /*
@@ -1639,6 +1642,8 @@ static const uint8_t t13_labels[2][4] = {
 	[PXY_S2C] = { 0, 0, PXY_KL_SERVER_HS, PXY_KL_SERVER_AP0 },
 };
 
+static void t13_keylog(struct pxy_tap *t, int only_new);
+
 /* Keys for direction d's phase: in place, or from the key store now. 1 when they are. */
 static int t13_load(struct pxy_tap *t, enum pxy_dir d)
 {
@@ -1678,6 +1683,8 @@ static int t13_load(struct pxy_tap *t, enum pxy_dir d)
 		memcpy(x->hs_secret, x->secret, n);
 	x->ready = 1;
 	t->dir[d].seq = 0;
+	if (x->phase == P13_AP)
+		t13_keylog(t, 1); /* a secret the server logged after its Finished */
 	return 1;
 }
 
@@ -1702,25 +1709,36 @@ static size_t t13_line(char *out, size_t cap, enum pxy_key_label label, const ui
 	return k > 0 && (size_t)k < cap ? (size_t)k : 0;
 }
 
-/* The server's Finished verified the secrets: the key log (and the capture's secrets block) gets them. */
-static void t13_keylog(struct pxy_tap *t)
+/*
+ * The server's Finished verified the secrets: the key log (and the capture's
+ * secrets block, which must come before the records it opens) gets every
+ * secret of the session the key source holds by now. One a server logs later
+ * goes out when it is used (t13_load).
+ */
+static void t13_keylog(struct pxy_tap *t, int only_new)
 {
-	static const uint8_t more[] = { PXY_KL_CLIENT_EARLY, PXY_KL_CLIENT_AP0, PXY_KL_SERVER_AP0, PXY_KL_EXPORTER };
+	static const uint8_t labels[] = { PXY_KL_CLIENT_HS, PXY_KL_SERVER_HS,  PXY_KL_CLIENT_EARLY,
+					  PXY_KL_CLIENT_AP0, PXY_KL_SERVER_AP0, PXY_KL_EXPORTER };
 	char lines[8 * 200];
 	uint8_t sec[PXY_MAX_HASH];
 	size_t n = 0, k;
 
-	if (!t->hooks.keylog13)
+	if (!t->hooks.keylog13 || !t->info.fin_ok[PXY_S2C])
 		return;
-	n += t13_line(lines + n, sizeof(lines) - n, PXY_KL_CLIENT_HS, t->ch.random, t->t13[PXY_C2S].hs_secret,
-		      t->t13[PXY_S2C].slen);
-	n += t13_line(lines + n, sizeof(lines) - n, PXY_KL_SERVER_HS, t->ch.random, t->t13[PXY_S2C].hs_secret,
-		      t->t13[PXY_S2C].slen);
-	for (size_t i = 0; i < PXY_ARRAY_LEN(more); i++)
-		if ((k = pxy_keystore_secret(t->cfg.keys, t->ch.random, (enum pxy_key_label)more[i], sec)) != 0)
-			n += t13_line(lines + n, sizeof(lines) - n, (enum pxy_key_label)more[i], t->ch.random, sec, k);
+	if (!only_new)
+		pxy_keystore_refresh(t->cfg.keys, pxy_now_ns());
+	for (size_t i = 0; i < PXY_ARRAY_LEN(labels); i++) {
+		if (t->t13_logged & (1u << labels[i]))
+			continue;
+		if ((k = pxy_keystore_secret(t->cfg.keys, t->ch.random, (enum pxy_key_label)labels[i], sec)) != 0) {
+			n += t13_line(lines + n, sizeof(lines) - n, (enum pxy_key_label)labels[i], t->ch.random, sec, k);
+			t->t13_logged |= (uint16_t)(1u << labels[i]);
+		}
+	}
 	pxy_wipe(sec, sizeof(sec));
-	t->hooks.keylog13(t->hooks.ctx, lines, n);
+	if (n)
+		t->hooks.keylog13(t->hooks.ctx, lines, n,
+				  (t->t13_logged & (1u << PXY_KL_CLIENT_AP0)) && (t->t13_logged & (1u << PXY_KL_SERVER_AP0)));
 	pxy_wipe(lines, sizeof(lines));
 }
 
@@ -1875,7 +1893,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 			t->dir[d].fin_seen = 1;
 			t->cnt->keys_verified++;
 			t13_phase(t, d, P13_AP);
-			t13_keylog(t);
+			t13_keylog(t, 0);
 			/* the keys are proven and the certificate is the configured one (or a resumption of a
 			 * session with it): the held flight goes on */
 			t->pass_open = 0;

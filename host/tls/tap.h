@@ -110,8 +110,13 @@ struct pxy_tap_hooks {
 	void (*plaintext)(void *ctx, enum pxy_dir d, const uint8_t *p, size_t n);
 	/* master secret recovered and verified */
 	void (*keylog)(void *ctx, const uint8_t client_random[32], const uint8_t ms[48]);
-	/* TLS 1.3: the session's secrets, verified by the server's Finished, as RFC 9850 lines */
-	void (*keylog13)(void *ctx, const char *lines, size_t len);
+	/* TLS 1.3: the session's secrets, verified by the server's Finished, as RFC 9850 lines (more may
+	 * follow: a server logs its client's application secret late); complete: both application
+	 * secrets are out, what needs them can go */
+	void (*keylog13)(void *ctx, const char *lines, size_t len, int complete);
+	/* the verdict was decided (it may come from an engine result or pxy_tap_poke, outside any feed):
+	 * the owner lets a held flight go, or refuses, at its next chance; may be NULL */
+	void (*verdict)(void *ctx);
 	/* after pxy_tap_finish(): every job has come back; the tap is freed when this returns */
 	void (*done)(void *ctx);
 };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ECDHE and DHE sessions decrypted with the secrets their servers forward
 # (--key-source file:PATH, an RFC 9850 key log the server writes on this host):
-#  - openssl s_server -keylogfile: ECDHE-RSA with AES-GCM and AES-CBC, DHE-RSA
-#    with AES-CBC and Camellia, TLS 1.2 and TLS 1.0, driven by s_client; each
+#  - openssl s_server -keylogfile: ECDHE-RSA with AES-GCM, AES-CBC and
+#    ChaCha20-Poly1305, DHE-RSA with AES-CBC, Camellia and ChaCha20-Poly1305,
+#    TLS 1.2 and TLS 1.0, driven by s_client; each
 #    side's bytes exact in the sinks, the conn line `keys=forwarded`;
 #  - an ECDHE session resumed by session ID: from the session cache;
 #  - gnutls-serv with SSLKEYLOGFILE, gnutls-cli: ECDHE-RSA AES-256-GCM;
@@ -53,6 +54,8 @@ ossl_case ecdhe-cbc ECDHE-RSA-AES256-SHA -tls1_2
 ossl_case dhe-cbc DHE-RSA-AES128-SHA256 -tls1_2
 ossl_case dhe-camellia DHE-RSA-CAMELLIA256-SHA -tls1_2
 ossl_case ecdhe-tls10 ECDHE-RSA-AES128-SHA -tls1
+ossl_case ecdhe-chacha ECDHE-RSA-CHACHA20-POLY1305 -tls1_2
+ossl_case dhe-chacha DHE-RSA-CHACHA20-POLY1305 -tls1_2
 
 # truncated (a server starting a new log in place), then replaced by another file (rotation)
 : >"$KEYLOG"

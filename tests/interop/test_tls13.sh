@@ -59,7 +59,7 @@ set_backend() { echo "$1" >"$RELAY_TO"; }
 start_relay "$RELAY_TO" "$T/relay.port"
 KEYLOG="$T/keys.log"
 start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
-	--key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log"
+	--key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng"
 
 t13_case aes128 -ciphersuites TLS_AES_128_GCM_SHA256 --
 t13_case aes256 -ciphersuites TLS_AES_256_GCM_SHA384 --
@@ -148,4 +148,95 @@ CONN=$(grep 'sni=early.test' "$PX_LOG" | grep 'resumed=yes' | tail -n1)
 expect_fields "$CONN" verdict=decrypted reason=- early_data=accepted
 grep -q "GET /early" "$PT/$(field "$CONN" id).c2s" || fail "early: the 0-RTT request is not in the c2s sink"
 say "early data: the 0-RTT request decrypted with CLIENT_EARLY_TRAFFIC_SECRET"
+# gnutls-serv and gnutls-cli (SSLKEYLOGFILE), and curl
+head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
+bg gnutls env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
+	--priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM'
+set_backend "$(listen_port_of "$BG_PID")"
+last=$(tail -n1 "$T/g.in")
+{ cat "$T/g.in"; for _ in $(seq 100); do grep -qF -- "$last" "$T/g.out" 2>/dev/null && break; sleep 0.1; done; } |
+	timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname gnutls13.test --priority \
+	'NORMAL:-VERS-ALL:+VERS-TLS1.3' 127.0.0.1 >"$T/g.out" 2>"$T/g.err" || true
+wait_for 10 has_conn_sni "$PX_LOG" gnutls13.test || fail "gnutls: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" gnutls13.test)
+expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite=TLS_AES_128_GCM_SHA256
+check_sink "$PT" "$(field "$CONN" id)" c2s "$T/g.in"
+check_sink "$PT" "$(field "$CONN" id)" s2c "$T/g.in"
+say "gnutls: TLS 1.3 decrypted with the secrets gnutls-serv logged"
+mkdir -p "$T/files"
+head -c 50000 /dev/urandom >"$T/files/blob.bin"
+bg www bash -c 'cd "$1" && exec openssl s_server -accept 127.0.0.1:0 -cert "$2" -key "$3" -WWW -tls1_3 -keylogfile "$4"' \
+	s_server "$T/files" "$T/srv.crt" "$T/srv.key" "$KEYLOG"
+set_backend "$(listen_port_of "$BG_PID")"
+curl -sS -k --max-time 30 --tlsv1.3 --resolve "curl13.test:$PX_PORT:127.0.0.1" "https://curl13.test:$PX_PORT/blob.bin" \
+	-o "$T/curl.out" 2>"$T/curl.err" || fail "curl: $(cat "$T/curl.err")"
+cmp -s "$T/curl.out" "$T/files/blob.bin" || fail "curl: the file differs"
+wait_for 10 has_conn_sni "$PX_LOG" curl13.test || fail "curl: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" curl13.test)
+expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded
+grep -q "GET /blob.bin" "$PT/$(field "$CONN" id).c2s" || fail "curl: the request is not in the c2s sink"
+cmp -s <(tail -c 50000 "$PT/$(field "$CONN" id).s2c") "$T/files/blob.bin" || fail "curl: the file is not at the end of the s2c sink"
+say "curl: TLS 1.3 GET decrypted, the file exact in the sink"
+
+# a certificate that is not the configured one: found inside the encrypted handshake, refused
+bg othercert openssl s_server -accept 127.0.0.1:0 -www -cert "$T/other.crt" -key "$T/other.key" -tls1_3 -keylogfile "$KEYLOG"
+set_backend "$(listen_port_of "$BG_PID")"
+timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername mismatch13.test -tls1_3 </dev/null \
+	>"$T/mismatch.out" 2>&1 || true
+grep -q "alert handshake failure" "$T/mismatch.out" || fail "mismatch: the client did not get alert 40"
+wait_for 10 has_conn_sni "$PX_LOG" mismatch13.test || fail "mismatch: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" mismatch13.test)" verdict=rejected reason=cert-mismatch
+grep -q "subject=/CN=other.test" <(grep "mismatch13.test" "$PX_LOG" | grep -v "conn ") || true
+say "certificate mismatch inside TLS 1.3: refused, alert 40 to the client"
+
+# a server that forwards nothing: forwarded untouched, keys-missing after --key-wait
+bg nokeys openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3
+NOKEYS_PORT=$(listen_port_of "$BG_PID")
+set_backend "$NOKEYS_PORT"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername nokeys13.test \
+	-tls1_3 -quiet >"$T/nokeys.page" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/nokeys.page" || fail "nokeys: the client did not get its page"
+wait_for 10 has_conn_sni "$PX_LOG" nokeys13.test || fail "nokeys: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" nokeys13.test)" verdict=not-decrypted reason=keys-missing
+say "no keys: the session went through untouched, logged keys-missing"
+stop_group "$PX_PID"
+
+# the proxy's own key log and the TLS capture: Wireshark's tshark decrypts the sessions with them
+grep -q "^SERVER_HANDSHAKE_TRAFFIC_SECRET " "$T/proxy-keys.log" || fail "no TLS 1.3 secrets in --keylog"
+grep -q "^CLIENT_TRAFFIC_SECRET_0 " "$T/proxy-keys.log" || fail "no TLS 1.3 application secrets in --keylog"
+n=$(tshark -r "$T/tls13.pcapng" -T fields -e tcp.stream 2>/dev/null | sort -un | wc -l)
+for ((st = 0; st < n; st++)); do tshark -r "$T/tls13.pcapng" -q -z "follow,tls,ascii,$st" 2>/dev/null; done >"$T/follow.txt"
+for want in "GET /first" "GET /second" "GET /early" "GET /blob.bin"; do
+	grep -q "$want" "$T/follow.txt" || fail "tshark did not decrypt '$want' from --pcap-tls"
+done
+say "--keylog has the TLS 1.3 secrets; tshark decrypts --pcap-tls (TLS 1.3, PSK, 0-RTT) unaided"
+
+# --require-keys: without the keys the session is refused; with them it goes on
+start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+	--key-source "file:$KEYLOG" --key-wait 500 --require-keys
+set_backend "$NOKEYS_PORT"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername req-nokeys.test \
+	-tls1_3 >"$T/req-nokeys.out" 2>&1 || true
+grep -q "HTTP/1.0 200 ok" "$T/req-nokeys.out" && fail "require-keys: a session without keys got its page"
+grep -q "alert handshake failure" "$T/req-nokeys.out" || fail "require-keys: the client did not get alert 40"
+wait_for 10 has_conn_sni "$PX_LOG" req-nokeys.test || fail "require-keys: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" req-nokeys.test)" verdict=rejected reason=keys-missing
+t13_case req-keys -ciphersuites TLS_AES_128_GCM_SHA256 --
+bg req12 openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -no_tls1_3 \
+	-cipher ECDHE-RSA-AES128-GCM-SHA256
+set_backend "$(listen_port_of "$BG_PID")"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername req12-nokeys.test \
+	-no_tls1_3 >"$T/req12.out" 2>&1 || true
+grep -q "HTTP/1.0 200 ok" "$T/req12.out" && fail "require-keys: a TLS 1.2 ECDHE session without keys got its page"
+wait_for 10 has_conn_sni "$PX_LOG" req12-nokeys.test || fail "require-keys 1.2: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" req12-nokeys.test)" verdict=rejected reason=keys-missing
+bg req12k openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -no_tls1_3 \
+	-cipher ECDHE-RSA-AES128-GCM-SHA256 -keylogfile "$KEYLOG"
+set_backend "$(listen_port_of "$BG_PID")"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername req12-keys.test \
+	-no_tls1_3 -quiet >"$T/req12k.out" 2>&1 || true
+grep -q "HTTP/1.0 200 ok" "$T/req12k.out" || fail "require-keys: a TLS 1.2 ECDHE session with keys did not get its page"
+wait_for 10 has_conn_sni "$PX_LOG" req12-keys.test || fail "require-keys 1.2 keys: no conn line"
+expect_fields "$(conn_by_sni "$PX_LOG" req12-keys.test)" verdict=decrypted reason=- keys=forwarded
+say "--require-keys: TLS 1.3 and TLS 1.2 ECDHE refused without their keys (alert 40), decrypted with them"
 say "ok"

@@ -7,7 +7,8 @@
 set -euo pipefail
 bin=$1 man=$2
 help_opts=$("$bin" --help | grep -oE '^  --[a-z0-9-]+' | sed 's/^ *//' | sort -u)
-man_opts=$(grep -oE '^\\fB\\-\\-[a-z0-9\\-]+\\fR' "$man" | sed 's/\\fB//; s/\\fR//; s/\\-/-/g' | sort -u)
+# (a switch's optional value shows as NAME[=...]: the bracket ends the name)
+man_opts=$(grep -oE '^\\fB\\-\\-[a-z0-9\\-]+\[?\\fR' "$man" | sed 's/\\fB//; s/\[\?\\fR//; s/\\-/-/g' | sort -u)
 if [ "$help_opts" != "$man_opts" ]; then
 	echo "manpage_test: $man is out of date with --help:"
 	diff <(printf '%s\n' "$help_opts") <(printf '%s\n' "$man_opts") || true
