@@ -48,8 +48,11 @@ ts("Shared session store (Redis)", [("min(proxyssl_session_store_up"+J+")","up")
              ("sum by (result) (rate(proxyssl_session_store_requests_total"+J+R+"))","{{result}}")], "short", 0, 44)
 ts("Errors by class", [("sum by (class) (rate(proxyssl_errors_total"+J+R+"))","{{class}}")], "ops", 12, 44)
 ts("Forwarded keys (--key-source)", [("sum by (event) (rate(proxyssl_forwarded_keys_total"+J+R+"))","{{event}}"),
-             ("sum(proxyssl_forwarded_keys_held"+J+")","held")], "short", 0, 52,
-   desc="secrets from the key log: received, matched to a session, expired unmatched, malformed lines, sessions whose secret went missing")
+             ("sum(proxyssl_forwarded_keys_held"+J+")","held"),
+             ("sum(rate(proxyssl_tls13_sessions_total"+J+R+"))","TLS 1.3 sessions"),
+             ("sum(rate(proxyssl_key_updates_total"+J+R+"))","TLS 1.3 KeyUpdates"),
+             ("sum(rate(proxyssl_early_data_records_total"+J+R+"))","0-RTT records")], "short", 0, 52,
+   desc="secrets from the key log: received, matched to a session, expired unmatched, malformed lines, sessions whose secret went missing; TLS 1.3 sessions followed, KeyUpdates, 0-RTT records")
 for i,p in enumerate(panels): p["id"]=i+1
 dash={"title":"proxyssl","uid":"proxyssl","tags":["proxyssl","tls"],"timezone":"browser","schemaVersion":38,"version":1,
  "refresh":"30s","time":{"from":"now-1h","to":"now"},

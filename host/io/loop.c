@@ -54,6 +54,16 @@ static void dump_stats(struct pxy_loop *l)
 		 l->tc.keys_verified, l->tc.finished_mismatch, l->tc.record_auth_fail, l->tc.rsa_jobs,
 		 l->tc.records_decrypted, l->tc.records_dropped, l->tc.protocol_errors, l->tc.pending_bytes,
 		 l->tc.renegotiations, l->tc.sslv2_hellos);
+	if (l->tap_cfg.keys) {
+		struct pxy_keystore_stats ks;
+
+		pxy_keystore_stats_get(l->tap_cfg.keys, &ks);
+		pxy_info("stats keys lines=%" PRIu64 " client_random=%" PRIu64 " tls13_secrets=%" PRIu64 " malformed=%" PRIu64
+			 " matched=%" PRIu64 " expired=%" PRIu64 " held=%" PRIu64 " reopened=%" PRIu64 " missing=%" PRIu64
+			 " tls13_sessions=%" PRIu64 " key_updates=%" PRIu64 " early_records=%" PRIu64,
+			 ks.lines, ks.stored, ks.tls13, ks.malformed, ks.matched, ks.expired, ks.entries, ks.reopened,
+			 l->tc.keys_missing, l->tc.tls13_sessions, l->tc.key_updates, l->tc.early_records);
+	}
 	if (l->tap_cfg.sessions) {
 		struct pxy_sessions_stats sst, *ss = &sst;
 

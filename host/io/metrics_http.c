@@ -245,8 +245,15 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 		LVAL("proxyssl_forwarded_keys_total", "event", "expired", ks.expired);
 		LVAL("proxyssl_forwarded_keys_total", "event", "malformed", ks.malformed);
 		LVAL("proxyssl_forwarded_keys_total", "event", "missing", v->tc.keys_missing);
-		FAM("proxyssl_forwarded_keys_held", "gauge", "forwarded secrets held now");
+		FAM("proxyssl_forwarded_keys_held", "gauge", "sessions whose forwarded secrets are held now");
 		VAL("proxyssl_forwarded_keys_held", ks.entries);
+		FAM("proxyssl_tls13_sessions_total", "counter", "TLS 1.3 sessions followed with forwarded secrets");
+		VAL("proxyssl_tls13_sessions_total", v->tc.tls13_sessions);
+		FAM("proxyssl_key_updates_total", "counter", "TLS 1.3 KeyUpdate messages followed");
+		VAL("proxyssl_key_updates_total", v->tc.key_updates);
+		FAM("proxyssl_early_data_records_total", "counter",
+		    "TLS 1.3 0-RTT records: decrypted, or skipped as the server skipped them");
+		VAL("proxyssl_early_data_records_total", v->tc.early_records);
 	}
 	FAM("proxyssl_errors_total", "counter", "errors by class");
 	LVAL("proxyssl_errors_total", "class", "protocol", v->tc.protocol_errors);

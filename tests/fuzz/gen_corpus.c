@@ -4,7 +4,8 @@
  * configured with), recorded as tap frames; the client streams for the
  * record reader; the handshake messages for the parsers.
  *
- *   gen_corpus KEYDIR OUTDIR   (creates OUTDIR/{tap,record,hs})
+ *   gen_corpus KEYDIR OUTDIR   (creates OUTDIR/{tap,tap13,record,hs}; tap13: TLS 1.3 and ECDHE
+ *   sessions with the key log lines their server wrote)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,124 @@ static void session(const char *out, const char *name, struct tu_pair_opts *o, i
 	tu_pair_free(&p);
 }
 
+/* ---- TLS 1.3 with the server's secrets (the tap13 target) ---------------------- */
+
+static char g_keylog[8192];
+static size_t g_keylog_len;
+
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+	size_t n = strlen(line);
+
+	(void)ssl;
+	if (g_keylog_len + n + 1 < sizeof(g_keylog)) {
+		memcpy(g_keylog + g_keylog_len, line, n);
+		g_keylog_len += n;
+		g_keylog[g_keylog_len++] = '\n';
+	}
+}
+
+/* OUT/tap13/NAME: [flags|L][L bytes of key log][the frames] */
+static void write_tap13(const struct rec *r, int require_keys, int drop_keys)
+{
+	char dir[1024];
+	size_t kl = drop_keys ? 0 : g_keylog_len;
+	uint8_t *b = malloc(2 + kl + r->len);
+
+	b[0] = (uint8_t)((require_keys ? 0x80 : 0) | (kl >> 8));
+	b[1] = (uint8_t)kl;
+	memcpy(b + 2, g_keylog, kl);
+	memcpy(b + 2 + kl, r->buf, r->len);
+	snprintf(dir, sizeof(dir), "%s/tap13", r->out);
+	write_file(dir, r->name, b, 2 + kl + r->len);
+	free(b);
+}
+
+enum s13 { S13_PLAIN, S13_KEYUPDATE, S13_RESUME };
+
+static void session13(const char *out, const char *name, struct tu_pair_opts *o, enum s13 kind, int require_keys,
+		      int drop_keys)
+{
+	struct tu_pair p, p2;
+	struct rec r = { .out = out, .name = name };
+	uint8_t msg[2500], next[3] = { FUZZ_OP_NEXT_CONN | FUZZ_OP_C2S, 0, 0 };
+
+	g_keylog_len = 0;
+	tu_fill(msg, sizeof(msg), 13);
+	recorded_pair(&p, NULL, o, &r);
+	SSL_CTX_set_keylog_callback(p.sctx, keylog_cb);
+	tu_pair_handshake(&p);
+	tu_pair_send(&p, PXY_C2S, msg, 300);
+	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
+	if (kind == S13_KEYUPDATE) {
+		SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED);
+		tu_pair_send(&p, PXY_C2S, msg, 200);
+		tu_pair_send(&p, PXY_S2C, msg, 200);
+	}
+	if (kind == S13_RESUME) {
+		SSL_SESSION *sess = SSL_get1_session(p.c);
+
+		put(&r, next, sizeof(next));
+		o->resume = sess;
+		recorded_pair(&p2, &p, o, &r);
+		tu_pair_handshake(&p2);
+		tu_pair_send(&p2, PXY_C2S, msg, 100);
+		tu_pair_free(&p2);
+		o->resume = NULL;
+		SSL_SESSION_free(sess);
+	}
+	write_tap13(&r, require_keys, drop_keys);
+	free(r.buf);
+	free(r.c2s);
+	tu_pair_free(&p);
+}
+
+static void corpus13(const char *out, struct tu_ident *srv, struct tu_ident *other, struct tu_ident *cli)
+{
+	static const char *const suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+					      "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+					      "TLS_AES_128_CCM_8_SHA256" };
+	char d[1024];
+
+	snprintf(d, sizeof(d), "%s/tap13", out);
+	mkdir(d, 0755);
+	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+		struct tu_pair_opts o = { .min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION,
+					  .ciphersuites = suites[i], .server = srv };
+
+		session13(out, suites[i], &o, S13_PLAIN, 0, 0);
+	}
+	{
+		struct tu_pair_opts o = { .min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION,
+					  .ciphersuites = "TLS_AES_128_GCM_SHA256", .server = srv };
+
+		session13(out, "tls13-keyupdate", &o, S13_KEYUPDATE, 0, 0);
+		session13(out, "tls13-resume-psk", &o, S13_RESUME, 0, 0);
+		session13(out, "tls13-no-keys", &o, S13_PLAIN, 0, 1);
+		session13(out, "tls13-require-no-keys", &o, S13_PLAIN, 1, 1);
+		session13(out, "tls13-require-keys", &o, S13_PLAIN, 1, 0);
+		o.client_groups = "X25519:P-256";
+		o.server_groups = "P-256";
+		session13(out, "tls13-hello-retry", &o, S13_PLAIN, 0, 0);
+		o.client_groups = o.server_groups = NULL;
+		o.client_auth = 1;
+		o.client_id = cli;
+		session13(out, "tls13-client-auth", &o, S13_PLAIN, 0, 0);
+		o.client_auth = 0;
+		o.server = other;
+		session13(out, "tls13-cert-mismatch", &o, S13_PLAIN, 0, 0);
+	}
+	{
+		/* TLS 1.2 ECDHE with its CLIENT_RANDOM line */
+		struct tu_pair_opts o = { .ciphers = "ECDHE-RSA-CHACHA20-POLY1305", .max_version = TLS1_2_VERSION,
+					  .server = srv };
+
+		session13(out, "tls12-ecdhe-chacha", &o, S13_PLAIN, 0, 0);
+		o.ciphers = "ECDHE-RSA-AES128-SHA256";
+		session13(out, "tls12-ecdhe-require", &o, S13_PLAIN, 1, 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct tu_ident srv, other, cli;
@@ -278,6 +397,7 @@ int main(int argc, char **argv)
 		o.no_tickets = 1;
 		renegotiated_session(argv[2], "renegotiate", &o);
 	}
+	corpus13(argv[2], &srv, &other, &cli);
 	tu_ident_free(&srv);
 	tu_ident_free(&other);
 	tu_ident_free(&cli);

@@ -3,6 +3,12 @@
  * policy, key recovery, Finished, record decryption) on arbitrary
  * interleavings of client and server bytes. The configured identity is the
  * key the seed corpus was recorded with, so mutations reach decryption.
+ *
+ * Built with PXY_FUZZ_KEYLOG (tap13_fuzz.c) the input starts with the
+ * secrets the server forwarded: [u16 big-endian: bit 15 --require-keys,
+ * the rest L][L bytes of key log lines], then the frames. The taps follow
+ * the key store those lines fill (ECDHE, DHE and TLS 1.3 sessions), so
+ * mutations reach the TLS 1.3 record layer and encrypted handshake.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +17,9 @@
 #include "fuzz.h"
 #include "proxyssl/engine.h"
 #include "tls/cert.h"
+#include "tls/keystore.h"
 #include "tls/tap.h"
+#include "util/util.h"
 
 #ifndef PXY_FUZZ_KEYS
 #define PXY_FUZZ_KEYS "tests/fuzz/keys"
@@ -86,6 +94,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!engine)
 		setup();
 	cfg.engine = engine;
+#ifdef PXY_FUZZ_KEYLOG
+	{
+		char err[128], why[160];
+		size_t kl, start;
+
+		if (size < 2)
+			return 0;
+		kl = PXY_MIN(((size_t)(data[0] & 0x7f) << 8 | data[1]), size - 2);
+		cfg.require_keys = data[0] >> 7;
+		cfg.key_wait_ms = 10;
+		cfg.keys = pxy_keystore_new(NULL, 60, 64, err, sizeof(err));
+		if (!cfg.keys)
+			return 0;
+		start = 2;
+		for (size_t j = 2; j <= 2 + kl; j++)
+			if (j == 2 + kl || data[j] == '\n') {
+				(void)pxy_keystore_add_line(cfg.keys, (const char *)data + start, j - start, pxy_now_ns(), why,
+							    sizeof(why));
+				start = j + 1;
+			}
+		data += 2 + kl;
+		size -= 2 + kl;
+	}
+#endif
 	/* one cache per input: inputs stay independent of each other */
 	cfg.sessions = pxy_sessions_new(8, 3600);
 	t = cfg.sessions ? pxy_tap_new(&cfg, &hooks) : NULL;
@@ -124,5 +156,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		drain();
 	}
 	pxy_sessions_free(cfg.sessions);
+#ifdef PXY_FUZZ_KEYLOG
+	pxy_keystore_free(cfg.keys);
+#endif
 	return 0;
 }

@@ -26,7 +26,7 @@ mkdir -p "$T/adir"
 # ---- --help, --version --------------------------------------------------------------
 timeout 10 "$PROXYSSL" --help >"$T/help.out" 2>"$T/help.err" || fail "--help exited $?"
 [ -s "$T/help.out" ] || fail "--help printed nothing on stdout"
-has_opt() { grep -Eq -- "(^|[[:space:],\`])--$2([[:space:]=,\`]|\$)" "$1"; }
+has_opt() { grep -Eq -- "(^|[[:space:],\`])--$2([[:space:]=,\`[]|\$)" "$1"; }
 if [ -f "$README" ]; then
 	readme_opts=$(grep -E '^\| `--[a-z0-9-]+' "$README" | grep -oE '`--[a-z0-9-]+' | tr -d '`' | sed 's/^--//' | sort -u)
 	[ -n "$readme_opts" ] || fail "no options found in the README's table"
