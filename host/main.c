@@ -234,6 +234,17 @@ static struct pxy_idset *idset_load(struct app *a, const struct pxy_config *cfg,
 		free(s);
 		return NULL;
 	}
+	for (int i = 0; i < nids; i++)
+		if (!s->ids[i].rsa && !cfg->key_source) {
+			snprintf(err, n, "%s--key: the key of %s is %s, but RSA key exchange needs an RSA key (a "
+				 "certificate with another key is only for sessions whose servers forward their keys: "
+				 "--key-source)",
+				 pxy_config_where(cfg, "key", w, sizeof(w)), s->ids[i].info.subject, s->ids[i].key_type);
+			for (int j = 0; j < nids; j++)
+				pxy_identity_free(&s->ids[j]);
+			free(s);
+			return NULL;
+		}
 	s->n = (size_t)nids;
 	s->refs = 1;
 	s->owner = a;
@@ -264,6 +275,8 @@ static int idset_keys(struct app *a, struct pxy_idset *s, char *err, size_t n)
 		struct pxy_rsa_priv priv;
 		int r;
 
+		if (!id->rsa)
+			continue; /* no key for the engine: the certificate alone is judged */
 		for (size_t j = 0; a->current && j < a->current->n && id->key_id == UINT32_MAX; j++)
 			if (!memcmp(a->current->ids[j].info.sha256, id->info.sha256, 32) &&
 			    a->current->ids[j].key_id < PXY_K_MAX_KEYS)
@@ -325,7 +338,7 @@ static void key_sizes(const struct pxy_idset *s, char *out, size_t n)
 
 	out[0] = 0;
 	for (size_t i = 0; i < s->n && o < n; i++)
-		o += (size_t)snprintf(out + o, n - o, "%sRSA-%u", i ? "," : "", s->ids[i].bits);
+		o += (size_t)snprintf(out + o, n - o, "%s%s-%u", i ? "," : "", s->ids[i].key_type, s->ids[i].bits);
 }
 
 static void apply_log_level(const struct pxy_config *cfg)
@@ -424,7 +437,7 @@ static int on_reload_locked(void *ctx, struct pxy_loop_cfg *next)
 	struct app *a = ctx;
 	struct pxy_config ncfg;
 	struct pxy_idset *set = NULL;
-	char err[1024] = "", why[512], addr[64], sizes[PXY_MAX_IDENTITIES * 11];
+	char err[1024] = "", why[512], addr[64], sizes[PXY_MAX_IDENTITIES * 20];
 	int kfd = -1, cfd = -1, r;
 
 	if (app_parse(a, &ncfg, err, sizeof(err)) < 0)
@@ -711,7 +724,7 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 	{
 		struct sockaddr_storage bound;
 		socklen_t blen;
-		char laddr[64], sizes[MAX_IDENTITIES * 11];
+		char laddr[64], sizes[MAX_IDENTITIES * 20];
 
 		pxy_loop_listen_addr(a->loop, &bound, &blen);
 		pxy_addr_str((struct sockaddr *)&bound, laddr, sizeof(laddr));

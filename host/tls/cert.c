@@ -259,12 +259,13 @@ int pxy_identity_load(struct pxy_identity *id, const char *cert_path, const char
 		goto out;
 	}
 	ret = PXY_E_CONFIG;
-	if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-		snprintf(err, err_len, "%s: the key is %s, but RSA key exchange needs an RSA key", key_path,
-			 EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "not RSA");
-		goto out;
-	}
-	if (EVP_PKEY_get_bits(pk) < PXY_RSA_MIN_BITS || EVP_PKEY_get_bits(pk) > PXY_RSA_MAX_BYTES * 8) {
+	/* a key that is not RSA (ECDSA, EdDSA) decrypts nothing itself: its certificate is what servers
+	 * whose sessions' secrets are forwarded present (the caller refuses it without a key source) */
+	id->rsa = EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA;
+	snprintf(id->key_type, sizeof(id->key_type), "%s",
+		 id->rsa ? "RSA" : EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "?");
+	if (id->rsa &&
+	    (EVP_PKEY_get_bits(pk) < PXY_RSA_MIN_BITS || EVP_PKEY_get_bits(pk) > PXY_RSA_MAX_BYTES * 8)) {
 		snprintf(err, err_len, "%s: RSA-%d is outside the supported range %d..%d bits", key_path,
 			 EVP_PKEY_get_bits(pk), PXY_RSA_MIN_BITS, PXY_RSA_MAX_BYTES * 8);
 		goto out;

@@ -25,8 +25,11 @@ struct pxy_identity {
 	uint8_t *der;  /* leaf certificate, DER */
 	size_t der_len;
 	struct pxy_cert_info info;
-	uint32_t bits;   /* RSA modulus size */
-	uint32_t key_id; /* engine key-table slot */
+	uint32_t bits;   /* RSA modulus size (other keys: their size) */
+	uint32_t key_id; /* engine key-table slot (UINT32_MAX: none, a key that is not RSA) */
+	uint8_t rsa;     /* an RSA key: RSA key exchange is decrypted with it; another (ECDSA, EdDSA) is
+			  * only the certificate servers with forwarded keys (--key-source) must present */
+	char key_type[16]; /* "RSA", "EC", "ED25519", ... */
 };
 
 #define PXY_MAX_IDENTITIES 64

@@ -836,7 +836,7 @@ static void start_rsa(struct pxy_tap *t, const uint8_t *enc, size_t len)
 	struct tap_job *j;
 	int r;
 
-	if (!t->cfg.engine || !t->id) {
+	if (!t->cfg.engine || !t->id || !t->id->rsa) {
 		stop_decrypt(t, PXY_R_ENGINE);
 		return;
 	}

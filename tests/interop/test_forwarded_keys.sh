@@ -12,11 +12,16 @@
 #    the next line taken;
 #  - a server that forwards nothing: the session goes through untouched and is
 #    logged not-decrypted, keys-missing, after --key-wait;
+#  - ECDHE-ECDSA (GCM, CBC, ChaCha20) with an ECDSA certificate among --cert;
+#    such a certificate without --key-source is refused at start;
 #  - without --key-source an ECDHE session is refused as before (non-rsa-kx).
 . "$(dirname "$0")/lib.sh"
 
 need_tool gnutls-serv gnutls-cli
 gen_cert srv srv.test
+# an ECDSA server certificate: ECDHE-ECDSA sessions are judged by it (its key decrypts nothing)
+openssl ecparam -name prime256v1 -out "$T/p256.param" || fail "cannot make P-256 parameters"
+gen_cert ec ec.test "ec:$T/p256.param"
 PT="$T/plaintext"
 N=20000
 
@@ -25,7 +30,7 @@ ossl_case() {
 	local tag=$1 cipher=$2 vflag=$3
 	head -c $N /dev/urandom >"$T/$tag.c2s"
 	head -c $N /dev/urandom >"$T/$tag.s2c"
-	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" \
+	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" \
 		-cipher "$cipher:@SECLEVEL=0" "$vflag" -keylogfile "$KEYLOG"
 	set_backend "$SRV_PORT"
 	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -cipher "$cipher:@SECLEVEL=0" "$vflag"
@@ -45,8 +50,9 @@ echo 0 >"$RELAY_TO"
 set_backend() { echo "$1" >"$RELAY_TO"; }
 start_relay "$RELAY_TO" "$T/relay.port"
 KEYLOG="$T/keys.log"
-start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
-	--key-source "file:$KEYLOG" --key-wait 1500
+start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
+	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500
+grep -q "RSA-2048,EC-256" "$PX_LOG" || fail "the start line does not name both keys"
 grep -q "key source $KEYLOG: .*(waiting for it)" "$PX_LOG" || fail "no line saying the key log is awaited"
 
 ossl_case ecdhe-gcm ECDHE-RSA-AES128-GCM-SHA256 -tls1_2
@@ -56,6 +62,12 @@ ossl_case dhe-camellia DHE-RSA-CAMELLIA256-SHA -tls1_2
 ossl_case ecdhe-tls10 ECDHE-RSA-AES128-SHA -tls1
 ossl_case ecdhe-chacha ECDHE-RSA-CHACHA20-POLY1305 -tls1_2
 ossl_case dhe-chacha DHE-RSA-CHACHA20-POLY1305 -tls1_2
+# ECDHE-ECDSA: the ECDSA certificate is the one configured (GCM, CBC, ChaCha20-Poly1305)
+OSSL_CERT=ec
+ossl_case ecdsa-gcm ECDHE-ECDSA-AES128-GCM-SHA256 -tls1_2
+ossl_case ecdsa-cbc ECDHE-ECDSA-AES256-SHA384 -tls1_2
+ossl_case ecdsa-chacha ECDHE-ECDSA-CHACHA20-POLY1305 -tls1_2
+OSSL_CERT=srv
 
 # truncated (a server starting a new log in place), then replaced by another file (rotation)
 : >"$KEYLOG"
@@ -105,6 +117,11 @@ grep -q "HTTP/1.0 200 ok" "$T/nokeys.page" || fail "nokeys: the client did not g
 wait_for 10 has_conn_sni "$PX_LOG" nokeys.test || fail "nokeys: no conn line"
 expect_fields "$(conn_by_sni "$PX_LOG" nokeys.test)" verdict=not-decrypted reason=keys-missing
 stop_group "$PX_PID"
+
+# an ECDSA certificate without a key source: refused at start, it would decrypt nothing
+timeout 10 "$PROXYSSL" --listen 127.0.0.1:0 --backend 127.0.0.1:1 --cert "$T/ec.crt" --key "$T/ec.key" >"$T/ec-only.out" 2>&1 &&
+	fail "an ECDSA certificate without --key-source was accepted"
+grep -q "RSA key exchange needs an RSA key" "$T/ec-only.out" || fail "no clear error for an ECDSA key without --key-source: $(cat "$T/ec-only.out")"
 
 # without a key source: refused at ServerHello, as before
 start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key"

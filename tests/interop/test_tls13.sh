@@ -5,6 +5,7 @@
 #    ChaCha20-Poly1305, AES-128-CCM, AES-128-CCM-8), driven by s_client: each
 #    side's bytes exact in the sinks, conn line keys=forwarded, the server's
 #    certificate judged inside the encrypted handshake;
+#  - an ECDSA server certificate (among --cert);
 #  - a HelloRetryRequest (the client's key share is one the server does not take);
 #  - KeyUpdate both ways, requested and not (s_client/s_server "k"/"K" commands
 #    through peers.py lines-client is not needed: OpenSSL updates on demand);
@@ -26,6 +27,8 @@
 need_tool gnutls-serv gnutls-cli curl
 gen_cert srv srv.test
 gen_cert other other.test
+openssl ecparam -name prime256v1 -out "$T/p256.param" || fail "cannot make P-256 parameters"
+gen_cert ec ec.test "ec:$T/p256.param"
 PT="$T/plaintext"
 N=20000
 
@@ -39,7 +42,7 @@ t13_case() {
 	cargs=("$@")
 	head -c $N /dev/urandom >"$T/$tag.c2s"
 	head -c $N /dev/urandom >"$T/$tag.s2c"
-	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 \
+	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" -tls1_3 \
 		-keylogfile "$KEYLOG" "${sargs[@]}"
 	set_backend "$SRV_PORT"
 	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -tls1_3 "${cargs[@]}"
@@ -58,8 +61,8 @@ echo 0 >"$RELAY_TO"
 set_backend() { echo "$1" >"$RELAY_TO"; }
 start_relay "$RELAY_TO" "$T/relay.port"
 KEYLOG="$T/keys.log"
-start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
-	--key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng"
+start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
+	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng"
 
 t13_case aes128 -ciphersuites TLS_AES_128_GCM_SHA256 --
 t13_case aes256 -ciphersuites TLS_AES_256_GCM_SHA384 --
@@ -68,6 +71,7 @@ t13_case ccm -ciphersuites TLS_AES_128_CCM_SHA256 -- -ciphersuites TLS_AES_128_C
 t13_case ccm8 -ciphersuites TLS_AES_128_CCM_8_SHA256 -- -ciphersuites TLS_AES_128_CCM_8_SHA256
 t13_case hrr -groups P-256 -- -groups X25519:P-256
 expect_fields "$CONN" hello_retry=yes
+OSSL_CERT=ec t13_case ecdsa -ciphersuites TLS_AES_128_GCM_SHA256 --
 t13_case clientcert -Verify 1 -CAfile "$T/other.crt" -- -cert "$T/other.crt" -key "$T/other.key"
 expect_fields "$CONN" client_cert=yes
 
