@@ -190,6 +190,15 @@ static const struct opt_def opts[] = {
 	  "rotation included: ECDHE and DHE sessions (TLS 1.0-1.2) and TLS 1.3 sessions are then decrypted with "
 	  "them instead of refused (default: none)",
 	  check_key_source },
+	{ "key-listen", STR(key_listen), RESTART, "ADDR:PORT",
+	  "receive key log lines from remote servers (proxyssl-keyfwd) over TLS with mutual certificate "
+	  "authentication: a forwarder needs a certificate from --key-listen-ca; its lines go to every virtual "
+	  "server's forwarded keys, as --key-source's do (default: none)",
+	  check_listen },
+	{ "key-listen-cert", STR(key_listen_cert), RESTART, "FILE", "the key listener's certificate (chain), PEM" },
+	{ "key-listen-key", STR(key_listen_key), RESTART, "FILE", "the key listener's private key, PEM" },
+	{ "key-listen-ca", STR(key_listen_ca), RESTART, "FILE",
+	  "the CA certificates a forwarder's certificate must chain to, PEM; any other client is refused and logged" },
 	{ "key-wait", U64(key_wait_ms, 10, 600000), RESTART, "MS",
 	  "how long a session's records wait for its forwarded secret; then it is logged not-decrypted, "
 	  "keys-missing (forwarding never waits) (default 5000)" },
@@ -358,7 +367,7 @@ struct ini_ctx {
 /* settings of the whole process, not of one virtual server */
 static int process_wide(const char *name)
 {
-	return !strcmp(name, "log") || !strcmp(name, "log-level");
+	return !strcmp(name, "log") || !strcmp(name, "log-level") || !strncmp(name, "key-listen", 10);
 }
 
 static int vserver_name_ok(const char *s)

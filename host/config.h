@@ -41,6 +41,8 @@ struct pxy_config {
 	uint64_t key_ttl_s;   /* --key-ttl */
 	uint64_t key_max;     /* --key-max */
 	uint64_t require_keys; /* --require-keys */
+	char *key_listen;      /* --key-listen ADDR:PORT (process-wide) */
+	char *key_listen_cert, *key_listen_key, *key_listen_ca;
 	char *log;
 	char *log_level;
 	char *config_file;

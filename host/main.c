@@ -20,6 +20,7 @@
 #include "sink/sinks.h"
 #include "tls/cert.h"
 #include "tls/suites.h"
+#include "io/keylisten.h"
 #include "tls/keystore.h"
 #include "tls/sessions.h"
 #include "util/addr.h"
@@ -235,7 +236,7 @@ static struct pxy_idset *idset_load(struct app *a, const struct pxy_config *cfg,
 		return NULL;
 	}
 	for (int i = 0; i < nids; i++)
-		if (!s->ids[i].rsa && !cfg->key_source) {
+		if (!s->ids[i].rsa && !cfg->key_source && !cfg->key_listen) {
 			snprintf(err, n, "%s--key: the key of %s is %s, but RSA key exchange needs an RSA key (a "
 				 "certificate with another key is only for sessions whose servers forward their keys: "
 				 "--key-source)",
@@ -672,27 +673,30 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 	lc->session_lifetime_s = (unsigned)cfg->session_lifetime_s;
 	lc->redis = a->redis;
 	lc->idset = a->current;
-	if (cfg->key_source) {
+	if (cfg->key_source || cfg->key_listen) {
 		const char *path = NULL;
 
-		/* each loop follows the key log itself: a store is one thread's */
-		if (pxy_key_source_parse(cfg->key_source, &path, err, sizeof(err)) < 0 ||
+		/* each loop follows the key log itself (a store is one thread's); the key listener hands
+		 * its lines to every loop's store */
+		if ((cfg->key_source && pxy_key_source_parse(cfg->key_source, &path, err, sizeof(err)) < 0) ||
 		    !(a->keys = pxy_keystore_new(path, (uint32_t)cfg->key_ttl_s, (uint32_t)cfg->key_max, err,
 						 sizeof(err)))) {
 			pxy_err_log("--key-source: %s", err);
 			return 1;
 		}
 		pxy_keystore_refresh(a->keys, pxy_now_ns());
-		pxy_info("key source %s: ECDHE, DHE and TLS 1.3 sessions decrypted with the secrets it forwards (wait "
-			 "%llu ms%s, kept %llu s, at most %llu)", path, (unsigned long long)cfg->key_wait_ms,
+		pxy_info("key source %s%s%s: ECDHE, DHE and TLS 1.3 sessions decrypted with the secrets servers forward "
+			 "(wait %llu ms%s, kept %llu s, at most %llu)", path ? path : "",
+			 path && cfg->key_listen ? " and " : "", cfg->key_listen ? "the key listener" : "",
+			 (unsigned long long)cfg->key_wait_ms,
 			 cfg->require_keys ? ", required: refused without them" : ", forwarding never waits",
 			 (unsigned long long)cfg->key_ttl_s, (unsigned long long)cfg->key_max);
 	} else if (cfg->require_keys) {
-		pxy_warn("--require-keys has no effect without --key-source");
+		pxy_warn("--require-keys has no effect without --key-source or --key-listen");
 	}
 	lc->tap.keys = a->keys;
 	lc->tap.key_wait_ms = (uint32_t)cfg->key_wait_ms;
-	lc->tap.require_keys = cfg->require_keys && cfg->key_source;
+	lc->tap.require_keys = cfg->require_keys && (cfg->key_source || cfg->key_listen);
 	lc->tap.identity = &a->current->ids[0];
 	lc->tap.identities = a->current->ids;
 	lc->tap.n_identities = a->current->n;
@@ -890,6 +894,7 @@ int main(int argc, char **argv)
 	char err[1024] = "";
 	int napps, status = 1, done_fd = -1;
 	uint64_t total_conns = 0;
+	struct pxy_keylisten *klisten = NULL;
 
 	/* private keys and master secrets never reach a core file */
 	{
@@ -1092,6 +1097,27 @@ int main(int argc, char **argv)
 		}
 		loops[i] = a->loop;
 	}
+	if (base.key_listen) {
+		struct pxy_keystore *stores[MAX_LOOPS];
+
+		for (int i = 0; i < napps; i++)
+			stores[i] = apps[i].keys;
+		if (!base.key_listen_cert || !base.key_listen_key || !base.key_listen_ca) {
+			pxy_err_log("--key-listen needs --key-listen-cert, --key-listen-key and --key-listen-ca (forwarders "
+				    "authenticate with a certificate that CA signed)");
+			status = 2;
+			goto out;
+		}
+		klisten = pxy_keylisten_start(base.key_listen, base.key_listen_cert, base.key_listen_key,
+					      base.key_listen_ca, stores, (size_t)napps, err, sizeof(err));
+		if (!klisten) {
+			pxy_err_log("%s", err);
+			status = 1;
+			goto out;
+		}
+		pxy_info("key listener on %s: forwarders stream key log lines over TLS with a certificate from %s",
+			 pxy_keylisten_addr(klisten), base.key_listen_ca);
+	}
 	if (napps > 1) {
 		char names[MAX_LOOPS * 52] = "";
 		size_t o = 0;
@@ -1107,6 +1133,7 @@ int main(int argc, char **argv)
 		status = pxy_loop_run(apps[0].loop) < 0 ? 1 : 0;
 	}
 out:
+	pxy_keylisten_stop(klisten); /* before the stores it hands lines to */
 	for (int i = 0; i < napps; i++)
 		app_free(&apps[i]);
 	for (int i = 0; i < napps; i++) { /* once no loop uses them */

@@ -57,6 +57,7 @@ static void dump_stats(struct pxy_loop *l)
 	if (l->tap_cfg.keys) {
 		struct pxy_keystore_stats ks;
 
+		pxy_keystore_refresh(l->tap_cfg.keys, pxy_now_ns()); /* what came since: counted now */
 		pxy_keystore_stats_get(l->tap_cfg.keys, &ks);
 		pxy_info("stats keys lines=%" PRIu64 " client_random=%" PRIu64 " tls13_secrets=%" PRIu64 " malformed=%" PRIu64
 			 " matched=%" PRIu64 " expired=%" PRIu64 " held=%" PRIu64 " reopened=%" PRIu64 " missing=%" PRIu64

@@ -1,18 +1,17 @@
 #include "tls/keystore.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "util/ct.h"
+#include "util/follow.h"
 #include "util/log.h"
 #include "util/util.h"
 
-#define LINE_MAX_LEN 1024 /* a key log line is < 300 bytes; longer is malformed */
+#define LINE_MAX_LEN PXY_FOLLOW_LINE_MAX /* a key log line is < 300 bytes; longer is malformed */
+#define INBOX_MAX (4u << 20)             /* bytes of handed-in lines waiting for a refresh */
 #define EMPTY 0u
 #define GONE UINT32_MAX
 #define LOG_MALFORMED 5 /* malformed lines logged one by one, then only counted */
@@ -34,20 +33,15 @@ struct pxy_keystore {
 	uint32_t *index, cap, gone;
 	uint64_t ttl_ns;
 	struct pxy_keystore_stats st;
-	/* the followed file */
+	/* the followed file (path NULL: none) */
 	char *path;
-	int fd;
-	dev_t dev;
-	ino_t ino;
-	off_t off;
-	char part[LINE_MAX_LEN];
-	size_t part_len;
-	/* the bytes just before `off`, as read: if they are no longer there, the file was truncated
-	 * and written again (perhaps past `off`): read it from the start */
-	char sig[64];
-	size_t sig_len;
-	int part_overlong, missing_logged;
+	struct pxy_follow follow;
 	uint64_t malformed_logged;
+	/* lines other threads hand in (the key listener), taken at the next refresh */
+	pthread_mutex_t in_mu;
+	char *inbox;
+	size_t in_len, in_cap;
+	uint64_t in_dropped;
 };
 
 static uint32_t hash_random(const uint8_t r[32])
@@ -124,8 +118,8 @@ struct pxy_keystore *pxy_keystore_new(const char *path, uint32_t ttl_s, uint32_t
 	if (!ks->ring || !ks->index)
 		goto fail;
 	ks->ttl_ns = (uint64_t)ttl_s * 1000000000ull;
-	ks->fd = -1;
-	if (path && !(ks->path = strdup(path)))
+	pthread_mutex_init(&ks->in_mu, NULL);
+	if (path && (pxy_follow_init(&ks->follow, path, "key source") < 0 || !(ks->path = strdup(path))))
 		goto fail;
 	return ks;
 fail:
@@ -143,11 +137,14 @@ void pxy_keystore_free(struct pxy_keystore *ks)
 		free(ks->ring);
 	}
 	free(ks->index);
-	if (ks->fd >= 0)
-		close(ks->fd);
-	pxy_wipe(ks->part, sizeof(ks->part));
-	pxy_wipe(ks->sig, sizeof(ks->sig));
+	if (ks->path)
+		pxy_follow_free(&ks->follow);
 	free(ks->path);
+	if (ks->inbox) {
+		pxy_wipe(ks->inbox, ks->in_cap);
+		free(ks->inbox);
+	}
+	pthread_mutex_destroy(&ks->in_mu);
 	free(ks);
 }
 
@@ -286,126 +283,112 @@ int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32]
 	return pxy_keystore_secret(ks, client_random, PXY_KL_CLIENT_RANDOM, ms) == 48;
 }
 
-static void take_line(struct pxy_keystore *ks, const char *l, size_t n, uint64_t now)
+static void take_line(struct pxy_keystore *ks, const char *from, const char *l, size_t n, int overlong,
+		      uint64_t now)
 {
 	char why[160];
 
-	if (pxy_keystore_add_line(ks, l, n, now, why, sizeof(why)) < 0) {
-		if (ks->malformed_logged < LOG_MALFORMED)
-			pxy_warn("key source %s: a malformed line dropped (%s)%s", ks->path, why,
-				 ks->malformed_logged + 1 == LOG_MALFORMED ? "; more are only counted" : "");
-		ks->malformed_logged++;
+	if (overlong) {
+		ks->st.lines++;
+		ks->st.malformed++;
+		snprintf(why, sizeof(why), "over %d bytes", LINE_MAX_LEN);
+	} else if (pxy_keystore_add_line(ks, l, n, now, why, sizeof(why)) == 0) {
+		return;
 	}
+	if (ks->malformed_logged < LOG_MALFORMED)
+		pxy_warn("%s: a malformed line dropped (%s)%s", from, why,
+			 ks->malformed_logged + 1 == LOG_MALFORMED ? "; more are only counted" : "");
+	ks->malformed_logged++;
 }
 
-/* (re)open the followed file from its start when it is there and not the one open */
-static void follow(struct pxy_keystore *ks)
-{
-	struct stat st;
+struct follow_ctx {
+	struct pxy_keystore *ks;
+	const char *from;
+	uint64_t now;
+};
 
-	if (stat(ks->path, &st) < 0) {
-		if (!ks->missing_logged)
-			pxy_info("key source %s: %s (waiting for it)", ks->path, strerror(errno));
-		ks->missing_logged = 1;
-		return;
+static void on_file_line(void *ctx, const char *line, size_t len, int overlong)
+{
+	struct follow_ctx *c = ctx;
+
+	take_line(c->ks, c->from, line, len, overlong, c->now);
+}
+
+int pxy_keystore_push(struct pxy_keystore *ks, const char *line, size_t len)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&ks->in_mu);
+	if (ks->in_len + len + 1 > INBOX_MAX) {
+		ks->in_dropped++;
+		r = -1;
+	} else {
+		if (ks->in_len + len + 1 > ks->in_cap) {
+			size_t cap = ks->in_cap ? ks->in_cap : 4096;
+			char *nb;
+
+			while (cap < ks->in_len + len + 1)
+				cap *= 2;
+			/* a secret never stays behind in a freed block */
+			nb = malloc(cap);
+			if (!nb) {
+				ks->in_dropped++;
+				pthread_mutex_unlock(&ks->in_mu);
+				return -1;
+			}
+			if (ks->inbox) {
+				memcpy(nb, ks->inbox, ks->in_len);
+				pxy_wipe(ks->inbox, ks->in_cap);
+				free(ks->inbox);
+			}
+			ks->inbox = nb;
+			ks->in_cap = cap;
+		}
+		memcpy(ks->inbox + ks->in_len, line, len);
+		ks->inbox[ks->in_len + len] = '\n';
+		ks->in_len += len + 1;
 	}
-	if (ks->fd >= 0 && st.st_ino == ks->ino && st.st_dev == ks->dev)
-		return;
-	if (ks->fd >= 0) {
-		close(ks->fd);
-		ks->st.reopened++; /* replaced (rotated): the new one from its start */
-	}
-	ks->fd = open(ks->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (ks->fd < 0) {
-		if (!ks->missing_logged)
-			pxy_warn("key source %s: %s", ks->path, strerror(errno));
-		ks->missing_logged = 1;
-		return;
-	}
-	ks->missing_logged = 0;
-	ks->dev = st.st_dev;
-	ks->ino = st.st_ino;
-	ks->off = 0;
-	ks->sig_len = 0;
-	ks->part_len = 0;
-	ks->part_overlong = 0;
+	pthread_mutex_unlock(&ks->in_mu);
+	return r;
 }
 
 void pxy_keystore_refresh(struct pxy_keystore *ks, uint64_t now_ns)
 {
-	char buf[65536];
-	struct stat st;
-
 	if (!ks)
 		return;
 	while (ks->count && ks->ring[ks->head].expires <= now_ns) {
 		ks->st.expired++;
 		pop_oldest(ks);
 	}
-	if (!ks->path)
-		return;
-	follow(ks);
-	if (ks->fd < 0)
-		return;
-	if (ks->off && fstat(ks->fd, &st) == 0) {
-		char now[sizeof(ks->sig)];
+	if (ks->path) {
+		struct follow_ctx c = { ks, ks->path, now_ns };
+		char from[600];
 
-		/* truncated, or truncated and rewritten: what it holds now is new */
-		if (st.st_size < ks->off || pread(ks->fd, now, ks->sig_len, ks->off - (off_t)ks->sig_len) != (ssize_t)ks->sig_len ||
-		    memcmp(now, ks->sig, ks->sig_len)) {
-			ks->off = 0;
-			ks->part_len = 0;
-			ks->part_overlong = 0;
-			ks->st.reopened++;
-		}
+		snprintf(from, sizeof(from), "key source %s", ks->path);
+		c.from = from;
+		pxy_follow_read(&ks->follow, on_file_line, &c);
+		ks->st.reopened = ks->follow.reopened;
 	}
-	for (;;) {
-		ssize_t n = pread(ks->fd, buf, sizeof(buf), ks->off);
+	if (__atomic_load_n(&ks->in_len, __ATOMIC_RELAXED)) {
+		char *in;
+		size_t len, cap;
 
-		if (n <= 0)
-			break;
-		ks->off += n;
-		/* remember the last bytes read (a line's end: not secret on its own, but wiped all the same) */
-		if ((size_t)n >= sizeof(ks->sig)) {
-			memcpy(ks->sig, buf + n - (ssize_t)sizeof(ks->sig), sizeof(ks->sig));
-			ks->sig_len = sizeof(ks->sig);
-		} else {
-			size_t keep = ks->sig_len + (size_t)n > sizeof(ks->sig) ? sizeof(ks->sig) - (size_t)n : ks->sig_len;
-
-			memmove(ks->sig, ks->sig + ks->sig_len - keep, keep);
-			memcpy(ks->sig + keep, buf, (size_t)n);
-			ks->sig_len = keep + (size_t)n;
-		}
-		for (ssize_t i = 0, start = 0; i < n; i++) {
-			if (buf[i] != '\n') {
-				if (i == n - 1) { /* a line still being written: kept for the next read */
-					size_t k = (size_t)(n - start);
-
-					if (ks->part_len + k > sizeof(ks->part))
-						ks->part_overlong = 1;
-					else
-						memcpy(ks->part + ks->part_len, buf + start, k), ks->part_len += k;
-				}
-				continue;
+		pthread_mutex_lock(&ks->in_mu);
+		in = ks->inbox;
+		len = ks->in_len;
+		cap = ks->in_cap;
+		ks->inbox = NULL;
+		ks->in_len = ks->in_cap = 0;
+		ks->st.dropped = ks->in_dropped;
+		pthread_mutex_unlock(&ks->in_mu);
+		for (size_t i = 0, start = 0; i < len; i++)
+			if (in[i] == '\n') {
+				take_line(ks, "key listener", in + start, i - start, 0, now_ns);
+				start = i + 1;
 			}
-			if (ks->part_overlong || ks->part_len + (size_t)(i - start) > sizeof(ks->part)) {
-				ks->st.lines++;
-				ks->st.malformed++;
-				if (ks->malformed_logged++ < LOG_MALFORMED)
-					pxy_warn("key source %s: a malformed line dropped (over %d bytes)", ks->path,
-						 LINE_MAX_LEN);
-			} else if (ks->part_len) {
-				memcpy(ks->part + ks->part_len, buf + start, (size_t)(i - start));
-				take_line(ks, ks->part, ks->part_len + (size_t)(i - start), now_ns);
-			} else {
-				take_line(ks, buf + start, (size_t)(i - start), now_ns);
-			}
-			ks->part_len = 0;
-			ks->part_overlong = 0;
-			start = i + 1;
-		}
+		pxy_wipe(in, cap);
+		free(in);
 	}
-	pxy_wipe(buf, sizeof(buf));
 }
 
 void pxy_keystore_stats_get(const struct pxy_keystore *ks, struct pxy_keystore_stats *out)

@@ -2,7 +2,8 @@
  * Session secrets that servers forward (RFC 9850, the SSLKEYLOGFILE format):
  * `LABEL <client_random hex> <secret hex>` lines, from a key log a server on
  * this host writes (`--key-source file:PATH`, followed across truncation and
- * rotation). A session whose key exchange the proxy cannot undo itself
+ * rotation), or from remote servers through the key listener (--key-listen,
+ * handed in from its thread). A session whose key exchange the proxy cannot undo itself
  * (ECDHE, DHE) is decrypted once its CLIENT_RANDOM line is here.
  *
  * Bounded: at most `max` sessions (each with every secret its lines gave),
@@ -41,6 +42,7 @@ struct pxy_keystore_stats {
 	uint64_t expired;    /* secrets wiped unmatched: their ttl ran out, or the store was full */
 	uint64_t entries;    /* sessions held now */
 	uint64_t reopened;   /* the followed file was truncated or replaced */
+	uint64_t dropped;    /* lines handed in (pxy_keystore_push) and dropped: the inbox was full */
 };
 
 /** A store following `path` (NULL: lines only through pxy_keystore_add_line). NULL on error, with err. */
@@ -53,8 +55,14 @@ void pxy_keystore_free(struct pxy_keystore *ks);
 int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len, uint64_t now_ns, char *why,
 			  size_t why_len);
 
-/** Read what the followed file gained since the last call; drop expired secrets. Malformed lines are
- * logged (the first few, then a count). */
+/**
+ * A line from another thread (the key listener): kept (bounded) until the
+ * store's own thread next refreshes. 0, or -1 when it was dropped (full).
+ */
+int pxy_keystore_push(struct pxy_keystore *ks, const char *line, size_t len);
+
+/** Read what the followed file gained since the last call, and the lines handed in; drop expired
+ * secrets. Malformed lines are logged (the first few, then a count). */
 void pxy_keystore_refresh(struct pxy_keystore *ks, uint64_t now_ns);
 
 /** The secret forwarded under this label for this client random: its length (32 or 48), or 0. */

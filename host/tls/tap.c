@@ -2626,7 +2626,7 @@ static void tap_free(struct pxy_tap *t)
 /* After pxy_tap_finish: once nothing is in flight, report and go. */
 static void maybe_finish(struct pxy_tap *t)
 {
-	if (!t->finishing || t->inflight || t->resume_pending)
+	if (!t->finishing || t->inflight || t->resume_pending || (t->keys_pending && t->decrypting))
 		return;
 	/* records that waited for keys that will never come */
 	free_waiting(t, &t->dir[0]);
@@ -2687,18 +2687,13 @@ void pxy_tap_poke(struct pxy_tap *t)
 
 int pxy_tap_finish(struct pxy_tap *t)
 {
-	/* a forwarded secret has one last chance (the key log is read again), then the session is missing it */
-	if (t->tls13)
-		t13_retry(t, 1);
-	else if (t->keys_pending && t->decrypting && !forwarded_keys(t)) {
-		t->keys_pending = 0;
-		t->cnt->keys_missing++;
-		stop_inspect(t, PXY_R_KEYS_MISSING);
-	}
+	/* forwarded secrets may still come after the connection ends (a remote forwarder's lines trail
+	 * the session): the wait goes on, up to --key-wait from when it began, as pxy_tap_poke lets it */
+	retry_forwarded(t);
 	/* a shared tier may still answer: wait for it as a live connection would */
 	retry_resume(t, !t->cfg.shared_sessions);
 	t->finishing = 1;
-	if (t->resume_pending)
+	if (t->resume_pending || (t->keys_pending && t->decrypting))
 		return 1;
 	maybe_finish(t);
 	return 0;

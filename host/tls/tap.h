@@ -197,8 +197,9 @@ void pxy_tap_job_done(struct pxy_job *job);
  * No more bytes will come (the connection closed): finish the jobs in
  * flight — the last records are still decrypted and the keys still verified
  * — then call hooks.done and free the tap. May call done before returning.
- * Returns 1 when it waits for the shared session tier instead (then done
- * has not been called; the caller pokes it until it goes), else 0.
+ * Returns 1 when it waits for the shared session tier, or for forwarded
+ * secrets still within --key-wait, instead (then done has not been called;
+ * the caller pokes it until it goes), else 0.
  */
 int pxy_tap_finish(struct pxy_tap *t);
 

@@ -5,6 +5,7 @@
  * lines written in pieces, a file truncated in place, a file replaced
  * (rotated), a file that appears only later.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "tls/keystore.h"
+#include "util/util.h"
 
 static void hex(char *out, const uint8_t *b, size_t n)
 {
@@ -189,12 +191,63 @@ static void test_source_option(void **state)
 	assert_non_null(strstr(why, "file:PATH"));
 }
 
+/* lines handed in from another thread (the key listener's) are taken at the next refresh */
+struct pusher {
+	struct pxy_keystore *ks;
+	int from, to;
+};
+
+static void *push_lines(void *arg)
+{
+	struct pusher *p = arg;
+	char line[300];
+
+	for (int i = p->from; i < p->to; i++)
+		assert_int_equal(pxy_keystore_push(p->ks, line, cr_line(line, (uint8_t)i, (uint8_t)(i + 1))), 0);
+	return NULL;
+}
+
+static void test_push(void **state)
+{
+	char err[200], line[300];
+	struct pxy_keystore *ks = pxy_keystore_new(NULL, 60, 256, err, sizeof(err));
+	struct pxy_keystore_stats st;
+	struct pusher a = { ks, 1, 100 }, b = { ks, 100, 200 };
+	pthread_t ta, tb;
+	size_t n;
+
+	(void)state;
+	assert_non_null(ks);
+	assert_int_equal(pthread_create(&ta, NULL, push_lines, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, push_lines, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_false(has(ks, 5, 6)); /* not before the store's own thread refreshes */
+	pxy_keystore_refresh(ks, pxy_now_ns());
+	for (int i = 1; i < 200; i++)
+		assert_true(has(ks, (uint8_t)i, (uint8_t)(i + 1)));
+	/* a malformed line handed in is dropped like one from the file */
+	assert_int_equal(pxy_keystore_push(ks, "CLIENT_RANDOM 00 11", 19), 0);
+	pxy_keystore_refresh(ks, pxy_now_ns());
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.malformed, 1);
+	/* bounded: past 4 MiB waiting, lines are dropped and counted */
+	n = cr_line(line, 1, 1);
+	for (int i = 0; i < 5 * 1024 * 1024 / 100; i++)
+		(void)pxy_keystore_push(ks, line, n);
+	pxy_keystore_refresh(ks, pxy_now_ns());
+	pxy_keystore_stats_get(ks, &st);
+	assert_true(st.dropped > 0);
+	pxy_keystore_free(ks);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_follow),
+		cmocka_unit_test(test_push),
 		cmocka_unit_test(test_source_option),
 	};
 
