@@ -61,9 +61,9 @@ static void dump_stats(struct pxy_loop *l)
 		pxy_keystore_stats_get(l->tap_cfg.keys, &ks);
 		pxy_info("stats keys lines=%" PRIu64 " client_random=%" PRIu64 " tls13_secrets=%" PRIu64 " malformed=%" PRIu64
 			 " matched=%" PRIu64 " expired=%" PRIu64 " held=%" PRIu64 " reopened=%" PRIu64 " missing=%" PRIu64
-			 " tls13_sessions=%" PRIu64 " key_updates=%" PRIu64 " early_records=%" PRIu64,
+			 " tls13_sessions=%" PRIu64 " key_updates=%" PRIu64 " early_records=%" PRIu64 " dropped=%" PRIu64,
 			 ks.lines, ks.stored, ks.tls13, ks.malformed, ks.matched, ks.expired, ks.entries, ks.reopened,
-			 l->tc.keys_missing, l->tc.tls13_sessions, l->tc.key_updates, l->tc.early_records);
+			 l->tc.keys_missing, l->tc.tls13_sessions, l->tc.key_updates, l->tc.early_records, ks.dropped);
 	}
 	if (l->tap_cfg.sessions) {
 		struct pxy_sessions_stats sst, *ss = &sst;

@@ -1,3 +1,4 @@
+#include "io/keylisten.h"
 #include "io/loop_int.h"
 #include "tls/keystore.h"
 #include "tls/suites.h"
@@ -254,6 +255,22 @@ static void metrics_render(struct pxy_loop *l, struct pxy_prom *p)
 		FAM("proxyssl_early_data_records_total", "counter",
 		    "TLS 1.3 0-RTT records: decrypted, or skipped as the server skipped them");
 		VAL("proxyssl_early_data_records_total", v->tc.early_records);
+	}
+	if (pxy_keylisten_current()) {
+		struct pxy_keylisten_stats kls;
+
+		pxy_keylisten_stats_get(pxy_keylisten_current(), &kls);
+		FAM("proxyssl_key_listener_connections_total", "counter",
+		    "connections to --key-listen: forwarders that authenticated, clients refused");
+		LVAL("proxyssl_key_listener_connections_total", "result", "accepted", kls.accepted);
+		LVAL("proxyssl_key_listener_connections_total", "result", "refused", kls.refused);
+		FAM("proxyssl_key_listener_forwarders", "gauge", "forwarders connected now");
+		VAL("proxyssl_key_listener_forwarders", kls.connected);
+		FAM("proxyssl_key_listener_lines_total", "counter",
+		    "key log lines received (taken), over 1024 bytes (overlong), or not kept by a full store (dropped)");
+		LVAL("proxyssl_key_listener_lines_total", "result", "taken", kls.lines);
+		LVAL("proxyssl_key_listener_lines_total", "result", "overlong", kls.overlong);
+		LVAL("proxyssl_key_listener_lines_total", "result", "dropped", kls.dropped);
 	}
 	FAM("proxyssl_errors_total", "counter", "errors by class");
 	LVAL("proxyssl_errors_total", "class", "protocol", v->tc.protocol_errors);

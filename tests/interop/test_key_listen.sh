@@ -11,10 +11,11 @@
 #    and sends what the key log gained meanwhile (its backlog); the next
 #    session is decrypted again;
 #  - a forwarder that cannot verify the proxy's certificate (--ca of another
-#    CA) does not send.
+#    CA) does not send;
+#  - /metrics counts the forwarder, its lines and the TLS 1.3 session.
 . "$(dirname "$0")/lib.sh"
 
-need_tool gnutls-serv gnutls-cli
+need_tool gnutls-serv gnutls-cli curl
 KEYFWD="$(dirname "$PROXYSSL")/proxyssl-keyfwd"
 [ -x "$KEYFWD" ] || fail "proxyssl-keyfwd is not built next to $PROXYSSL"
 gen_cert srv srv.test
@@ -112,7 +113,7 @@ stop_group "$PX_PID"
 echo "CLIENT_RANDOM $(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') $(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$KEYLOG"
 sleep 0.5
 start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
-	--key-wait 3000 "${LISTEN[@]}"
+	--key-wait 3000 "${LISTEN[@]}" --metrics 127.0.0.1:0
 wait_for 10 grep -q "key listener: forwarder 127.0.0.1:[0-9]* connected" "$PX_LOG" || fail "the forwarder did not reconnect"
 backlog_in() { [ "$(kstat | cut -d= -f2)" -ge 1 ]; }
 wait_for 10 backlog_in || fail "the backlog did not reach the new proxy"
@@ -120,5 +121,10 @@ t13 after-restart
 kill -USR1 "$FWD_PID"
 wait_for 10 grep -q "keyfwd stats read=.* reconnects=" "$T/keyfwd.err" || fail "keyfwd did not report its counters"
 grep "keyfwd stats" "$T/keyfwd.err" | tail -n1 | grep -q "dropped=0" || fail "keyfwd dropped lines"
+MPORT=$(sed -n 's|.* metrics on http://127\.0\.0\.1:\([0-9]*\)/metrics$|\1|p' "$PX_LOG" | head -n1)
+curl -sS "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || fail "no /metrics"
+grep -q '^proxyssl_key_listener_connections_total{result="accepted"} 1$' "$T/metrics.txt" || fail "/metrics: $(grep key_listener "$T/metrics.txt")"
+grep -q '^proxyssl_key_listener_forwarders 1$' "$T/metrics.txt" || fail "/metrics does not count the forwarder"
+grep -q '^proxyssl_tls13_sessions_total 1$' "$T/metrics.txt" || fail "/metrics does not count the TLS 1.3 session"
 say "the proxy restarted: keyfwd reconnected, its backlog arrived, the next session decrypted"
 say "ok"
