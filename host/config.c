@@ -184,11 +184,12 @@ static const struct opt_def opts[] = {
 	  "software fallback; 0: jobs run on the io loop's thread (emu: kernels inline); auto: the cores not "
 	  "taken by io loops, less one, 0 on a machine with none to spare (default auto)",
 	  NULL, NULL, 1 },
-	{ "key-source", STR(key_source), RESTART, "file:PATH",
+	{ "key-source", STR(key_source), RESTART, "file:PATH|shared",
 	  "secrets servers forward (RFC 9850 key log: CLIENT_RANDOM and the TLS 1.3 traffic secrets), followed as "
 	  "a server on this host writes them (openssl s_server -keylogfile, SSLKEYLOGFILE), truncation and "
 	  "rotation included: ECDHE and DHE sessions (TLS 1.0-1.2) and TLS 1.3 sessions are then decrypted with "
-	  "them instead of refused (default: none)",
+	  "them instead of refused; with the shared session store every node's secrets reach the others, and "
+	  "shared takes them from there alone (default: none)",
 	  check_key_source },
 	{ "key-listen", STR(key_listen), RESTART, "ADDR:PORT",
 	  "receive key log lines from remote servers (proxyssl-keyfwd) over TLS with mutual certificate "
@@ -207,7 +208,7 @@ static const struct opt_def opts[] = {
 	{ "key-max", U64(key_max, 16, 10000000), RESTART, "N",
 	  "forwarded secrets kept at most (the oldest go first, wiped) (default 100000)" },
 	{ "require-keys", BOOL(require_keys), RESTART, "[=yes|no]",
-	  "with --key-source: fail closed; the server's first encrypted flight is held until the session's "
+	  "with forwarded keys: fail closed; the server's first encrypted flight is held until the session's "
 	  "forwarded keys arrive and verify (up to --key-wait), else both sides get alert 40 and a reset "
 	  "(reason keys-missing) (default no: forwarding never waits)" },
 	{ "passthrough", STR(passthrough), RELOADS, "REASONS",

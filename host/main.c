@@ -684,10 +684,17 @@ static int app_start(struct app *a, unsigned max_conns, unsigned loops)
 			pxy_err_log("--key-source: %s", err);
 			return 1;
 		}
+		if (cfg->key_source && !path && !cfg->session_redis) {
+			pxy_err_log("--key-source shared needs the shared session store (--session-cache redis://...)");
+			return 2;
+		}
 		pxy_keystore_refresh(a->keys, pxy_now_ns());
-		pxy_info("key source %s%s%s: ECDHE, DHE and TLS 1.3 sessions decrypted with the secrets servers forward "
+		pxy_info("key source %s%s%s%s: ECDHE, DHE and TLS 1.3 sessions decrypted with the secrets servers forward "
 			 "(wait %llu ms%s, kept %llu s, at most %llu)", path ? path : "",
 			 path && cfg->key_listen ? " and " : "", cfg->key_listen ? "the key listener" : "",
+			 cfg->session_redis ? (path || cfg->key_listen ? ", shared through the session store"
+								 : "the shared session store")
+					    : "",
 			 (unsigned long long)cfg->key_wait_ms,
 			 cfg->require_keys ? ", required: refused without them" : ", forwarding never waits",
 			 (unsigned long long)cfg->key_ttl_s, (unsigned long long)cfg->key_max);

@@ -15,6 +15,7 @@
 
 #include "sink/sinks.h"
 #include "tls/tap.h"
+#include "util/ct.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -369,11 +370,74 @@ static void redis_missed(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN])
 	pxy_redis_get(l->cfg->redis, key);
 }
 
+/* a forwarded secret's key in the shared store: the client random and the label, hashed */
+static void fwd_key(const uint8_t random[32], enum pxy_key_label label, uint8_t key[PXY_SESSION_KEY_LEN])
+{
+	uint8_t id[33];
+
+	memcpy(id, random, 32);
+	id[32] = (uint8_t)label;
+	pxy_session_key(PXY_SESS_FWDKEY, id, sizeof(id), key);
+}
+
+/* a secret this node's sources gave: into the shared store, sealed like a session */
+static void fwd_published(void *ctx, const uint8_t random[32], enum pxy_key_label label, const uint8_t *secret,
+			  size_t len, uint32_t ttl_s)
+{
+	struct pxy_loop *l = ctx;
+	uint8_t key[PXY_SESSION_KEY_LEN];
+	struct pxy_session s;
+
+	memset(&s, 0, sizeof(s));
+	memcpy(s.ms, secret, len);
+	s.version = PXY_SESS_FWD_VERSION;
+	s.suite = (uint16_t)((unsigned)label << 8 | len);
+	fwd_key(random, label, key);
+	pxy_redis_set(l->cfg->redis, key, &s, ttl_s);
+	pxy_wipe(&s, sizeof(s));
+}
+
+/* a session waits for a secret no source here has: ask the shared store */
+static void fwd_wanted(void *ctx, const uint8_t random[32], enum pxy_key_label label)
+{
+	struct pxy_loop *l = ctx;
+	struct fwd_want *w = NULL;
+	uint8_t key[PXY_SESSION_KEY_LEN];
+
+	fwd_key(random, label, key);
+	for (unsigned i = 0; i < PXY_ARRAY_LEN(l->fwd_want) && !w; i++)
+		if (l->fwd_want[i].used && !memcmp(l->fwd_want[i].key, key, sizeof(key)))
+			w = &l->fwd_want[i];
+	if (!w) {
+		w = &l->fwd_want[l->fwd_want_next++ % PXY_ARRAY_LEN(l->fwd_want)];
+		memcpy(w->key, key, sizeof(key));
+		memcpy(w->random, random, 32);
+		w->label = (uint8_t)label;
+		w->used = 1;
+	}
+	pxy_redis_get(l->cfg->redis, key); /* at most every 200 ms per key */
+}
+
 static void redis_found(void *ctx, const uint8_t key[PXY_SESSION_KEY_LEN], const struct pxy_session *s, uint32_t ttl_s)
 {
 	struct pxy_loop *l = ctx;
 
-	pxy_sessions_put_shared(l->tap_cfg.sessions, key, s, ttl_s, pxy_now_ns());
+	if (s->version == PXY_SESS_FWD_VERSION) {
+		/* a forwarded secret another node published: for the session that asked */
+		for (unsigned i = 0; i < PXY_ARRAY_LEN(l->fwd_want); i++) {
+			struct fwd_want *w = &l->fwd_want[i];
+
+			if (w->used && !memcmp(w->key, key, PXY_SESSION_KEY_LEN) && l->tap_cfg.keys &&
+			    (s->suite >> 8) == w->label) {
+				pxy_keystore_put_secret(l->tap_cfg.keys, w->random, (enum pxy_key_label)w->label, s->ms,
+							s->suite & 0xff, pxy_now_ns());
+				w->used = 0;
+			}
+		}
+		return;
+	}
+	if (l->tap_cfg.sessions)
+		pxy_sessions_put_shared(l->tap_cfg.sessions, key, s, ttl_s, pxy_now_ns());
 }
 
 /* Closed connections waiting for the store look again (and give up after 1 s); each may go. */
@@ -630,6 +694,12 @@ int pxy_loop_new(const struct pxy_loop_cfg *cfg, struct pxy_loop **out)
 			pxy_sessions_set_remote(l->tap_cfg.sessions, &rm);
 			l->tap_cfg.shared_sessions = 1;
 		}
+	}
+	if (cfg->redis && l->tap_cfg.keys) {
+		/* forwarded secrets reach every node through the shared store, sealed like sessions */
+		struct pxy_keystore_remote kr = { .ctx = l, .published = fwd_published, .wanted = fwd_wanted };
+
+		pxy_keystore_set_remote(l->tap_cfg.keys, &kr);
 	}
 	l->max_conns = cfg->max_conns;
 	l->nbufs = cfg->buffers;

@@ -207,6 +207,14 @@ struct pxy_loop {
 	unsigned nfree, max_conns;
 	struct conn *starved;
 	struct conn *due; /* verdicts decided this turn outside a receive (conn_step_due) */
+	/* forwarded secrets asked of the shared store: its key -> whose secret (a small ring) */
+	struct fwd_want {
+		uint8_t key[32];
+		uint8_t random[32];
+		uint8_t label;
+		uint8_t used;
+	} fwd_want[256];
+	unsigned fwd_want_next;
 	unsigned recycled;
 	unsigned bufs_held; /* ring buffers lent out: in queues or being sent */
 	uint8_t stopping, accept_armed, accept_paused;

@@ -38,6 +38,7 @@ struct pxy_keystore {
 	struct pxy_follow follow;
 	uint64_t malformed_logged;
 	/* lines other threads hand in (the key listener), taken at the next refresh */
+	struct pxy_keystore_remote remote;
 	pthread_mutex_t in_mu;
 	char *inbox;
 	size_t in_len, in_cap;
@@ -187,6 +188,52 @@ static int find_label(const char *l, size_t n)
 	return -1;
 }
 
+/* a session's secrets arrive line by line: they share one entry, which lives from the first (the same
+ * secret again, from a key log written twice: the newer one) */
+static void store(struct pxy_keystore *ks, const uint8_t random[32], enum pxy_key_label label, const uint8_t *secret,
+		  size_t len, uint64_t now_ns)
+{
+	uint32_t pos;
+	struct entry *e;
+
+	if (index_find(ks, random, &pos) == UINT32_MAX) {
+		if (ks->count == ks->max) {
+			ks->st.expired++;
+			pop_oldest(ks);
+		}
+		pos = (ks->head + ks->count) % ks->max;
+		memcpy(ks->ring[pos].random, random, 32);
+		ks->ring[pos].expires = now_ns + ks->ttl_ns;
+		ks->count++;
+		index_put(ks, pos);
+	}
+	e = &ks->ring[pos];
+	memcpy(e->sec[label], secret, len);
+	e->len[label] = (uint8_t)len;
+	e->have |= (uint16_t)(1u << label);
+}
+
+void pxy_keystore_set_remote(struct pxy_keystore *ks, const struct pxy_keystore_remote *r)
+{
+	ks->remote = *r;
+}
+
+void pxy_keystore_want(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label)
+{
+	if (ks && ks->remote.wanted)
+		ks->remote.wanted(ks->remote.ctx, client_random, label);
+}
+
+int pxy_keystore_put_secret(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label,
+			    const uint8_t *secret, size_t len, uint64_t now_ns)
+{
+	if ((unsigned)label >= PXY_KL__COUNT || (label == PXY_KL_CLIENT_RANDOM ? len != 48 : len != 32 && len != 48))
+		return -1;
+	store(ks, client_random, label, secret, len, now_ns);
+	ks->st.shared++;
+	return 0;
+}
+
 int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len, uint64_t now_ns, char *why,
 			  size_t why_len)
 {
@@ -228,28 +275,10 @@ int pxy_keystore_add_line(struct pxy_keystore *ks, const char *line, size_t len,
 		snprintf(why, why_len, "the secret is not hex");
 		goto malformed;
 	}
-	{
-		uint32_t pos;
-		struct entry *e;
-
-		/* a session's secrets arrive line by line: they share one entry, which lives from the
-		 * first (the same secret again, from a key log written twice: the newer one) */
-		if (index_find(ks, random, &pos) == UINT32_MAX) {
-			if (ks->count == ks->max) {
-				ks->st.expired++;
-				pop_oldest(ks);
-			}
-			pos = (ks->head + ks->count) % ks->max;
-			memcpy(ks->ring[pos].random, random, 32);
-			ks->ring[pos].expires = now_ns + ks->ttl_ns;
-			ks->count++;
-			index_put(ks, pos);
-		}
-		e = &ks->ring[pos];
-		memcpy(e->sec[label], secret, fl[2] / 2);
-		e->len[label] = (uint8_t)(fl[2] / 2);
-		e->have |= (uint16_t)(1u << label);
-	}
+	store(ks, random, (enum pxy_key_label)label, secret, fl[2] / 2, now_ns);
+	if (ks->remote.published)
+		ks->remote.published(ks->remote.ctx, random, (enum pxy_key_label)label, secret, fl[2] / 2,
+				     (uint32_t)(ks->ttl_ns / 1000000000ull));
 	if (cr)
 		ks->st.stored++;
 	else
@@ -399,8 +428,15 @@ void pxy_keystore_stats_get(const struct pxy_keystore *ks, struct pxy_keystore_s
 
 int pxy_key_source_parse(const char *spec, const char **path, char *why, size_t why_len)
 {
+	if (spec && !strcmp(spec, "shared")) {
+		*path = NULL;
+		return 0;
+	}
 	if (!spec || strncmp(spec, "file:", 5) || !spec[5]) {
-		snprintf(why, why_len, "'%s': expected file:PATH (a key log a server on this host writes)", spec ? spec : "");
+		snprintf(why, why_len,
+			 "'%s': expected file:PATH (a key log a server on this host writes) or shared (the keys other "
+			 "nodes put in the shared session store)",
+			 spec ? spec : "");
 		return -1;
 	}
 	*path = spec + 5;

@@ -43,6 +43,7 @@ struct pxy_keystore_stats {
 	uint64_t entries;    /* sessions held now */
 	uint64_t reopened;   /* the followed file was truncated or replaced */
 	uint64_t dropped;    /* lines handed in (pxy_keystore_push) and dropped: the inbox was full */
+	uint64_t shared;     /* secrets that came from the shared tier */
 };
 
 /** A store following `path` (NULL: lines only through pxy_keystore_add_line). NULL on error, with err. */
@@ -74,7 +75,27 @@ int pxy_keystore_master(struct pxy_keystore *ks, const uint8_t client_random[32]
 
 void pxy_keystore_stats_get(const struct pxy_keystore *ks, struct pxy_keystore_stats *out);
 
-/** Parse `--key-source`: "file:PATH" -> the path. 0, or -1 with why. */
+/** Parse `--key-source`: "file:PATH" -> the path; "shared" -> NULL (keys from the shared session
+ * store only). 0, or -1 with why. */
 int pxy_key_source_parse(const char *spec, const char **path, char *why, size_t why_len);
+
+/**
+ * A shared tier (the Redis session store): every secret taken from this
+ * node's own sources is published; a secret a session waits for and no
+ * source here has is asked for (pxy_keystore_want), and an answer comes back
+ * through pxy_keystore_put_secret. Called on the store's thread.
+ */
+struct pxy_keystore_remote {
+	void *ctx;
+	void (*published)(void *ctx, const uint8_t client_random[32], enum pxy_key_label label, const uint8_t *secret,
+			  size_t len, uint32_t ttl_s);
+	void (*wanted)(void *ctx, const uint8_t client_random[32], enum pxy_key_label label);
+};
+void pxy_keystore_set_remote(struct pxy_keystore *ks, const struct pxy_keystore_remote *r);
+/** A session waits for this secret and no local source had it: ask the shared tier, if any. */
+void pxy_keystore_want(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label);
+/** A secret from the shared tier (not published again). 0, or -1 (a length no label has). */
+int pxy_keystore_put_secret(struct pxy_keystore *ks, const uint8_t client_random[32], enum pxy_key_label label,
+			    const uint8_t *secret, size_t len, uint64_t now_ns);
 
 #endif

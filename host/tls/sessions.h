@@ -19,7 +19,11 @@
 
 #define PXY_SESSION_KEY_LEN 32
 
-enum pxy_session_kind { PXY_SESS_ID = 1, PXY_SESS_TICKET = 2 };
+enum pxy_session_kind { PXY_SESS_ID = 1, PXY_SESS_TICKET = 2, PXY_SESS_FWDKEY = 3 };
+
+/* A forwarded secret in the shared store travels as a session: ms holds the secret, version this
+ * marker, suite (label << 8) | length (key: PXY_SESS_FWDKEY over client random || label) */
+#define PXY_SESS_FWD_VERSION 0xFF13
 
 struct pxy_session {
 	uint8_t ms[48];

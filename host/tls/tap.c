@@ -1010,8 +1010,10 @@ static int forwarded_keys(struct pxy_tap *t)
 	int r;
 
 	pxy_keystore_refresh(t->cfg.keys, pxy_now_ns());
-	if (!pxy_keystore_master(t->cfg.keys, t->ch.random, t->ms))
+	if (!pxy_keystore_master(t->cfg.keys, t->ch.random, t->ms)) {
+		pxy_keystore_want(t->cfg.keys, t->ch.random, PXY_KL_CLIENT_RANDOM);
 		return 0;
+	}
 	t->keys_pending = 0;
 	t->info.keys_forwarded = 1;
 	t->info.key_wait_us = (pxy_now_ns() - t->keys_since) / 1000;
@@ -1665,6 +1667,8 @@ static int t13_load(struct pxy_tap *t, enum pxy_dir d)
 			t->keys_pending = 1;
 			t->keys_since = pxy_now_ns();
 		}
+		/* another node may have it (the shared store): ask */
+		pxy_keystore_want(t->cfg.keys, t->ch.random, (enum pxy_key_label)t13_labels[d][x->phase]);
 		return 0;
 	}
 	if (!t->info.keys_forwarded) {

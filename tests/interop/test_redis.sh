@@ -6,6 +6,8 @@
 #    ticket, and by session ID): node 2 decrypts it (resumed=yes);
 #  - what Redis holds is sealed: the master secret (from node 1's key log)
 #    appears in no value, and entries carry a TTL;
+#  - forwarded keys (TLS 1.3, ECDHE) one node reads from a key log reach a
+#    node that has only the shared store (--key-source shared), sealed;
 #  - Redis down: connections still go through and are logged, a resumption
 #    node 2 cannot learn about is forwarded as resumption-unknown, the outage
 #    is logged and counted (stats redis up=0, dropped); Redis back: sharing
@@ -77,6 +79,45 @@ while read -r _ _ ms; do
 	grep -qi "$ms" "$T/values.hex" && fail "a master secret is in Redis in clear"
 done <"$T/n1.keys"
 say "Redis holds sealed sessions with TTLs; no master secret in clear"
+
+# forwarded keys reach every node: node 3 follows the server's key log, node 4 has only the shared
+# store (--key-source shared); a TLS 1.3 session and a TLS 1.2 ECDHE one through node 4 are decrypted
+bg www13 openssl s_server -accept 127.0.0.1:0 -www -tls1_3 -cert "$T/srv.crt" -key "$T/srv.key" -keylogfile "$T/srv13.log"
+port13=$(listen_port_of "$BG_PID") || fail "s_server (TLS 1.3) did not listen"
+bg www12 openssl s_server -accept 127.0.0.1:0 -www -no_tls1_3 -cipher ECDHE-RSA-AES128-GCM-SHA256 \
+	-cert "$T/srv.crt" -key "$T/srv.key" -keylogfile "$T/srv13.log"
+port12=$(listen_port_of "$BG_PID") || fail "s_server (ECDHE) did not listen"
+for n in 13 12; do
+	eval "p=\$port$n"
+	start_proxy "n3-$n" --backend "127.0.0.1:$p" --cert "$T/srv.crt" --key "$T/srv.key" \
+		--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key" --key-source "file:$T/srv13.log"
+	start_proxy "n4-$n" --backend "127.0.0.1:$p" --cert "$T/srv.crt" --key "$T/srv.key" \
+		--session-cache "redis://127.0.0.1:$RPORT" --session-key "$T/session.key" --key-source shared --key-wait 3000 \
+		--plaintext-dir "$T/pt4"
+	printf -v "PORT4_$n" %s "$PX_PORT"
+	printf -v "LOG4_$n" %s "$PX_LOG"
+done
+grep -q "key source the shared session store" "$LOG4_13" || fail "node 4 does not say where its keys come from"
+printf 'GET /shared13 HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PORT4_13" -servername fwd13.test \
+	-tls1_3 -quiet >"$T/fwd13.out" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/fwd13.out" || fail "fwd13: no page"
+printf 'GET /shared12 HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PORT4_12" -servername fwd12.test \
+	-tls1_2 -quiet >"$T/fwd12.out" 2>/dev/null || true
+grep -q "HTTP/1.0 200 ok" "$T/fwd12.out" || fail "fwd12: no page"
+for n in 13 12; do
+	eval "log=\$LOG4_$n"
+	wait_for 10 has_conn_sni "$log" "fwd$n.test" || fail "fwd$n: no conn line on node 4"
+	get_conn "$log" "fwd$n.test"
+	expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded
+	grep -q "GET /shared$n" "$T/pt4/$CONN_ID.c2s" || fail "fwd$n: the request is not in node 4's sink"
+done
+redis-cli -p "$RPORT" --scan --pattern 'proxyssl:s:*' | while read -r k; do
+	redis-cli -p "$RPORT" --raw GET "$k" | head -c -1 | od -An -tx1 | tr -d ' \n'
+done >"$T/values2.hex"
+while read -r _ _ sec; do
+	grep -qi "$sec" "$T/values2.hex" && fail "a forwarded secret is in Redis in clear"
+done <"$T/srv13.log"
+say "forwarded keys through the shared store: node 4 (no key log) decrypted TLS 1.3 and ECDHE; sealed in Redis"
 
 # Redis down
 stop_group "$REDIS_PID"

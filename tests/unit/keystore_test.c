@@ -241,6 +241,54 @@ static void test_push(void **state)
 	pxy_keystore_free(ks);
 }
 
+/* the shared tier: what local sources give is published, a miss is asked for, an answer is taken */
+static int n_published, n_wanted;
+
+static void on_published(void *ctx, const uint8_t cr[32], enum pxy_key_label l, const uint8_t *sec, size_t len,
+			 uint32_t ttl_s)
+{
+	(void)ctx, (void)cr, (void)sec;
+	assert_int_equal(l, PXY_KL_CLIENT_RANDOM);
+	assert_int_equal(len, 48);
+	assert_int_equal(ttl_s, 60);
+	n_published++;
+}
+
+static void on_wanted(void *ctx, const uint8_t cr[32], enum pxy_key_label l)
+{
+	(void)ctx, (void)cr;
+	assert_int_equal(l, PXY_KL_SERVER_HS);
+	n_wanted++;
+}
+
+static void test_shared(void **state)
+{
+	char err[200], why[200], line[300];
+	struct pxy_keystore *ks = pxy_keystore_new(NULL, 60, 16, err, sizeof(err));
+	struct pxy_keystore_remote r = { .published = on_published, .wanted = on_wanted };
+	uint8_t cr[32], sec[48], out[48];
+	struct pxy_keystore_stats st;
+
+	(void)state;
+	assert_non_null(ks);
+	pxy_keystore_set_remote(ks, &r);
+	assert_int_equal(pxy_keystore_add_line(ks, line, cr_line(line, 1, 2), pxy_now_ns(), why, sizeof(why)), 0);
+	assert_int_equal(n_published, 1);
+	memset(cr, 7, sizeof(cr));
+	memset(sec, 9, sizeof(sec));
+	pxy_keystore_want(ks, cr, PXY_KL_SERVER_HS);
+	assert_int_equal(n_wanted, 1);
+	/* an answer: stored, not published again; a length no label has is refused */
+	assert_int_equal(pxy_keystore_put_secret(ks, cr, PXY_KL_SERVER_HS, sec, 32, pxy_now_ns()), 0);
+	assert_int_equal(pxy_keystore_put_secret(ks, cr, PXY_KL_CLIENT_HS, sec, 20, pxy_now_ns()), -1);
+	assert_int_equal(pxy_keystore_secret(ks, cr, PXY_KL_SERVER_HS, out), 32);
+	assert_memory_equal(out, sec, 32);
+	assert_int_equal(n_published, 1);
+	pxy_keystore_stats_get(ks, &st);
+	assert_int_equal(st.shared, 1);
+	pxy_keystore_free(ks);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_follow),
 		cmocka_unit_test(test_push),
+		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_source_option),
 	};
 
