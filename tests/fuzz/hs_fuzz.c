@@ -1,4 +1,4 @@
-/* libFuzzer target: every handshake-message parser, and the handshake reassembler. */
+/* libFuzzer target: every handshake-message parser (TLS 1.3's too), and the handshake reassembler. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -35,6 +35,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)pxy_hs_parse_finished(pxy_cur_make(data, size), &p);
 	(void)pxy_hs_parse_new_session_ticket(pxy_cur_make(data, size), &life, &p, &n);
 	(void)pxy_hs_parse_certificate_status(pxy_cur_make(data, size));
+	/* TLS 1.3 */
+	{
+		uint8_t flag;
+
+		(void)pxy_hs_parse_encrypted_extensions(pxy_cur_make(data, size), &flag);
+		if (pxy_hs_parse_certificate13(pxy_cur_make(data, size), &cert) == PXY_OK && cert.leaf)
+			(void)memchr(cert.leaf, 0, cert.leaf_len);
+		(void)pxy_hs_parse_certificate_request13(pxy_cur_make(data, size));
+		(void)pxy_hs_parse_finished13(pxy_cur_make(data, size), 32 + 16 * (version & 1), &p);
+		(void)pxy_hs_parse_new_session_ticket13(pxy_cur_make(data, size));
+		(void)pxy_hs_parse_key_update(pxy_cur_make(data, size), &flag);
+	}
 
 	/* the reassembler, fed in uneven pieces */
 	pxy_hs_init(&rd, 4096);
