@@ -356,20 +356,50 @@ MAC_ROTATE:
 
 /* ---- the operations (crypt stage) --------------------------------------------------------------- */
 
+/*
+ * The record's nonce and AAD. TLS 1.2 (RFC 5288): salt (4) || the record's
+ * explicit nonce (8); AAD seq || type || version || length (13). TLS 1.3
+ * (RFC 8446 §5.2-5.3): the 12-byte IV XOR the sequence number, nothing in the
+ * record; AAD the record header (5), the length being the ciphertext's.
+ */
+static uint32_t gcm_nonce_aad(const struct pxy_k_rec_desc *d, const uint8_t *hdr5, const uint8_t *explicit_nonce,
+			      uint32_t n, uint32_t frag_len, uint8_t nonce[12], uint8_t aad[13])
+{
+	if (d->version >= 0x0304) {
+		uint8_t sb[8];
+
+		pxyk_copy(nonce, d->iv, 12);
+		pxyk_put_be64(sb, d->seq);
+	GCM13_NONCE:
+		for (int i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 8
+			nonce[4 + i] ^= sb[i];
+		}
+		pxyk_copy(aad, hdr5, 3);
+		aad[3] = (uint8_t)(frag_len >> 8);
+		aad[4] = (uint8_t)frag_len;
+		return 5;
+	}
+	pxyk_copy(nonce, d->iv, 4);
+	pxyk_copy(nonce + 4, explicit_nonce, 8);
+	mac_header(aad, d->seq, hdr5[0], hdr5 + 1, n);
+	return 13;
+}
+
 static void tls_gcm_open(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
 	const struct pxy_k_rec_desc *d = &c->d;
-	uint32_t n = d->in_len - 5 - 8 - 16, ok;
+	/* TLS 1.3: the plaintext opened still ends with the content type and padding (the host reads them) */
+	uint32_t riv = d->version >= 0x0304 ? 0 : 8, n = d->in_len - 5 - riv - 16, ok, alen;
 	uint8_t nonce[12], hdr[13], calc[16];
 
-	pxyk_copy(nonce, d->iv, 4);
-	pxyk_copy(nonce + 4, ib + 5, 8);
-	mac_header(hdr, d->seq, ib[0], ib + 1, n);
-	if (gcm_host(0, d, nonce, hdr, 13, ib + 13, n, (uint8_t *)ib + 13 + n, ob, &ok)) {
+	alen = gcm_nonce_aad(d, ib, ib + 5, n, d->in_len - 5, nonce, hdr);
+	if (gcm_host(0, d, nonce, hdr, alen, ib + 5 + riv, n, (uint8_t *)ib + 5 + riv + n, ob, &ok)) {
 		t->ok = 0 - (ok & 1);
 	} else {
-		gcm_record(&c->key, nonce, hdr, 1, 13, ib, 13, ob, 0, n, 0, calc);
-		t->ok = ct_eq_bytes(calc, ib + 13 + n, 16);
+		gcm_record(&c->key, nonce, hdr, 1, alen, ib, 5 + riv, ob, 0, n, 0, calc);
+		t->ok = ct_eq_bytes(calc, ib + 5 + riv + n, 16);
 	}
 	t->out_len = n;
 	t->store = n;
@@ -378,20 +408,20 @@ static void tls_gcm_open(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob
 static void tls_gcm_seal(const struct rec_ctx *c, const uint8_t *ib, uint8_t *ob, struct rec_st *t)
 {
 	const struct pxy_k_rec_desc *d = &c->d;
-	uint32_t n = d->in_len - 5, ok;
+	/* TLS 1.3: `in` is the header and the inner plaintext (content, type, padding) */
+	uint32_t riv = d->version >= 0x0304 ? 0 : 8, n = d->in_len - 5, ok, alen;
 	uint8_t nonce[12], hdr[13];
 
 	pxyk_copy(ob, ib, 5);
-	/* the explicit nonce is the sequence number */
-	pxyk_put_be64(ob + 5, d->seq);
-	pxyk_copy(nonce, d->iv, 4);
-	pxyk_copy(nonce + 4, ob + 5, 8);
-	mac_header(hdr, d->seq, ib[0], ib + 1, n);
-	if (!gcm_host(1, d, nonce, hdr, 13, ib + 5, n, ob + 13 + n, ob + 13, &ok))
-		gcm_record(&c->key, nonce, hdr, 1, 13, ib, 5, ob, 13, n, 1, ob + 13 + n);
-	t->out_len = 5 + 8 + n + 16;
+	t->out_len = 5 + riv + n + 16;
 	ob[3] = (uint8_t)((t->out_len - 5) >> 8);
 	ob[4] = (uint8_t)(t->out_len - 5);
+	/* TLS 1.2: the explicit nonce is the sequence number */
+	if (riv)
+		pxyk_put_be64(ob + 5, d->seq);
+	alen = gcm_nonce_aad(d, ob, ob + 5, n, t->out_len - 5, nonce, hdr);
+	if (!gcm_host(1, d, nonce, hdr, alen, ib + 5, n, ob + 5 + riv + n, ob + 5 + riv, &ok))
+		gcm_record(&c->key, nonce, hdr, 1, alen, ib, 5, ob, 5 + riv, n, 1, ob + 5 + riv + n);
 	t->ok = 0xffffffffu;
 	t->store = t->out_len;
 }
@@ -541,9 +571,12 @@ static uint32_t rec_check(const struct pxy_k_rec_desc *d, uint32_t *go)
 	case PXY_K_OP_TLS_OPEN:
 		if (d->in_len < 5 || d->out_cap < d->in_len)
 			return PXY_K_F_BADDESC;
+		/* TLS 1.3 records are AEAD only */
+		if (d->version >= 0x0304 && !gcm)
+			return PXY_K_F_BADDESC;
 		/* public: too short for the suite, or not whole blocks: no output, not authentic */
 		if (gcm)
-			*go = d->in_len >= 5 + 8 + 16;
+			*go = d->in_len >= 5 + (d->version >= 0x0304 ? 0u : 8u) + 16;
 		else if (!mac_ok)
 			*go = 0;
 		else if (d->etm)
@@ -552,7 +585,8 @@ static uint32_t rec_check(const struct pxy_k_rec_desc *d, uint32_t *go)
 			*go = flen >= explicit_iv + 16 && (flen - explicit_iv) % 16 == 0 && flen - explicit_iv >= maclen + 1;
 		return 0;
 	case PXY_K_OP_TLS_SEAL:
-		if (d->in_len < 5 || d->in_len - 5 > 16384 || d->out_cap < d->in_len + SEAL_GROWTH || (!gcm && !mac_ok))
+		if (d->in_len < 5 || d->in_len - 5 > 16384 + 256 || d->out_cap < d->in_len + SEAL_GROWTH || (!gcm && !mac_ok) ||
+		    (d->version >= 0x0304 && !gcm))
 			return PXY_K_F_BADDESC;
 		break;
 	case PXY_K_OP_GCM_OPEN:

@@ -539,20 +539,6 @@ static int ghash_gcm(struct pxy_cpu_ctx *c, const struct pxy_traffic_keys *k, co
 	return PXY_OK;
 }
 
-/* TLS 1.3 (RFC 8446 §5.2): the plaintext ends with the real content type, then zeros. The type
- * replaces the outer one (23) in the record header; 0 when there is none (a protocol error the
- * caller reports). */
-static void tls13_inner(struct pxy_rec_job *j)
-{
-	const uint8_t *p = j->rec + j->pt_off;
-	size_t n = j->pt_len;
-
-	while (n && p[n - 1] == 0)
-		n--;
-	j->rec[0] = n ? p[n - 1] : 0;
-	j->pt_len = n ? n - 1 : 0;
-}
-
 static int aead_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct pxy_bulk_desc *d)
 {
 	const struct pxy_traffic_keys *k = j->keys;
@@ -594,7 +580,7 @@ static int aead_open(struct pxy_cpu_ctx *c, struct pxy_rec_job *j, const struct 
 	j->pt_len = ctlen;
 	j->ok = 1;
 	if (k->version >= 0x0304)
-		tls13_inner(j);
+		pxy_rec_job_tls13_inner(j);
 	return PXY_OK;
 }
 

@@ -223,6 +223,8 @@ static const EVP_MD *mac_md(uint8_t mac)
 
 static size_t explicit_len(const struct pxy_traffic_keys *k)
 {
+	if (k->version >= 0x0304)
+		return 0; /* TLS 1.3: the nonce is not in the record */
 	if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM)
 		return 8;
 	return k->version >= 0x0302 ? 16 : 0;
@@ -242,6 +244,7 @@ static int kernel_takes(const struct fpga_engine *e, const struct pxy_job *j)
 		const struct pxy_traffic_keys *k = r->keys;
 
 		if (!k || k->bulk < PXY_BULK_AES_128_GCM || k->bulk > PXY_BULK_AES_256_CBC ||
+		    (k->version >= 0x0304 && k->bulk != PXY_BULK_AES_128_GCM && k->bulk != PXY_BULK_AES_256_GCM) ||
 		    k->mac_key_len > PXY_K_MAC_KEY_MAX || r->rec_len < PXY_TLS_HDR_LEN || r->rec_len > PXY_K_REC_MAX_IN)
 			return 0;
 		if (j->type == PXY_JOB_RECORD_SEAL)
@@ -364,11 +367,17 @@ static int fill_rec(struct slot *s, unsigned i, struct pxy_job *j)
 		memcpy(d->key, k->key, sizeof(k->key));
 		memcpy(d->mac_key, k->mac_key, k->mac_key_len);
 		if (k->bulk == PXY_BULK_AES_128_GCM || k->bulk == PXY_BULK_AES_256_GCM)
-			memcpy(d->iv, k->iv, 4);
+			memcpy(d->iv, k->iv, k->version >= 0x0304 ? 12 : 4); /* TLS 1.3: the IV; 1.2: the salt */
 		else
 			memcpy(d->iv, r->iv, 16); /* TLS 1.0: the chained IV; seal: the explicit IV */
 		memcpy(in, r->rec, r->rec_len);
 		d->in_len = (uint32_t)r->rec_len;
+		if (j->type == PXY_JOB_RECORD_SEAL && k->version >= 0x0304) {
+			/* TLS 1.3: the real type goes after the content, the header says application data */
+			in[r->rec_len] = r->rec[0];
+			in[0] = 23;
+			d->in_len++;
+		}
 	}
 	return PXY_OK;
 }
@@ -526,6 +535,8 @@ static int finish_rec(struct fpga_engine *e, struct slot *s, unsigned i, const s
 			} else {
 				memcpy(rj->rec + rj->pt_off, out, rj->pt_len);
 			}
+			if (rj->ok && rj->keys->version >= 0x0304)
+				pxy_rec_job_tls13_inner(rj); /* the content type after the plaintext, then padding */
 			__atomic_fetch_add(&e->base.stats.rec_open, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&e->base.stats.bytes_in, rj->rec_len, __ATOMIC_RELAXED);
 			if (!rj->ok)

@@ -132,6 +132,8 @@ struct tap_job {
 	uint64_t arr;   /* arrival order over both directions */
 	struct tap_job *local_next; /* opened in the tap (stream ciphers), waiting to be applied */
 	size_t cost; /* ciphertext bytes counted against max_pending */
+	uint8_t t13; /* a TLS 1.3 application record in the engine, under its own copy of the keys: */
+	struct pxy_traffic_keys k13; /* a KeyUpdate applied meanwhile changes the direction's, not these */
 };
 
 /* key epochs kept: the first handshake and up to three renegotiations */
@@ -324,6 +326,8 @@ static void free_job(struct tap_job *j)
 		if (j->job.u.rec.rec && !j->job.u.rec.pt_ext)
 			pxy_wipe(j->job.u.rec.rec, j->job.u.rec.rec_cap);
 		pxy_recbuf_put(j->job.u.rec.rec);
+		if (j->t13)
+			pxy_wipe(&j->k13, sizeof(j->k13));
 	}
 	else
 		pxy_wipe(j->job.u.rsa.pms, sizeof(j->job.u.rsa.pms));
@@ -951,6 +955,9 @@ static void start13(struct pxy_tap *t);
 static int hrr13(struct pxy_tap *t);
 static int on_client_hello2(struct pxy_tap *t, const struct pxy_hs_msg *m);
 static void t13_retry(struct pxy_tap *t, int last);
+static void t13_apply(struct pxy_tap *t, enum pxy_dir d, const struct pxy_rec_job *rj);
+static void t13_bad_record(struct pxy_tap *t, enum pxy_dir d);
+static void t13_pump(struct pxy_tap *t, enum pxy_dir d);
 
 static int on_client_hello(struct pxy_tap *t, struct pxy_cur body)
 {
@@ -1376,6 +1383,14 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 
 	if (j->job.status < 0) {
 		stop_decrypt(t, PXY_R_ENGINE);
+		return;
+	}
+	if (j->t13) {
+		/* a TLS 1.3 application record the engine opened, in order */
+		if (rj->ok)
+			t13_apply(t, d, rj);
+		else
+			t13_bad_record(t, d);
 		return;
 	}
 	if (!rj->ok) {
@@ -1946,15 +1961,25 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 	}
 }
 
-/* Open one record of direction d under its keys now, and apply what it carries. */
+/* A record's opening failed: the early data the server skipped, or the keys are wrong (before a
+ * Finished verified), or a record was tampered with. */
+static void t13_bad_record(struct pxy_tap *t, enum pxy_dir d)
+{
+	if (!t->info.fin_ok[d]) {
+		t->cnt->finished_mismatch++;
+		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+	} else {
+		t->cnt->record_auth_fail++;
+		stop_decrypt(t, PXY_R_RECORD_AUTH);
+	}
+}
+
+/* Open one record of direction d here, under its keys now, and apply what it carries. */
 static void t13_open(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 {
 	struct tap_dir *td = &t->dir[d];
 	struct t13_dir *x = &t->t13[d];
 	struct pxy_rec_job *rj = &j->job.u.rec;
-	struct pxy_hs_msg m;
-	const uint8_t *pt;
-	int r;
 
 	if (!td->stream && !(td->stream = pxy_cpu_ctx_new())) {
 		stop_decrypt(t, PXY_R_INTERNAL);
@@ -1972,22 +1997,28 @@ static void t13_open(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 			t->cnt->early_records++;
 			return;
 		}
-		if (!t->info.fin_ok[d]) {
-			t->cnt->finished_mismatch++;
-			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
-		} else {
-			t->cnt->record_auth_fail++;
-			stop_decrypt(t, PXY_R_RECORD_AUTH);
-		}
+		t13_bad_record(t, d);
 		return;
 	}
 	td->seq++;
 	x->skip_early = 0;
-	t->cnt->records_decrypted++;
-	t->cnt->records_by_bulk[x->keys.bulk][0]++;
 	if (x->phase == P13_EARLY)
 		t->cnt->early_records++;
-	pt = rj->rec + rj->pt_off;
+	t13_apply(t, d, rj);
+}
+
+/* What an opened record of direction d carries (opened here, or by the engine), in order. */
+static void t13_apply(struct pxy_tap *t, enum pxy_dir d, const struct pxy_rec_job *rj)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct t13_dir *x = &t->t13[d];
+	struct pxy_hs_msg m;
+	const uint8_t *pt;
+	int r;
+
+	t->cnt->records_decrypted++;
+	t->cnt->records_by_bulk[rj->keys->bulk][rj->on_device ? 1 : 0]++;
+	pt = pxy_rec_job_plaintext(rj);
 	switch (rj->rec[0]) {
 	case PXY_CT_HANDSHAKE:
 		/* RFC 8446 §5.1: no empty handshake fragments; a key change only at a record's end */
@@ -2033,6 +2064,55 @@ static void t13_open(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 	}
 }
 
+/*
+ * Application records from T13_OFFLOAD_MIN bytes on go to the engine (the
+ * card's record kernel takes TLS 1.3 AES-GCM; the software engine the other
+ * suites), each under a copy of the keys it was sent with. Smaller ones, and
+ * everything before the handshake ends, are opened here once the records
+ * before them have come back: a KeyUpdate (6 bytes of plaintext unpadded)
+ * changes the keys of the record after it, which must not be sent before
+ * it is read. A KeyUpdate padded past T13_OFFLOAD_MIN (no common stack pads)
+ * goes to the engine like data; the records sent after it then fail, and
+ * inspection stops (record-auth-failed).
+ */
+#define T13_OFFLOAD_MIN 256
+
+static int t13_offload(const struct pxy_tap *t, enum pxy_dir d, const struct tap_job *j)
+{
+	return t->cfg.engine && t->t13[d].phase == P13_AP && j->job.u.rec.rec_len >= PXY_TLS_HDR_LEN + T13_OFFLOAD_MIN;
+}
+
+/* 1: j went to the engine (it left the wait list); 0: the engine is full, open it here; -1: full, and
+ * records are out (wait for them) */
+static int t13_submit(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
+{
+	struct tap_dir *td = &t->dir[d];
+
+	j->t13 = 1;
+	j->k13 = t->t13[d].keys;
+	j->job.u.rec.keys = &j->k13;
+	j->job.u.rec.seq = td->seq;
+	j->job.u.rec.pt_borrow = (t->cfg.engine->flags & PXY_ENGINE_F_SYNC) != 0;
+	if (pxy_engine_submit(t->cfg.engine, &j->job) < 0) {
+		j->t13 = 0;
+		pxy_wipe(&j->k13, sizeof(j->k13));
+		return td->fly_head ? -1 : 0;
+	}
+	td->seq++;
+	td->wait_head = j->next;
+	if (!td->wait_head)
+		td->wait_tail = NULL;
+	j->next = NULL;
+	j->arr = t->arr_next++;
+	t->inflight++;
+	if (td->fly_tail)
+		td->fly_tail->next = j;
+	else
+		td->fly_head = j;
+	td->fly_tail = j;
+	return 1;
+}
+
 /* Open what waits in direction d, in order, as far as its keys go. */
 static void t13_pump(struct pxy_tap *t, enum pxy_dir d)
 {
@@ -2046,6 +2126,16 @@ static void t13_pump(struct pxy_tap *t, enum pxy_dir d)
 			return;
 		if (!t13_load(t, d))
 			return;
+		if (t13_offload(t, d, j)) {
+			int r = t13_submit(t, d, j);
+
+			if (r > 0)
+				continue; /* in the engine */
+			if (r < 0 || td->fly_head)
+				return; /* saturated: again when a job comes back */
+		} else if (td->fly_head) {
+			return; /* applied after the records still in the engine, in order */
+		}
 		td->wait_head = j->next;
 		if (!td->wait_head)
 			td->wait_tail = NULL;
@@ -2664,6 +2754,11 @@ void pxy_tap_job_done(struct pxy_job *job)
 		for (int d = j->dir, progress = 1; progress;) {
 			progress = drain_done(t, (enum pxy_dir)d);
 			progress |= drain_done(t, (enum pxy_dir)!d);
+		}
+		/* TLS 1.3: what waited behind the engine's records goes on */
+		if (t->tls13 && !t->closed && t->decrypting) {
+			t13_pump(t, PXY_S2C);
+			t13_pump(t, PXY_C2S);
 		}
 	}
 	if (t->closed && t->inflight == 0)

@@ -188,6 +188,23 @@ static inline const uint8_t *pxy_rec_job_plaintext(const struct pxy_rec_job *r)
 	return r->pt_ext ? r->pt_ext : r->rec + r->pt_off;
 }
 
+/**
+ * TLS 1.3 (RFC 8446 §5.2): an opened record's plaintext ends with its real
+ * content type, then zero padding. The type replaces the outer one (23) in
+ * the record's header, pt_len drops both; no type at all leaves 0 there (a
+ * protocol error for the caller). Engines call it after a TLS 1.3 open.
+ */
+static inline void pxy_rec_job_tls13_inner(struct pxy_rec_job *r)
+{
+	const uint8_t *p = pxy_rec_job_plaintext(r);
+	size_t n = r->pt_len;
+
+	while (n && p[n - 1] == 0)
+		n--;
+	r->rec[0] = n ? p[n - 1] : 0;
+	r->pt_len = n ? n - 1 : 0;
+}
+
 struct pxy_job {
 	struct pxy_job *next; /**< engine-private while submitted */
 	void *owner;          /**< caller's; never read by the engine */

@@ -120,14 +120,17 @@ enum pxy_k_rec_op {
 struct pxy_k_rec_desc {
 	uint32_t op;
 	uint8_t bulk, mac, etm, mac_key_len;
-	uint16_t version;  /* record version, 0x0301..0x0303 */
+	uint16_t version;  /* the session's version, 0x0301..0x0304; 0x0304 (TLS 1.3, AES-GCM only): nonce = iv[0..12]
+			    * XOR seq, AAD = the record header, no explicit nonce; an opened record's output still
+			    * ends with its content type and padding, a sealed one's input does */
 	uint16_t aad_len;  /* raw GCM: AAD bytes at the start of `in` */
 	uint32_t in_off, in_len;   /* into the in buffer */
 	uint32_t out_off, out_cap; /* into the out buffer */
 	uint32_t reserved0;
 	uint64_t seq;
 	uint8_t key[32];
-	uint8_t iv[16];    /* GCM TLS: salt in iv[0..4]; raw GCM: 12-byte nonce; CBC: IV (TLS 1.0, raw) */
+	uint8_t iv[16];    /* GCM TLS 1.2: salt in iv[0..4]; TLS 1.3: the 12-byte IV; raw GCM: 12-byte nonce; CBC: IV
+			    * (TLS 1.0, raw) */
 	uint8_t mac_key[PXY_K_MAC_KEY_MAX];
 	uint8_t reserved[40];
 };

@@ -36,7 +36,18 @@ int tr_is_gcm(const struct pxy_traffic_keys *k)
 
 size_t tr_explicit_len(const struct pxy_traffic_keys *k)
 {
+	if (k->version >= PXY_TLS13)
+		return 0; /* RFC 8446 §5.3: no nonce in the record */
 	return tr_is_gcm(k) ? 8 : k->version >= PXY_TLS11 ? 16 : 0;
+}
+
+/* RFC 8446 §5.3: the IV XOR the sequence number; §5.2: the AAD is the record header with the
+ * ciphertext's length */
+static void nonce13(const struct pxy_traffic_keys *k, uint64_t seq, uint8_t nonce[12])
+{
+	memcpy(nonce, k->iv, 12);
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] ^= (uint8_t)(seq >> (56 - 8 * i));
 }
 
 /* seq_num || type || version || length */
@@ -85,7 +96,7 @@ static void ref_cbc(const struct pxy_traffic_keys *k, int enc, const uint8_t iv[
 }
 
 /* AES-GCM; open returns 1 if the tag verifies */
-static int ref_gcm(const struct pxy_traffic_keys *k, int enc, const uint8_t nonce[12], const uint8_t aad[13],
+static int ref_gcm(const struct pxy_traffic_keys *k, int enc, const uint8_t nonce[12], const uint8_t *aad,
 		   const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[16])
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
@@ -93,7 +104,7 @@ static int ref_gcm(const struct pxy_traffic_keys *k, int enc, const uint8_t nonc
 
 	assert_true(EVP_CipherInit_ex(c, k->bulk == PXY_BULK_AES_128_GCM ? EVP_aes_128_gcm() : EVP_aes_256_gcm(), NULL,
 				      k->key, nonce, enc));
-	assert_true(EVP_CipherUpdate(c, NULL, &l, aad, 13));
+	assert_true(EVP_CipherUpdate(c, NULL, &l, aad, k->version >= PXY_TLS13 ? 5 : 13));
 	assert_true(EVP_CipherUpdate(c, out, &l, in, (int)n));
 	if (!enc)
 		assert_true(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag));
@@ -129,7 +140,21 @@ size_t tr_seal(const struct pxy_traffic_keys *k, uint64_t seq, const struct tr_s
 	rec[0] = o->type;
 	rec[1] = (uint8_t)(k->version >> 8);
 	rec[2] = (uint8_t)k->version;
-	if (tr_is_gcm(k)) {
+	if (tr_is_gcm(k) && k->version >= PXY_TLS13) {
+		/* TLS 1.3: inner plaintext = content || type, under the outer type 23 */
+		uint8_t nonce[12], *inner = malloc(n + 1);
+
+		assert_non_null(inner);
+		memcpy(inner, pt, n);
+		inner[n] = o->type;
+		rec[0] = 23;
+		frag = n + 1 + 16;
+		rec[3] = (uint8_t)(frag >> 8);
+		rec[4] = (uint8_t)frag;
+		nonce13(k, seq, nonce);
+		assert_true(ref_gcm(k, 1, nonce, rec, inner, rec + 5, n + 1, rec + 5 + n + 1));
+		free(inner);
+	} else if (tr_is_gcm(k)) {
 		uint8_t nonce[12];
 
 		memcpy(nonce, k->iv, 4);
@@ -181,7 +206,21 @@ int tr_open(const struct pxy_traffic_keys *k, uint64_t seq, const uint8_t *rec, 
 		return 0;
 	buf = malloc(frag + 1);
 	assert_non_null(buf);
-	if (tr_is_gcm(k)) {
+	if (tr_is_gcm(k) && k->version >= PXY_TLS13) {
+		uint8_t nonce[12], tag[16];
+
+		if (frag >= 16) {
+			nonce13(k, seq, nonce);
+			memcpy(tag, rec + len - 16, 16);
+			ok = ref_gcm(k, 0, nonce, rec, rec + 5, buf, frag - 16, tag);
+			*n = frag - 16;
+			/* the content type is the last non-zero byte; the plaintext is what precedes it */
+			while (ok && *n && buf[*n - 1] == 0)
+				(*n)--;
+			if (ok && *n)
+				(*n)--;
+		}
+	} else if (tr_is_gcm(k)) {
 		uint8_t nonce[12], tag[16];
 
 		if (frag >= 8 + 16) {

@@ -69,7 +69,7 @@ static void new_keys(struct pxy_traffic_keys *k, const struct suite *s)
 	k->key_len = (uint8_t)pxy_bulk_key_len(s->bulk);
 	k->mac_key_len = (uint8_t)pxy_mac_len(s->mac);
 	k->mac_len = s->mac == PXY_MAC_AEAD ? 16 : k->mac_key_len;
-	k->iv_len = s->mac == PXY_MAC_AEAD ? 4 : s->version <= PXY_TLS10 ? 16 : 0;
+	k->iv_len = s->mac == PXY_MAC_AEAD ? (s->version >= PXY_TLS13 ? 12 : 4) : s->version <= PXY_TLS10 ? 16 : 0;
 	et_rand_bytes(k->key, k->key_len);
 	et_rand_bytes(k->mac_key, k->mac_key_len);
 	et_rand_bytes(k->iv, k->iv_len);
@@ -148,6 +148,11 @@ static size_t pick_flip(const struct pxy_traffic_keys *k, struct rcase *c, size_
 	case T_IV:
 		if (eiv)
 			return 5 + et_below((uint32_t)eiv);
+		if (k->version >= PXY_TLS13) {
+			/* TLS 1.3: the nonce is not in the record (the sequence number is T_SEQ's): the data */
+			c->t = T_DATA;
+			goto data;
+		}
 		if (!k->etm) {
 			c->iv_byte = et_below(16);
 			return SIZE_MAX;
@@ -156,6 +161,7 @@ static size_t pick_flip(const struct pxy_traffic_keys *k, struct rcase *c, size_
 		c->t = T_DATA;
 		/* fall through */
 	case T_DATA:
+	data:
 		if (n)
 			return start + et_below((uint32_t)n);
 		c->t = T_MAC;
@@ -294,13 +300,16 @@ static size_t check_batch(const struct suite *s, size_t nj)
 				why = "refused";
 			else if (j->pt_len != c->n || j->pt_off != 5 + eiv)
 				why = "wrong plaintext offset or length";
+			else if (j->keys->version >= PXY_TLS13 && j->rec[0] != c->type)
+				why = "wrong inner content type";
 			else if (c->n && memcmp(j->rec + j->pt_off, pt, c->n))
 				why = "wrong plaintext";
 			break;
 		case R_SEAL:
 			if (!j->ok)
 				why = "not sealed";
-			else if (j->rec_len > j->rec_cap || j->rec[0] != c->type || j->rec[1] != (j->keys->version >> 8) ||
+			else if (j->rec_len > j->rec_cap ||
+				 j->rec[0] != (j->keys->version >= PXY_TLS13 ? 23 : c->type) || j->rec[1] != (j->keys->version >> 8) ||
 				 j->rec[2] != (uint8_t)j->keys->version)
 				why = "wrong header";
 			else if (!tr_open(j->keys, c->seq, j->rec, j->rec_len, c->seal_iv, scratch, &n))
@@ -647,6 +656,8 @@ static int setup(void **state)
 		return -1;
 	add_suite(PXY_BULK_AES_128_GCM, PXY_MAC_AEAD, 0, PXY_TLS12);
 	add_suite(PXY_BULK_AES_256_GCM, PXY_MAC_AEAD, 0, PXY_TLS12);
+	add_suite(PXY_BULK_AES_128_GCM, PXY_MAC_AEAD, 0, PXY_TLS13); /* nonce IV^seq, header AAD, inner type */
+	add_suite(PXY_BULK_AES_256_GCM, PXY_MAC_AEAD, 0, PXY_TLS13);
 	for (uint8_t bulk = PXY_BULK_AES_128_CBC; bulk <= PXY_BULK_AES_256_CBC; bulk++)
 		for (uint8_t mac = PXY_MAC_SHA1; mac <= PXY_MAC_SHA384; mac++)
 			for (uint8_t etm = 0; etm < 2; etm++)

@@ -203,6 +203,13 @@ grep -q "HTTP/1.0 200 ok" "$T/nokeys.page" || fail "nokeys: the client did not g
 wait_for 10 has_conn_sni "$PX_LOG" nokeys13.test || fail "nokeys: no conn line"
 expect_fields "$(conn_by_sni "$PX_LOG" nokeys13.test)" verdict=not-decrypted reason=keys-missing
 say "no keys: the session went through untouched, logged keys-missing"
+# the application records went to the engine's record kernel (emulated: the card's code), the rest was
+# opened in the tap
+kill -USR1 "$PX_PID"
+wait_for 10 grep -q "stats engine name=emu" "$PX_LOG" || fail "no engine stats"
+grep "stats engine name=emu" "$PX_LOG" | tail -n1 | grep -Eq "rec_open=[1-9][0-9]* .*batched_jobs=[1-9]" ||
+	fail "TLS 1.3 records did not go to the card's kernel: $(grep 'stats engine' "$PX_LOG" | tail -n1)"
+say "TLS 1.3 application records opened by the record kernel: $(grep 'stats engine' "$PX_LOG" | tail -n1 | grep -o 'rec_open=[0-9]* .*batched_jobs=[0-9]*')"
 stop_group "$PX_PID"
 
 # the proxy's own key log and the TLS capture: Wireshark's tshark decrypts the sessions with them

@@ -128,6 +128,8 @@ static void f13_tap(struct f13 *f, int require_keys)
 				   .keys = g_ks, .key_wait_ms = 100, .require_keys = (uint8_t)require_keys };
 	struct pxy_tap_hooks hooks = { .ctx = &f->w, .plaintext = on_plain, .keylog13 = on_keylog13, .done = on_done };
 
+	free(f->w.pt[0]); /* a connection before this one */
+	free(f->w.pt[1]);
 	memset(&f->w, 0, sizeof(f->w));
 	f->w.e = f->e;
 	f->w.t = pxy_tap_new(&cfg, &hooks);
@@ -236,6 +238,8 @@ static void test_every_suite(void **state)
 		assert_true(f.w.complete);
 		expect_decrypted(&f);
 		assert_int_equal(f.cnt.tls13_sessions, 1);
+		/* the application records (16 KiB) went to the engine, the handshake's were opened in the tap */
+		assert_true(f.e->stats.rec_open >= 6);
 		f13_close(&f);
 	}
 }
@@ -396,6 +400,7 @@ static void test_keys_late(void **state)
 		assert_int_equal(f.w.pt_len[0] + f.w.pt_len[1], 0);
 		release_held();
 		pxy_tap_poke(f.w.t);
+		tu_drain_all(f.e); /* the application records went to the engine */
 		assert_int_equal(f.w.pt_len[PXY_C2S], sizeof(a));
 		assert_int_equal(f.w.pt_len[PXY_S2C], sizeof(a));
 		assert_memory_equal(f.w.pt[PXY_C2S], a, sizeof(a));
