@@ -21,21 +21,24 @@ static const char *prf_digest(uint8_t prf)
 	return prf == PXY_PRF_SHA384 ? "SHA384" : prf == PXY_PRF_MD5_SHA1 ? "MD5-SHA1" : "SHA256";
 }
 
+/* One derivation by an OpenSSL KDF (TLS1-PRF, HKDF) with these parameters. */
+static int kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t out_len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	int ret = ctx && EVP_KDF_derive(ctx, out, out_len, params) > 0 ? PXY_OK : PXY_E_CRYPTO_LIB;
+
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	return ret;
+}
+
 int pxy_prf(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *label,
 	    const uint8_t *seed1, size_t seed1_len, const uint8_t *seed2, size_t seed2_len,
 	    uint8_t *out, size_t out_len)
 {
-	EVP_KDF *kdf = NULL;
-	EVP_KDF_CTX *ctx = NULL;
 	OSSL_PARAM params[6], *p = params;
-	int ret = PXY_E_CRYPTO_LIB;
 
-	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
-	if (!kdf)
-		goto out;
-	ctx = EVP_KDF_CTX_new(kdf);
-	if (!ctx)
-		goto out;
 	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)prf_digest(prf), 0);
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, (void *)secret, secret_len);
 	/* the TLS1-PRF concatenates repeated seed parameters: label || seed1 || seed2 */
@@ -44,13 +47,7 @@ int pxy_prf(uint8_t prf, const uint8_t *secret, size_t secret_len, const char *l
 	if (seed2_len)
 		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed2, seed2_len);
 	*p = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(ctx, out, out_len, params) <= 0)
-		goto out;
-	ret = PXY_OK;
-out:
-	EVP_KDF_CTX_free(ctx);
-	EVP_KDF_free(kdf);
-	return ret;
+	return kdf_derive(OSSL_KDF_NAME_TLS1_PRF, params, out, out_len);
 }
 
 int pxy_transcript_hash(uint8_t prf, const uint8_t *msgs, size_t len, uint8_t *out, size_t *out_len)
@@ -154,10 +151,8 @@ int pxy_tls13_expand_label(uint8_t prf, const uint8_t *secret, size_t secret_len
 	/* HkdfLabel: uint16 length, opaque label<7..255> = "tls13 " + label, opaque context<0..255> */
 	uint8_t info[2 + 1 + 255 + 1 + 255];
 	size_t ll = strlen(label), n = 0;
-	EVP_KDF *kdf = NULL;
-	EVP_KDF_CTX *ctx = NULL;
 	OSSL_PARAM params[5], *p = params;
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ret = PXY_E_CRYPTO_LIB;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 
 	if (6 + ll > 255 || context_len > 255 || out_len > 0xffff)
 		return PXY_E_STATE;
@@ -169,21 +164,12 @@ int pxy_tls13_expand_label(uint8_t prf, const uint8_t *secret, size_t secret_len
 	info[n++] = (uint8_t)context_len;
 	if (context_len)
 		memcpy(info + n, context, context_len), n += context_len;
-	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
-	if (!kdf || !(ctx = EVP_KDF_CTX_new(kdf)))
-		goto out;
 	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
 	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)prf_digest(prf), 0);
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len);
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n);
 	*p = OSSL_PARAM_construct_end();
-	if (EVP_KDF_derive(ctx, out, out_len, params) <= 0)
-		goto out;
-	ret = PXY_OK;
-out:
-	EVP_KDF_CTX_free(ctx);
-	EVP_KDF_free(kdf);
-	return ret;
+	return kdf_derive(OSSL_KDF_NAME_HKDF, params, out, out_len);
 }
 
 int pxy_tls13_traffic_keys(const struct pxy_suite *s, const uint8_t *secret, size_t secret_len,

@@ -533,6 +533,27 @@ static const struct pxy_identity *find_identity(struct pxy_tap *t, const struct 
 	return NULL;
 }
 
+/*
+ * A policy refusal: handshake_failure and a reset both ways, or, with
+ * --passthrough naming the reason, the session forwarded untouched (BIG-IP's
+ * "proxy SSL passthrough"). After the verdict (TLS 1.3 secrets that came
+ * late) it can only stop decryption.
+ */
+static void refuse(struct pxy_tap *t, enum pxy_reason r)
+{
+	set_reason(t, r);
+	if (t->info.verdict == PXY_V_PENDING) {
+		t->pass_open = 0;
+		if (t->cfg.passthrough & (1u << r)) {
+			t->info.passthrough = 1;
+			set_verdict(t, PXY_V_ALLOW);
+		} else {
+			set_verdict(t, PXY_V_REJECT);
+		}
+	}
+	stop_inspect(t, r);
+}
+
 /* RFC 5246 §7.4.2: the server's leaf must be exactly a configured certificate;
  * its key decrypts the session. Checks in order of what the user most needs
  * to hear first. */
@@ -563,15 +584,7 @@ static void judge(struct pxy_tap *t, const struct pxy_certificate *cert)
 		r = PXY_R_CERT_MISMATCH;
 
 	if (r != PXY_R_NONE) {
-		set_reason(t, r);
-		if (t->cfg.passthrough & (1u << r)) {
-			/* BIG-IP's "proxy SSL passthrough": forward it untouched, undecrypted */
-			t->info.passthrough = 1;
-			set_verdict(t, PXY_V_ALLOW);
-		} else {
-			set_verdict(t, PXY_V_REJECT);
-		}
-		stop_inspect(t, r);
+		refuse(t, r);
 		return;
 	}
 	t->suite = s;
@@ -1770,18 +1783,8 @@ static void judge13(struct pxy_tap *t, const struct pxy_certificate *cert)
 		t->id = id;
 		return;
 	}
-	set_reason(t, PXY_R_CERT_MISMATCH);
-	if (t->info.verdict == PXY_V_PENDING) {
-		t->pass_open = 0;
-		if (t->cfg.passthrough & (1u << PXY_R_CERT_MISMATCH)) {
-			t->info.passthrough = 1;
-			set_verdict(t, PXY_V_ALLOW);
-		} else {
-			set_verdict(t, PXY_V_REJECT);
-		}
-	}
-	/* already forwarded (its keys came late): not decrypted */
-	stop_inspect(t, PXY_R_CERT_MISMATCH);
+	/* refused, or, already forwarded (its keys came late), not decrypted */
+	refuse(t, PXY_R_CERT_MISMATCH);
 }
 
 /* verify a Finished: HMAC under the direction's handshake secret over the transcript so far */
@@ -2257,14 +2260,7 @@ static void start13(struct pxy_tap *t)
 	if (!s || s->kx != PXY_KX_TLS13 || s->bulk == PXY_BULK_NONE || !pxy_bulk_available(s->bulk, NULL)) {
 		if (s && s->bulk != PXY_BULK_NONE && !pxy_bulk_available(s->bulk, NULL))
 			t->info.missing = pxy_bulk_desc(s->bulk)->name;
-		set_reason(t, PXY_R_UNSUPPORTED_SUITE);
-		if (t->cfg.passthrough & (1u << PXY_R_UNSUPPORTED_SUITE)) {
-			t->info.passthrough = 1;
-			set_verdict(t, PXY_V_ALLOW);
-		} else {
-			set_verdict(t, PXY_V_REJECT);
-		}
-		stop_inspect(t, PXY_R_UNSUPPORTED_SUITE);
+		refuse(t, PXY_R_UNSUPPORTED_SUITE);
 		return;
 	}
 	t->tls13 = 1;

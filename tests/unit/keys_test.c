@@ -230,12 +230,46 @@ static void test_traffic_key_layout(void **state)
 	assert_int_equal(cw.mac_len, 16);
 }
 
+/* RFC 8448 §3 (simple 1-RTT handshake): the server's handshake traffic keys from its secret */
+static void test_tls13_rfc8448(void **state)
+{
+	static const uint8_t secret[32] = { 0xb6, 0x7b, 0x7d, 0x69, 0x0c, 0xc1, 0x6c, 0x4e, 0x75, 0xe5, 0x42,
+					    0x13, 0xcb, 0x2d, 0x37, 0xb4, 0xe9, 0xc9, 0x12, 0xbc, 0xde, 0xd9,
+					    0x10, 0x5d, 0x42, 0xbe, 0xfd, 0x59, 0xd3, 0x91, 0xad, 0x38 };
+	static const uint8_t key[16] = { 0x3f, 0xce, 0x51, 0x60, 0x09, 0xc2, 0x17, 0x27,
+					 0xd0, 0xf2, 0xe4, 0xe8, 0x6e, 0xe4, 0x03, 0xbc };
+	static const uint8_t iv[12] = { 0x5d, 0x31, 0x3e, 0xb2, 0x67, 0x12, 0x76, 0xee, 0x13, 0x00, 0x0b, 0x30 };
+	struct pxy_traffic_keys k;
+	uint8_t next[32];
+
+	(void)state;
+	assert_int_equal(pxy_tls13_traffic_keys(pxy_suite_find(0x1301), secret, sizeof(secret), &k), PXY_OK);
+	assert_memory_equal(k.key, key, 16);
+	assert_memory_equal(k.iv, iv, 12);
+	assert_int_equal(k.iv_len, 12);
+	assert_int_equal(k.version, PXY_TLS13);
+	/* a secret of another hash's length is refused */
+	assert_int_equal(pxy_tls13_traffic_keys(pxy_suite_find(0x1302), secret, sizeof(secret), &k), PXY_E_STATE);
+	/* KeyUpdate: the next secret is HKDF-Expand-Label(secret, "traffic upd", "", 32) */
+	memcpy(next, secret, 32);
+	assert_int_equal(pxy_tls13_next_secret(PXY_PRF_SHA256, next, 32), PXY_OK);
+	{
+		uint8_t want[32];
+
+		assert_int_equal(pxy_tls13_expand_label(PXY_PRF_SHA256, secret, 32, "traffic upd", NULL, 0, want, 32),
+				 PXY_OK);
+		assert_memory_equal(next, want, 32);
+		assert_memory_not_equal(next, secret, 32);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prf_reference),
 		cmocka_unit_test(test_master_and_finished_vs_libssl),
 		cmocka_unit_test(test_traffic_key_layout),
+		cmocka_unit_test(test_tls13_rfc8448),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
