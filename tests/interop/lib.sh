@@ -410,6 +410,31 @@ PYEOF
 	wait_for 10 test -s "$2" || fail "the relay did not start"
 }
 
+# fwd_case TAG SERVER-ARGS... -- CLIENT-ARGS...: one session decrypted with forwarded keys, through
+# PX_PORT to a fresh s_server (its port handed to the script's set_backend), FWD_N random bytes each way;
+# both ends get exactly the other's, the conn line says decrypted with keys=forwarded (and FWD_EXPECT's
+# fields), the sinks under PT are exact. Leaves CONN and CONN_ID.
+fwd_case() {
+	local tag=$1 n=${FWD_N:-20000} sargs=() cargs=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do sargs+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	cargs=("$@")
+	head -c "$n" /dev/urandom >"$T/$tag.c2s"
+	head -c "$n" /dev/urandom >"$T/$tag.s2c"
+	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "${sargs[@]}"
+	set_backend "$SRV_PORT"
+	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" "${cargs[@]}"
+	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
+	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
+	CONN=$(conn_by_sni "$PX_LOG" "$tag")
+	# shellcheck disable=SC2086
+	expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded decrypted_c2s="$n" decrypted_s2c="$n" ${FWD_EXPECT:-}
+	CONN_ID=$(field "$CONN" id)
+	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
+	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
+}
+
 # ossl_client TAG CFILE SFILE PORT [s_client args...]: sets CLI_PID; OSSL_CONF, when set,
 # becomes the client's OPENSSL_CONF
 ossl_client() {

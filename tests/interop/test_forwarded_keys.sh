@@ -23,24 +23,13 @@ gen_cert srv srv.test
 openssl ecparam -name prime256v1 -out "$T/p256.param" || fail "cannot make P-256 parameters"
 gen_cert ec ec.test "ec:$T/p256.param"
 PT="$T/plaintext"
-N=20000
 
 # ossl_case TAG CIPHER VERSION-FLAG: one exact session through PX_PORT to a fresh s_server that logs its keys
 ossl_case() {
 	local tag=$1 cipher=$2 vflag=$3
-	head -c $N /dev/urandom >"$T/$tag.c2s"
-	head -c $N /dev/urandom >"$T/$tag.s2c"
-	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" \
-		-cipher "$cipher:@SECLEVEL=0" "$vflag" -keylogfile "$KEYLOG"
-	set_backend "$SRV_PORT"
-	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -cipher "$cipher:@SECLEVEL=0" "$vflag"
-	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
-	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
-	CONN=$(conn_by_sni "$PX_LOG" "$tag")
-	expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded decrypted_c2s=$N decrypted_s2c=$N
-	CONN_ID=$(field "$CONN" id)
-	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
-	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
+
+	fwd_case "$tag" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" -cipher "$cipher:@SECLEVEL=0" \
+		"$vflag" -keylogfile "$KEYLOG" -- -cipher "$cipher:@SECLEVEL=0" "$vflag"
 	say "$tag: $(field "$CONN" suite) decrypted with the forwarded secret (waited $(field "$CONN" key_wait_ms) ms)"
 }
 

@@ -20,7 +20,6 @@ KEYFWD="$(dirname "$PROXYSSL")/proxyssl-keyfwd"
 [ -x "$KEYFWD" ] || fail "proxyssl-keyfwd is not built next to $PROXYSSL"
 gen_cert srv srv.test
 PT="$T/plaintext"
-N=20000
 
 # a CA for the key channel; the listener's and the forwarder's certificates from it; a rogue one
 ca_sign() { # NAME CN
@@ -54,19 +53,8 @@ FWD_PID=$BG_PID
 
 # t13 TAG: one exact TLS 1.3 session to a fresh s_server logging into KEYLOG
 t13() {
-	local tag=$1
-	head -c $N /dev/urandom >"$T/$tag.c2s"
-	head -c $N /dev/urandom >"$T/$tag.s2c"
-	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 -keylogfile "$KEYLOG"
-	set_backend "$SRV_PORT"
-	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -tls1_3
-	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
-	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
-	CONN=$(conn_by_sni "$PX_LOG" "$tag")
-	expect_fields "$CONN" verdict=decrypted reason=- version=TLS1.3 keys=forwarded decrypted_c2s=$N decrypted_s2c=$N
-	check_sink "$PT" "$(field "$CONN" id)" c2s "$T/$tag.c2s"
-	check_sink "$PT" "$(field "$CONN" id)" s2c "$T/$tag.s2c"
-	say "$tag: TLS 1.3 decrypted with secrets streamed by proxyssl-keyfwd (waited $(field "$CONN" key_wait_ms) ms)"
+	FWD_EXPECT=version=TLS1.3 fwd_case "$1" -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 -keylogfile "$KEYLOG" -- -tls1_3
+	say "$1: TLS 1.3 decrypted with secrets streamed by proxyssl-keyfwd (waited $(field "$CONN" key_wait_ms) ms)"
 }
 
 t13 remote13

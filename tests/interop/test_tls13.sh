@@ -30,29 +30,16 @@ gen_cert other other.test
 openssl ecparam -name prime256v1 -out "$T/p256.param" || fail "cannot make P-256 parameters"
 gen_cert ec ec.test "ec:$T/p256.param"
 PT="$T/plaintext"
-N=20000
 
 # t13_case TAG [s_server args] -- [s_client args]: one exact session through PX_PORT to a fresh
 # s_server that logs its keys; checks the sinks and the conn line, and leaves it in CONN
 t13_case() {
-	local tag=$1 sargs=() cargs=()
+	local tag=$1 sargs=()
 	shift
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do sargs+=("$1"); shift; done
 	[ $# -gt 0 ] && shift
-	cargs=("$@")
-	head -c $N /dev/urandom >"$T/$tag.c2s"
-	head -c $N /dev/urandom >"$T/$tag.s2c"
-	ossl_server "$tag" "$T/$tag.c2s" "$T/$tag.s2c" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" -tls1_3 \
-		-keylogfile "$KEYLOG" "${sargs[@]}"
-	set_backend "$SRV_PORT"
-	ossl_client "$tag" "$T/$tag.c2s" "$T/$tag.s2c" "$PX_PORT" -servername "$tag" -tls1_3 "${cargs[@]}"
-	ossl_wait "$tag" "$T/$tag.c2s" "$T/$tag.s2c"
-	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
-	CONN=$(conn_by_sni "$PX_LOG" "$tag")
-	expect_fields "$CONN" verdict=decrypted reason=- version=TLS1.3 keys=forwarded decrypted_c2s=$N decrypted_s2c=$N
-	CONN_ID=$(field "$CONN" id)
-	check_sink "$PT" "$CONN_ID" c2s "$T/$tag.c2s"
-	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
+	FWD_EXPECT=version=TLS1.3 fwd_case "$tag" -cert "$T/${OSSL_CERT:-srv}.crt" -key "$T/${OSSL_CERT:-srv}.key" -tls1_3 \
+		-keylogfile "$KEYLOG" "${sargs[@]}" -- -tls1_3 "$@"
 	say "$tag: $(field "$CONN" suite) decrypted with the forwarded secrets (waited $(field "$CONN" key_wait_ms) ms)"
 }
 
