@@ -1387,6 +1387,15 @@ static void on_alert(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body)
 
 /* ---- records ---------------------------------------------------------------- */
 
+/* Application plaintext of direction d, in order: counted, and to the sinks. */
+static void deliver(struct pxy_tap *t, enum pxy_dir d, const uint8_t *pt, size_t n)
+{
+	t->info.decrypted[d] += n;
+	t->cnt->plaintext_bytes += n;
+	if (n && t->hooks.plaintext)
+		t->hooks.plaintext(t->hooks.ctx, d, pt, n);
+}
+
 static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 {
 	struct tap_dir *td = &t->dir[d];
@@ -1436,10 +1445,7 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 		drain_hs(t, d, 1);
 		break;
 	case PXY_CT_APPLICATION_DATA:
-		t->info.decrypted[d] += rj->pt_len;
-		t->cnt->plaintext_bytes += rj->pt_len;
-		if (rj->pt_len && t->hooks.plaintext)
-			t->hooks.plaintext(t->hooks.ctx, d, pt, rj->pt_len);
+		deliver(t, d, pt, rj->pt_len);
 		break;
 	case PXY_CT_ALERT:
 		on_alert(t, d, pxy_cur_make(pt, rj->pt_len));
@@ -2052,10 +2058,7 @@ static void t13_apply(struct pxy_tap *t, enum pxy_dir d, const struct pxy_rec_jo
 			tap_fail(t, d, PXY_E_UNEXPECTED_MSG);
 			return;
 		}
-		t->info.decrypted[d] += rj->pt_len;
-		t->cnt->plaintext_bytes += rj->pt_len;
-		if (rj->pt_len && t->hooks.plaintext)
-			t->hooks.plaintext(t->hooks.ctx, d, pt, rj->pt_len);
+		deliver(t, d, pt, rj->pt_len);
 		break;
 	case PXY_CT_ALERT:
 		on_alert(t, d, pxy_cur_make(pt, rj->pt_len));
