@@ -103,8 +103,10 @@ size_t pxy_connlog_format(char *out, size_t cap, const struct pxy_conn_summary *
 			      t->key_wait_us / 1000, t->key_wait_us % 1000);
 	/* TLS 1.3: a HelloRetryRequest, 0-RTT data (taken or refused by the server), KeyUpdates per side */
 	if (n > 0 && t && t->version == PXY_TLS13 && t->keys_forwarded && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, " hello_retry=%s early_data=%s key_updates_c2s=%u key_updates_s2c=%u",
-			      yesno(t->hello_retry), early_name(t->early_data), t->key_updates[0], t->key_updates[1]);
+		n += snprintf(out + n, cap - (size_t)n,
+			      " hello_retry=%s early_data=%s key_updates_c2s=%u key_updates_s2c=%u post_auth=%u",
+			      yesno(t->hello_retry), early_name(t->early_data), t->key_updates[0], t->key_updates[1],
+			      t->post_auth);
 	/* what went wrong, when something did: the first parse error (and from whom), the last alert
 	 * of each side but close_notify */
 	if (n > 0 && t && t->error && (size_t)n < cap)
@@ -209,6 +211,7 @@ size_t pxy_connlog_json(char *out, size_t cap, const struct pxy_conn_summary *s)
 			add_str(o, "early_data", early_name(t->early_data));
 			add_u64(o, "key_updates_c2s", t->key_updates[0]);
 			add_u64(o, "key_updates_s2c", t->key_updates[1]);
+			add_u64(o, "post_auth", t->post_auth);
 		}
 	}
 	if (t && t->error) {

@@ -279,6 +279,10 @@ int pxy_hs_parse_client_hello(struct pxy_cur b, struct pxy_client_hello *ch)
 		case PXY_EXT_PRE_SHARED_KEY:
 			ch->psk = 1; /* RFC 8446 §4.2.11: identities and binders; the server's to check */
 			break;
+		case PXY_EXT_POST_HANDSHAKE_AUTH:
+			/* RFC 8446 §4.2.6: empty; a malformed one is the server's to refuse */
+			ch->post_handshake_auth = ext.left == 0;
+			break;
 		default:
 			break; /* unknown extensions are the server's business */
 		}
@@ -553,6 +557,7 @@ int pxy_hs_parse_certificate13(struct pxy_cur b, struct pxy_certificate *c)
 	PXY_TRY(pxy_cur_sub_u8(&b, &ctx));
 	PXY_TRY(pxy_cur_sub_u24(&b, &list));
 	PXY_TRY(pxy_cur_end(&b));
+	c->context = ctx;
 	while (list.left) {
 		struct pxy_cur cert, exts;
 
@@ -568,14 +573,17 @@ int pxy_hs_parse_certificate13(struct pxy_cur b, struct pxy_certificate *c)
 	return PXY_OK;
 }
 
-int pxy_hs_parse_certificate_request13(struct pxy_cur b)
+int pxy_hs_parse_certificate_request13(struct pxy_cur b, struct pxy_cur *context)
 {
 	struct pxy_cur ctx, exts;
 
 	PXY_TRY(pxy_cur_sub_u8(&b, &ctx));
 	PXY_TRY(pxy_cur_sub_u16(&b, &exts));
 	PXY_GUARD(exts.left >= 2, PXY_E_DECODE); /* signature_algorithms is required */
-	return pxy_cur_end(&b);
+	PXY_TRY(pxy_cur_end(&b));
+	if (context)
+		*context = ctx;
+	return PXY_OK;
 }
 
 int pxy_hs_parse_finished13(struct pxy_cur b, size_t hash_len, const uint8_t **verify_data)

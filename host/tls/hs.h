@@ -46,6 +46,7 @@ enum pxy_ext_type {
 	PXY_EXT_PRE_SHARED_KEY = 41,
 	PXY_EXT_EARLY_DATA = 42,
 	PXY_EXT_SUPPORTED_VERSIONS = 43,
+	PXY_EXT_POST_HANDSHAKE_AUTH = 49,
 	PXY_EXT_RENEGOTIATION_INFO = 0xff01,
 };
 
@@ -90,6 +91,7 @@ struct pxy_client_hello {
 	uint8_t offers_tls13;    /* supported_versions lists 0x0304 */
 	uint8_t early_data;      /* TLS 1.3 early_data: 0-RTT records may follow the hello */
 	uint8_t psk;             /* TLS 1.3 pre_shared_key offered */
+	uint8_t post_handshake_auth; /* TLS 1.3 post_handshake_auth: the server may ask for a certificate later */
 	uint8_t sslv2;           /* it came in the SSLv2-compatible form (RFC 5246 E.2): no extensions */
 	uint16_t ticket_len;
 	const uint8_t *ticket_data; /* the offered ticket; points into the message: valid while it is */
@@ -114,6 +116,7 @@ struct pxy_certificate {
 	unsigned count;
 	const uint8_t *leaf; /* DER of the first certificate, or NULL */
 	size_t leaf_len;
+	struct pxy_cur context; /* TLS 1.3: certificate_request_context */
 };
 
 int pxy_hs_parse_client_hello(struct pxy_cur body, struct pxy_client_hello *ch);
@@ -139,7 +142,8 @@ int pxy_hs_parse_certificate_status(struct pxy_cur body);
 int pxy_hs_parse_encrypted_extensions(struct pxy_cur body, uint8_t *early_data);
 /** Certificate: request context, then CertificateEntry { cert_data, extensions } each. */
 int pxy_hs_parse_certificate13(struct pxy_cur body, struct pxy_certificate *c);
-int pxy_hs_parse_certificate_request13(struct pxy_cur body);
+/** CertificateRequest; *context (may be NULL) gets its certificate_request_context. */
+int pxy_hs_parse_certificate_request13(struct pxy_cur body, struct pxy_cur *context);
 /** Finished of Hash.length bytes. */
 int pxy_hs_parse_finished13(struct pxy_cur body, size_t hash_len, const uint8_t **verify_data);
 int pxy_hs_parse_new_session_ticket13(struct pxy_cur body);

@@ -143,13 +143,17 @@ struct tap_job {
 enum t13_phase { P13_NONE = 0, P13_EARLY, P13_HS, P13_AP };
 enum t13_s_step { S13_EE = 0, S13_CERT, S13_CV, S13_FIN, S13_DONE };
 enum t13_c_step { C13_START = 0, C13_CV, C13_FIN, C13_DONE };
+enum t13_pha_step { PHA_CERT = 0, PHA_CV, PHA_FIN };
+#define PHA_MAX_PENDING 8
 
 struct t13_dir {
 	uint8_t phase;     /* enum t13_phase: whose keys the records arriving now are under */
 	uint8_t ready;     /* keys for the phase are in place */
 	uint8_t step;      /* handshake progress: enum t13_s_step (server) or t13_c_step (client) */
 	uint8_t skip_early; /* the server refused 0-RTT: records that do not open are its early data, skipped */
-	uint8_t post_auth; /* a post-handshake CertificateRequest is being answered */
+	uint8_t post_auth; /* client: post-handshake CertificateRequests not yet answered */
+	uint8_t pha_step;  /* client: where its answer to one is (enum t13_pha_step) */
+	uint8_t pha_check; /* that answer's Finished is verified (its request is in the transcript) */
 	uint8_t slen;
 	uint8_t secret[PXY_MAX_HASH]; /* the phase's traffic secret (a KeyUpdate moves it on) */
 	uint8_t hs_secret[PXY_MAX_HASH]; /* the handshake traffic secret, kept for the key log */
@@ -232,6 +236,12 @@ struct pxy_tap {
 	unsigned inflight;
 	uint8_t *tr; /* handshake transcript */
 	size_t tr_len, tr_cap, tr_max;
+	/* TLS 1.3 post-handshake client authentication (RFC 8446 §4.6.2), when the ClientHello offered it:
+	 * the transcript is kept through the client's Finished (pha_base bytes), the Handshake Context of
+	 * every answer; the server's requests wait in pha_q (raw messages, in order) for their answers */
+	size_t pha_base;
+	uint8_t *pha_q;
+	size_t pha_q_len;
 	uint8_t session_hash[PXY_MAX_HASH];
 	size_t session_hash_len;
 	/* the session cache keys this handshake may be found by, or stored under */
@@ -356,7 +366,10 @@ static void free_transcript(struct pxy_tap *t)
 {
 	free(t->tr);
 	t->tr = NULL;
-	t->tr_len = t->tr_cap = 0;
+	t->tr_len = t->tr_cap = t->pha_base = 0;
+	free(t->pha_q);
+	t->pha_q = NULL;
+	t->pha_q_len = 0;
 }
 
 /* Stop decrypting; forwarding is not affected. Jobs in flight are dropped as they return. */
@@ -1793,17 +1806,17 @@ static void judge13(struct pxy_tap *t, const struct pxy_certificate *cert)
 	refuse(t, PXY_R_CERT_MISMATCH);
 }
 
-/* verify a Finished: HMAC under the direction's handshake secret over the transcript so far */
-static int t13_verify_finished(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body, int *ok)
+/* verify a Finished: HMAC under a key from `base` (the direction's handshake secret; after the
+ * handshake, the client's current application secret) over the transcript so far */
+static int t13_verify_finished(struct pxy_tap *t, const uint8_t *base, size_t blen, struct pxy_cur body, int *ok)
 {
-	struct t13_dir *x = &t->t13[d];
 	uint8_t hash[PXY_MAX_HASH], expect[PXY_MAX_HASH];
 	const uint8_t *vd;
 	size_t hl = pxy_prf_hash_len(t->suite->prf), got;
 
 	PXY_TRY(pxy_hs_parse_finished13(body, hl, &vd));
 	PXY_TRY(pxy_transcript_hash(t->suite->prf, t->tr, t->tr_len, hash, &got));
-	PXY_TRY(pxy_tls13_finished(t->suite->prf, x->hs_secret, x->slen, hash, expect));
+	PXY_TRY(pxy_tls13_finished(t->suite->prf, base, blen, hash, expect));
 	*ok = (int)pxy_ct_memeq(expect, vd, hl);
 	pxy_wipe(expect, sizeof(expect));
 	return PXY_OK;
@@ -1824,6 +1837,102 @@ static int t13_key_update(struct pxy_tap *t, enum pxy_dir d, struct pxy_cur body
 	return PXY_OK;
 }
 
+/* Post-handshake client authentication (RFC 8446 §4.6.2). A CertificateRequest from the server: kept
+ * (when the ClientHello offered post_handshake_auth) until the client answers it. */
+static int pha_request(struct pxy_tap *t, const struct pxy_hs_msg *m)
+{
+	struct t13_dir *c = &t->t13[PXY_C2S];
+	uint8_t *q;
+
+	PXY_TRY(pxy_hs_parse_certificate_request13(m->body, NULL));
+	PXY_GUARD(c->post_auth < PHA_MAX_PENDING, PXY_E_UNEXPECTED_MSG);
+	c->post_auth++;
+	if (!t->ch.post_handshake_auth)
+		return PXY_OK; /* not offered: the client refuses it, nothing to verify */
+	PXY_GUARD(t->pha_q_len + m->raw_len <= t->tr_max, PXY_E_HS_TOO_LARGE);
+	q = realloc(t->pha_q, t->pha_q_len + m->raw_len);
+	if (!q)
+		return PXY_E_NOMEM;
+	memcpy(q + t->pha_q_len, m->raw, m->raw_len);
+	t->pha_q = q;
+	t->pha_q_len += m->raw_len;
+	return PXY_OK;
+}
+
+/* The queued request whose certificate_request_context is `ctx`: taken out of the queue and put in
+ * the transcript after the Handshake Context. 0 when there is none. */
+static int pha_take_request(struct pxy_tap *t, struct pxy_cur ctx)
+{
+	size_t off = 0;
+
+	while (off + PXY_HS_HDR_LEN <= t->pha_q_len) {
+		const uint8_t *r = t->pha_q + off;
+		size_t len = PXY_HS_HDR_LEN + ((size_t)r[1] << 16 | (size_t)r[2] << 8 | r[3]);
+		struct pxy_cur rctx;
+
+		if (pxy_hs_parse_certificate_request13(pxy_cur_make(r + PXY_HS_HDR_LEN, len - PXY_HS_HDR_LEN),
+						       &rctx) == PXY_OK &&
+		    rctx.left == ctx.left && memcmp(rctx.p, ctx.p, ctx.left) == 0) {
+			t->tr_len = t->pha_base;
+			if (tr_append(t, r, len) != PXY_OK)
+				return 0;
+			memmove(t->pha_q + off, t->pha_q + off + len, t->pha_q_len - off - len);
+			t->pha_q_len -= len;
+			return 1;
+		}
+		off += len;
+	}
+	return 0;
+}
+
+/* The client's answer: Certificate, CertificateVerify (when it sent a certificate), Finished. The
+ * Finished is verified under the client's current application secret over the Handshake Context,
+ * the request and the answer. */
+static int pha_answer(struct pxy_tap *t, const struct pxy_hs_msg *m)
+{
+	struct t13_dir *c = &t->t13[PXY_C2S];
+	struct pxy_certificate cert;
+	int ok = 0;
+
+	switch (m->type) {
+	case PXY_HS_CERTIFICATE:
+		PXY_GUARD(c->pha_step == PHA_CERT, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(pxy_hs_parse_certificate13(m->body, &cert));
+		t->info.client_cert = cert.count > 0;
+		if (cert.leaf)
+			pxy_cert_describe(cert.leaf, cert.leaf_len, &t->info.client);
+		c->pha_check = t->tr && t->pha_base && pha_take_request(t, cert.context);
+		if (c->pha_check)
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		c->pha_step = cert.count ? PHA_CV : PHA_FIN;
+		return PXY_OK;
+	case PXY_HS_CERTIFICATE_VERIFY:
+		PXY_GUARD(c->pha_step == PHA_CV, PXY_E_UNEXPECTED_MSG);
+		PXY_TRY(pxy_hs_parse_certificate_verify(m->body, PXY_TLS12));
+		if (c->pha_check)
+			PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		c->pha_step = PHA_FIN;
+		return PXY_OK;
+	default:
+		PXY_GUARD(m->type == PXY_HS_FINISHED && c->pha_step == PHA_FIN, PXY_E_UNEXPECTED_MSG);
+		c->pha_step = PHA_CERT;
+		c->post_auth--;
+		if (!c->pha_check)
+			return pxy_hs_parse_finished13(m->body, pxy_prf_hash_len(t->suite->prf),
+						       &(const uint8_t *){ 0 });
+		c->pha_check = 0;
+		PXY_TRY(t13_verify_finished(t, c->secret, c->slen, m->body, &ok));
+		t->tr_len = t->pha_base;
+		if (!ok) {
+			t->cnt->finished_mismatch++;
+			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			return PXY_OK;
+		}
+		t->info.post_auth++;
+		return PXY_OK;
+	}
+}
+
 /* A decrypted handshake message of a TLS 1.3 session, in order. */
 static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m)
 {
@@ -1842,22 +1951,12 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 		case PXY_HS_CERTIFICATE_REQUEST:
 			/* post-handshake client authentication: the client answers in its records */
 			PXY_GUARD(d == PXY_S2C, PXY_E_UNEXPECTED_MSG);
-			t->t13[PXY_C2S].post_auth = 1;
-			return pxy_hs_parse_certificate_request13(m->body);
+			return pha_request(t, m);
 		case PXY_HS_CERTIFICATE:
-			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
-			PXY_TRY(pxy_hs_parse_certificate13(m->body, &cert));
-			t->info.client_cert = cert.count > 0;
-			if (cert.leaf)
-				pxy_cert_describe(cert.leaf, cert.leaf_len, &t->info.client);
-			return PXY_OK;
 		case PXY_HS_CERTIFICATE_VERIFY:
-			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
-			return pxy_hs_parse_certificate_verify(m->body, PXY_TLS12);
 		case PXY_HS_FINISHED:
 			PXY_GUARD(d == PXY_C2S && x->post_auth, PXY_E_UNEXPECTED_MSG);
-			x->post_auth = 0;
-			return pxy_hs_parse_finished13(m->body, pxy_prf_hash_len(t->suite->prf), &(const uint8_t *){ 0 });
+			return pha_answer(t, m);
 		default:
 			return PXY_E_UNEXPECTED_MSG;
 		}
@@ -1890,7 +1989,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 		}
 		case S13_CERT:
 			if (m->type == PXY_HS_CERTIFICATE_REQUEST && !t->cert_request) {
-				PXY_TRY(pxy_hs_parse_certificate_request13(m->body));
+				PXY_TRY(pxy_hs_parse_certificate_request13(m->body, NULL));
 				PXY_TRY(tr_append(t, m->raw, m->raw_len));
 				t->cert_request = 1;
 				return PXY_OK;
@@ -1909,7 +2008,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 			return PXY_OK;
 		case S13_FIN:
 			PXY_GUARD(m->type == PXY_HS_FINISHED, PXY_E_UNEXPECTED_MSG);
-			PXY_TRY(t13_verify_finished(t, d, m->body, &ok));
+			PXY_TRY(t13_verify_finished(t, x->hs_secret, x->slen, m->body, &ok));
 			if (!ok) {
 				t->cnt->finished_mismatch++;
 				stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
@@ -1947,7 +2046,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 		__attribute__((fallthrough));
 	case C13_FIN:
 		PXY_GUARD(m->type == PXY_HS_FINISHED && (x->step == C13_FIN || !t->cert_request), PXY_E_UNEXPECTED_MSG);
-		PXY_TRY(t13_verify_finished(t, d, m->body, &ok));
+		PXY_TRY(t13_verify_finished(t, x->hs_secret, x->slen, m->body, &ok));
 		if (!ok) {
 			t->cnt->finished_mismatch++;
 			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
@@ -1957,7 +2056,14 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 		t->info.fin_ok[d] = 1;
 		t->dir[d].fin_seen = 1;
 		t13_phase(t, d, P13_AP);
-		free_transcript(t); /* the handshake is over */
+		if (!t->ch.post_handshake_auth) {
+			free_transcript(t); /* the handshake is over */
+			return PXY_OK;
+		}
+		/* the server may ask for a certificate later: the transcript through this Finished is the
+		 * Handshake Context of the answer */
+		PXY_TRY(tr_append(t, m->raw, m->raw_len));
+		t->pha_base = t->tr_len;
 		return PXY_OK;
 	case C13_CV:
 		PXY_GUARD(m->type == PXY_HS_CERTIFICATE_VERIFY, PXY_E_UNEXPECTED_MSG);

@@ -154,6 +154,7 @@ struct pxy_tap_info {
 	uint8_t early_data;      /* TLS 1.3 0-RTT: 1 offered, 2 taken by the server (decrypted), 3 refused */
 	uint8_t hello_retry;     /* TLS 1.3: the server sent a HelloRetryRequest */
 	uint32_t key_updates[2]; /* TLS 1.3 KeyUpdate messages followed, per direction */
+	uint32_t post_auth;      /* TLS 1.3 post-handshake client authentications, their Finished verified */
 };
 
 struct pxy_tap;

@@ -240,7 +240,14 @@ static void write_tap13(const struct rec *r, int require_keys, int drop_keys)
 	free(b);
 }
 
-enum s13 { S13_PLAIN, S13_KEYUPDATE, S13_RESUME };
+enum s13 { S13_PLAIN, S13_KEYUPDATE, S13_RESUME, S13_POST_AUTH };
+
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;
+}
 
 static void session13(const char *out, const char *name, struct tu_pair_opts *o, enum s13 kind, int require_keys,
 		      int drop_keys)
@@ -253,6 +260,13 @@ static void session13(const char *out, const char *name, struct tu_pair_opts *o,
 	tu_fill(msg, sizeof(msg), 13);
 	recorded_pair(&p, NULL, o, &r);
 	SSL_CTX_set_keylog_callback(p.sctx, keylog_cb);
+	if (kind == S13_POST_AUTH) {
+		/* the client offers post-handshake authentication (o->client_id is its certificate) */
+		SSL_set_post_handshake_auth(p.c, 1);
+		SSL_use_certificate(p.c, o->client_id->x509);
+		SSL_use_PrivateKey(p.c, o->client_id->pkey);
+		SSL_set_verify(p.s, SSL_VERIFY_PEER | SSL_VERIFY_POST_HANDSHAKE, accept_any);
+	}
 	tu_pair_handshake(&p);
 	tu_pair_send(&p, PXY_C2S, msg, 300);
 	tu_pair_send(&p, PXY_S2C, msg, sizeof(msg));
@@ -260,6 +274,12 @@ static void session13(const char *out, const char *name, struct tu_pair_opts *o,
 		SSL_key_update(p.c, SSL_KEY_UPDATE_REQUESTED);
 		tu_pair_send(&p, PXY_C2S, msg, 200);
 		tu_pair_send(&p, PXY_S2C, msg, 200);
+	}
+	if (kind == S13_POST_AUTH) {
+		SSL_verify_client_post_handshake(p.s);
+		SSL_do_handshake(p.s);
+		tu_pair_pump(&p);
+		tu_pair_send(&p, PXY_C2S, msg, 200);
 	}
 	if (kind == S13_RESUME) {
 		SSL_SESSION *sess = SSL_get1_session(p.c);
@@ -310,6 +330,10 @@ static void corpus13(const char *out, struct tu_ident *srv, struct tu_ident *oth
 		o.client_auth = 1;
 		o.client_id = cli;
 		session13(out, "tls13-client-auth", &o, S13_PLAIN, 0, 0);
+		o.client_auth = 0;
+		o.ciphersuites = "TLS_AES_256_GCM_SHA384";
+		session13(out, "tls13-post-handshake-auth", &o, S13_POST_AUTH, 0, 0);
+		o.ciphersuites = "TLS_AES_128_GCM_SHA256";
 		o.client_auth = 0;
 		o.server = other;
 		session13(out, "tls13-cert-mismatch", &o, S13_PLAIN, 0, 0);

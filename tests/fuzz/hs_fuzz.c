@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)pxy_hs_parse_encrypted_extensions(pxy_cur_make(data, size), &flag);
 		if (pxy_hs_parse_certificate13(pxy_cur_make(data, size), &cert) == PXY_OK && cert.leaf)
 			(void)memchr(cert.leaf, 0, cert.leaf_len);
-		(void)pxy_hs_parse_certificate_request13(pxy_cur_make(data, size));
+		(void)pxy_hs_parse_certificate_request13(pxy_cur_make(data, size), NULL);
 		(void)pxy_hs_parse_finished13(pxy_cur_make(data, size), 32 + 16 * (version & 1), &p);
 		(void)pxy_hs_parse_new_session_ticket13(pxy_cur_make(data, size));
 		(void)pxy_hs_parse_key_update(pxy_cur_make(data, size), &flag);

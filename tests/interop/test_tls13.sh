@@ -9,7 +9,9 @@
 #  - a HelloRetryRequest (the client's key share is one the server does not take);
 #  - KeyUpdate both ways, requested and not (s_client/s_server "k"/"K" commands
 #    through peers.py lines-client is not needed: OpenSSL updates on demand);
-#  - a client certificate (s_server -Verify), checked in the conn line;
+#  - a client certificate (s_server -Verify), checked in the conn line; a
+#    post-handshake client authentication (s_client -enable_pha, s_server "c"),
+#    its Finished verified (post_auth=1);
 #  - a resumption by PSK (s_client -sess_out / -sess_in), and 0-RTT early data
 #    (s_server -early_data, s_client -early_data), decrypted with
 #    CLIENT_EARLY_TRAFFIC_SECRET;
@@ -20,8 +22,8 @@
 #  - a certificate that is not the configured one: refused (alert 40 to both);
 #  - a server that forwards nothing: forwarded untouched, keys-missing;
 #    with --require-keys: refused, both sides get alert 40;
-#  - the key log the proxy writes holds the TLS 1.3 secrets (tshark, when
-#    installed, decrypts the capture with them).
+#  - the key log the proxy writes holds the TLS 1.3 secrets and tshark
+#    decrypts --pcap-tls with them; --pcap carries the plaintext as TCP streams.
 . "$(dirname "$0")/lib.sh"
 
 need_tool gnutls-serv gnutls-cli curl
@@ -49,7 +51,8 @@ set_backend() { echo "$1" >"$RELAY_TO"; }
 start_relay "$RELAY_TO" "$T/relay.port"
 KEYLOG="$T/keys.log"
 start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
-	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng"
+	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng" \
+	--pcap "$T/dec13.pcapng"
 
 t13_case aes128 -ciphersuites TLS_AES_128_GCM_SHA256 --
 t13_case aes256 -ciphersuites TLS_AES_256_GCM_SHA384 --
@@ -107,6 +110,44 @@ for part in 1 2 3; do
 	grep -qFf "$T/ku.s2c$part" "$PT/$CONN_ID.s2c" || fail "keyupdate: the server's part $part is not in the s2c sink"
 done
 say "keyupdate: the server's (requested) and the client's KeyUpdates followed, every line decrypted"
+
+# post-handshake client authentication: s_client offers it (-enable_pha), s_server asks for a
+# certificate after the handshake ("c"), the client answers in its records; the proxy verifies the
+# answer's Finished (post_auth=1) and decrypts on
+lines pc1 1200 >"$T/pha.c2s1"; lines pc2 1200 >"$T/pha.c2s2"; lines ps1 1200 >"$T/pha.s2c1"
+mkfifo "$T/pha-srv.in" "$T/pha-cli.in"
+bg pha-srv bash -c 'in=$1; shift; exec "$@" <"$in"' _ "$T/pha-srv.in" \
+	stdbuf -oL openssl s_server -accept 127.0.0.1:0 -naccept 1 -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 \
+	-CAfile "$T/other.crt" -keylogfile "$KEYLOG"
+exec 7>"$T/pha-srv.in"
+set_backend "$(listen_port_of "$BG_PID")"
+bg pha-cli bash -c 'in=$1; shift; exec 7>&- "$@" <"$in"' _ "$T/pha-cli.in" \
+	openssl s_client -connect "127.0.0.1:$PX_PORT" -servername pha.test -tls1_3 -enable_pha \
+	-cert "$T/other.crt" -key "$T/other.key"
+PHA_CLI=$BG_PID
+exec 8>"$T/pha-cli.in"
+cat "$T/pha.c2s1" >&8
+wait_for 20 got "$T/pha-srv.out" "$T/pha.c2s1" || fail "pha: the server did not get the client's first lines"
+cat "$T/pha.s2c1" >&7
+wait_for 20 got "$T/pha-cli.out" "$T/pha.s2c1" || fail "pha: the client did not get the server's lines"
+# (after "c", s_server's own writes stall even with no proxy in between: the server's lines go first)
+echo c >&7
+wait_for 20 grep -q "SSL_do_handshake -> 1" "$T/pha-srv.out" || fail "pha: s_server did not send its CertificateRequest"
+wait_for 20 grep -q "^depth=0 CN = other.test" "$T/pha-srv.err" || fail "pha: s_server did not get the client's certificate"
+cat "$T/pha.c2s2" >&8
+wait_for 20 got "$T/pha-srv.out" "$T/pha.c2s2" || fail "pha: the server did not get the client's lines after it"
+exec 8>&-
+wait_exit "$PHA_CLI" 20 || fail "pha: s_client did not exit"
+exec 7>&-
+wait_for 10 has_conn_sni "$PX_LOG" pha.test || fail "pha: no conn line"
+CONN=$(conn_by_sni "$PX_LOG" pha.test)
+expect_fields "$CONN" verdict=decrypted reason=- post_auth=1 client_cert=yes
+CONN_ID=$(field "$CONN" id)
+for part in pha.c2s1 pha.c2s2; do
+	grep -qFf "$T/$part" "$PT/$CONN_ID.c2s" || fail "pha: $part is not in the c2s sink"
+done
+grep -qFf "$T/pha.s2c1" "$PT/$CONN_ID.s2c" || fail "pha: the server's lines are not in the s2c sink"
+say "pha: a post-handshake client authentication's Finished verified ($(field "$CONN" client_subject)), every line decrypted"
 
 # resumption by PSK (the ticket from the first session): no certificate in the second
 bg resume openssl s_server -accept 127.0.0.1:0 -www -cert "$T/srv.crt" -key "$T/srv.key" -tls1_3 -keylogfile "$KEYLOG"
@@ -208,6 +249,14 @@ for want in "GET /first" "GET /second" "GET /early" "GET /blob.bin"; do
 	grep -q "$want" "$T/follow.txt" || fail "tshark did not decrypt '$want' from --pcap-tls"
 done
 say "--keylog has the TLS 1.3 secrets; tshark decrypts --pcap-tls (TLS 1.3, PSK, 0-RTT) unaided"
+# the decrypted capture: plain TCP streams carrying the TLS 1.3 sessions' plaintext
+n=$(tshark -r "$T/dec13.pcapng" -T fields -e tcp.stream 2>/dev/null | sort -un | wc -l)
+[ "$n" -gt 0 ] || fail "--pcap has no TCP stream"
+for ((st = 0; st < n; st++)); do tshark -r "$T/dec13.pcapng" -q -z "follow,tcp,ascii,$st" 2>/dev/null; done >"$T/follow-dec.txt"
+for want in "GET /first" "GET /second" "GET /early" "GET /blob.bin"; do
+	grep -q "$want" "$T/follow-dec.txt" || fail "--pcap lacks the decrypted '$want'"
+done
+say "--pcap: $n TCP streams carry the TLS 1.3 sessions' plaintext (1-RTT, PSK, 0-RTT)"
 
 # --require-keys: without the keys the session is refused; with them it goes on
 start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \

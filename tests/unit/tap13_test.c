@@ -317,6 +317,54 @@ static void test_client_auth(void **state)
 	f13_close(&f);
 }
 
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;
+}
+
+/* post-handshake client authentication (RFC 8446 §4.6.2), twice, after a KeyUpdate of the client's:
+ * each answer's Finished verifies under the client's current application secret */
+static void test_post_handshake_auth(void **state)
+{
+	struct tu_pair_opts o = opts13("TLS_AES_256_GCM_SHA384");
+	struct f13 f;
+	uint8_t m[3000];
+	X509 *peer;
+
+	(void)state;
+	f13_open(&f, &srv, &o, 0);
+	SSL_set_post_handshake_auth(f.p.c, 1);
+	assert_int_equal(SSL_use_certificate(f.p.c, cli.x509), 1);
+	assert_int_equal(SSL_use_PrivateKey(f.p.c, cli.pkey), 1);
+	SSL_set_verify(f.p.s, SSL_VERIFY_PEER | SSL_VERIFY_POST_HANDSHAKE, accept_any);
+	assert_int_equal(tu_pair_handshake(&f.p), 0);
+	assert_null(SSL_get0_peer_certificate(f.p.s)); /* none asked for in the handshake */
+	exchange(&f, 21);
+	assert_int_equal(SSL_key_update(f.p.c, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+	tu_fill(m, sizeof(m), 22);
+	assert_int_equal(tu_pair_send(&f.p, PXY_C2S, m, sizeof(m)), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(SSL_verify_client_post_handshake(f.p.s), 1);
+		assert_int_equal(SSL_do_handshake(f.p.s), 1); /* sends the CertificateRequest */
+		tu_pair_pump(&f.p);                            /* the client answers, the server reads it */
+		assert_int_equal(tu_pair_send(&f.p, PXY_S2C, m, sizeof(m)), 0);
+		assert_int_equal(tu_pair_send(&f.p, PXY_C2S, m, sizeof(m)), 0);
+	}
+	peer = SSL_get1_peer_certificate(f.p.s);
+	assert_non_null(peer);
+	X509_free(peer);
+	assert_int_equal(f.w.pt_len[PXY_C2S], 40000 + 3 * sizeof(m));
+	assert_int_equal(f.w.pt_len[PXY_S2C], 70000 + 2 * sizeof(m));
+	assert_memory_equal(f.w.pt[PXY_C2S] + 40000 + 2 * sizeof(m), m, sizeof(m));
+	expect_decrypted(&f);
+	assert_int_equal(f.w.final.post_auth, 2);
+	assert_true(f.w.final.client_cert);
+	assert_int_equal(f.cnt.finished_mismatch, 0);
+	f13_close(&f);
+}
+
 static void test_psk_resumption(void **state)
 {
 	struct tu_pair_opts o = opts13("TLS_AES_128_GCM_SHA256");
@@ -525,6 +573,7 @@ int main(void)
 		cmocka_unit_test(test_keys_missing),   cmocka_unit_test(test_keys_late),
 		cmocka_unit_test(test_require_keys),   cmocka_unit_test(test_wrong_secret),
 		cmocka_unit_test(test_cert_mismatch),  cmocka_unit_test(test_no_key_source),
+		cmocka_unit_test(test_post_handshake_auth),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
