@@ -435,6 +435,27 @@ fwd_case() {
 	check_sink "$PT" "$CONN_ID" s2c "$T/$tag.s2c"
 }
 
+# gnutls_fwd_case TAG SERVER_PRIORITY CLIENT_PRIORITY SUITE: gnutls-serv --echo (srv.crt), its keys
+# logged to $KEYLOG through SSLKEYLOGFILE, becomes the backend (the test's set_backend); gnutls-cli
+# sends 4 KiB of lines through the proxy with SNI TAG and waits for their echo. The session must be
+# decrypted with the forwarded keys, in SUITE, each sink exactly the lines. Sets CONN.
+gnutls_fwd_case() {
+	local tag=$1 spri=$2 cpri=$3 suite=$4 in=$T/$1.in out=$T/$1-cli.out last
+	head -c 3072 /dev/urandom | base64 -w 64 >"$in"
+	bg "$tag-srv" env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" \
+		--x509keyfile "$T/srv.key" --priority "$spri"
+	set_backend "$(listen_port_of "$BG_PID")"
+	last=$(tail -n1 "$in")
+	{ cat "$in"; for _ in $(seq 100); do grep -qF -- "$last" "$out" 2>/dev/null && break; sleep 0.1; done; } |
+		timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname "$tag" --priority "$cpri" 127.0.0.1 \
+			>"$out" 2>"$T/$tag-cli.err" || true
+	wait_for 10 has_conn_sni "$PX_LOG" "$tag" || fail "$tag: no conn line"
+	CONN=$(conn_by_sni "$PX_LOG" "$tag")
+	expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite="$suite"
+	check_sink "$PT" "$(field "$CONN" id)" c2s "$in"
+	check_sink "$PT" "$(field "$CONN" id)" s2c "$in"
+}
+
 # ossl_client TAG CFILE SFILE PORT [s_client args...]: sets CLI_PID; OSSL_CONF, when set,
 # becomes the client's OPENSSL_CONF
 ossl_client() {

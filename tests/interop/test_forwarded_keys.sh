@@ -83,18 +83,8 @@ expect_fields "$(conn_by_sni "$PX_LOG" resume-2.test)" verdict=decrypted resumed
 say "resumption of an ECDHE session: decrypted from the session cache"
 
 # gnutls-serv writing its keys through SSLKEYLOGFILE
-head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
-bg gnutls env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
-	--priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM'
-set_backend "$(listen_port_of "$BG_PID")"
-last=$(tail -n1 "$T/g.in")
-{ cat "$T/g.in"; for _ in $(seq 100); do grep -qF -- "$last" "$T/g.out" 2>/dev/null && break; sleep 0.1; done; } |
-	timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname gnutls.test --priority \
-	'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM' 127.0.0.1 >"$T/g.out" 2>"$T/g.err" || true
-wait_for 10 has_conn_sni "$PX_LOG" gnutls.test || fail "gnutls: no conn line"
-CONN=$(conn_by_sni "$PX_LOG" gnutls.test)
-expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-check_sink "$PT" "$(field "$CONN" id)" c2s "$T/g.in"
+gnutls_fwd_case gnutls.test 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM' \
+	'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM' TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
 say "gnutls: decrypted with the secret gnutls-serv logged"
 
 # a server that logs no keys: forwarded untouched, not decrypted, keys-missing after --key-wait

@@ -62,18 +62,8 @@ wait_for 10 grep -q "key listener: forwarder 127.0.0.1:[0-9]* connected (subject
 	fail "the forwarder's connection is not logged"
 
 # TLS 1.2 ECDHE from gnutls-serv (SSLKEYLOGFILE) through the same forwarder
-head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
-bg gnutls env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
-	--priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-128-GCM'
-set_backend "$(listen_port_of "$BG_PID")"
-last=$(tail -n1 "$T/g.in")
-{ cat "$T/g.in"; for _ in $(seq 100); do grep -qF -- "$last" "$T/g.out" 2>/dev/null && break; sleep 0.1; done; } |
-	timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname remote12.test --priority \
-	'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA' 127.0.0.1 >"$T/g.out" 2>"$T/g.err" || true
-wait_for 10 has_conn_sni "$PX_LOG" remote12.test || fail "remote12: no conn line"
-CONN=$(conn_by_sni "$PX_LOG" remote12.test)
-expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-check_sink "$PT" "$(field "$CONN" id)" c2s "$T/g.in"
+gnutls_fwd_case remote12.test 'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:-CIPHER-ALL:+AES-128-GCM' \
+	'NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA' TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
 say "remote12: TLS 1.2 ECDHE decrypted with the CLIENT_RANDOM gnutls-serv logged, streamed"
 
 # clients that may not send keys: no certificate, and one another CA signed

@@ -181,19 +181,8 @@ expect_fields "$CONN" verdict=decrypted reason=- early_data=accepted
 grep -q "GET /early" "$PT/$(field "$CONN" id).c2s" || fail "early: the 0-RTT request is not in the c2s sink"
 say "early data: the 0-RTT request decrypted with CLIENT_EARLY_TRAFFIC_SECRET"
 # gnutls-serv and gnutls-cli (SSLKEYLOGFILE), and curl
-head -c 3072 /dev/urandom | base64 -w 64 >"$T/g.in"
-bg gnutls env SSLKEYLOGFILE="$KEYLOG" gnutls-serv --echo -p 0 --x509certfile "$T/srv.crt" --x509keyfile "$T/srv.key" \
-	--priority 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM'
-set_backend "$(listen_port_of "$BG_PID")"
-last=$(tail -n1 "$T/g.in")
-{ cat "$T/g.in"; for _ in $(seq 100); do grep -qF -- "$last" "$T/g.out" 2>/dev/null && break; sleep 0.1; done; } |
-	timeout 20 gnutls-cli --insecure -p "$PX_PORT" --sni-hostname gnutls13.test --priority \
-	'NORMAL:-VERS-ALL:+VERS-TLS1.3' 127.0.0.1 >"$T/g.out" 2>"$T/g.err" || true
-wait_for 10 has_conn_sni "$PX_LOG" gnutls13.test || fail "gnutls: no conn line"
-CONN=$(conn_by_sni "$PX_LOG" gnutls13.test)
-expect_fields "$CONN" verdict=decrypted reason=- keys=forwarded suite=TLS_AES_128_GCM_SHA256
-check_sink "$PT" "$(field "$CONN" id)" c2s "$T/g.in"
-check_sink "$PT" "$(field "$CONN" id)" s2c "$T/g.in"
+gnutls_fwd_case gnutls13.test 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM' 'NORMAL:-VERS-ALL:+VERS-TLS1.3' \
+	TLS_AES_128_GCM_SHA256
 say "gnutls: TLS 1.3 decrypted with the secrets gnutls-serv logged"
 mkdir -p "$T/files"
 head -c 50000 /dev/urandom >"$T/files/blob.bin"
