@@ -394,6 +394,14 @@ static void stop_inspect(struct pxy_tap *t, enum pxy_reason r)
 	free_transcript(t);
 }
 
+/* A Finished did not verify, or a secret does not fit the session: the keys (or the transcript) are not
+ * the endpoints'. Counted; decryption stops, forwarding goes on. */
+static void keys_wrong(struct pxy_tap *t)
+{
+	t->cnt->finished_mismatch++;
+	stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+}
+
 /* A parse or protocol failure in direction d. Before the verdict the proxy
  * cannot vouch for the session and rejects it; after, it only stops looking. */
 static void tap_fail(struct pxy_tap *t, enum pxy_dir d, int err)
@@ -953,8 +961,7 @@ static void try_verify(struct pxy_tap *t)
 		pxy_wipe(expect, sizeof(expect));
 		td->fin_state = FIN_DONE;
 		if (!ok) {
-			t->cnt->finished_mismatch++;
-			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			keys_wrong(t);
 			return;
 		}
 		t->info.fin_ok[d] = 1;
@@ -1300,8 +1307,7 @@ static int on_reneg_msg(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_m
 	ok = pxy_ct_memeq(expect, vd, PXY_FINISHED_LEN);
 	pxy_wipe(expect, sizeof(expect));
 	if (!ok) {
-		t->cnt->finished_mismatch++;
-		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		keys_wrong(t);
 		return PXY_OK;
 	}
 	PXY_TRY(tr_append(t, m->raw, m->raw_len));
@@ -1432,8 +1438,7 @@ static void on_decrypted(struct pxy_tap *t, enum pxy_dir d, struct tap_job *j)
 		/* Before a Finished verified, a failed record means the keys are wrong;
 		 * whether the pre-master was well padded is never looked at. */
 		if (!t->info.fin_ok[d]) {
-			t->cnt->finished_mismatch++;
-			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			keys_wrong(t);
 		} else {
 			t->cnt->record_auth_fail++;
 			stop_decrypt(t, PXY_R_RECORD_AUTH);
@@ -1547,6 +1552,48 @@ static int room_for(struct pxy_tap *t, struct tap_dir *td, size_t n)
 	return mine + n <= t->cfg.max_pending && (!max_all || all + n <= max_all);
 }
 
+/* A record-open job for direction d holding r's buffer, its bytes counted against --max-pending. NULL
+ * (the buffer released) when there is no room: the record is dropped, and decryption stops where the
+ * records after it cannot be followed without it (`must`); or no memory: decryption stops. */
+static struct tap_job *record_job(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r, int must)
+{
+	struct tap_dir *td = &t->dir[d];
+	struct tap_job *j;
+
+	if (!room_for(t, td, r->buf_len)) {
+		t->info.dropped[d]++;
+		t->cnt->records_dropped++;
+		pxy_recbuf_put(r->buf);
+		if (must)
+			stop_decrypt(t, PXY_R_ENGINE);
+		return NULL;
+	}
+	j = job_new(t, PXY_JOB_RECORD_OPEN);
+	if (!j) {
+		pxy_recbuf_put(r->buf);
+		stop_decrypt(t, PXY_R_INTERNAL);
+		return NULL;
+	}
+	j->job.u.rec.rec = r->buf;
+	j->job.u.rec.rec_len = r->buf_len;
+	j->job.u.rec.rec_cap = r->buf_len;
+	j->dir = (uint8_t)d;
+	j->cost = r->buf_len;
+	td->queued_bytes += j->cost;
+	t->cnt->pending_bytes += j->cost;
+	return j;
+}
+
+/* j waits at the end of its direction's queue (for keys, or for the records before it). */
+static void wait_append(struct tap_dir *td, struct tap_job *j)
+{
+	if (td->wait_tail)
+		td->wait_tail->next = j;
+	else
+		td->wait_head = j;
+	td->wait_tail = j;
+}
+
 /*
  * TLS 1.0 CBC (RFC 2246 §6.2.3.2): a record's IV is the last ciphertext block
  * of the record before it in that direction, the key block's IV for the
@@ -1629,45 +1676,22 @@ static void on_encrypted_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_re
 		td->fin_state = FIN_RESERVED;
 		fin = 1;
 	}
-	if (!room_for(t, td, r->buf_len)) {
-		t->info.dropped[d]++;
-		t->cnt->records_dropped++;
-		pxy_recbuf_put(r->buf);
-		if (fin)
-			stop_decrypt(t, PXY_R_ENGINE);
+	j = record_job(t, d, r, fin);
+	if (!j)
 		return;
-	}
-	j = job_new(t, PXY_JOB_RECORD_OPEN);
-	if (!j) {
-		pxy_recbuf_put(r->buf);
-		stop_decrypt(t, PXY_R_INTERNAL);
-		return;
-	}
 	j->job.tag = (uint64_t)d;
 	j->job.u.rec.seq = seq;
-	j->job.u.rec.rec = r->buf;
-	j->job.u.rec.rec_len = r->buf_len;
-	j->job.u.rec.rec_cap = r->buf_len;
 	/* a synchronous engine's completions are applied before its next flush: it may keep the plaintext */
 	j->job.u.rec.pt_borrow = t->cfg.engine && (t->cfg.engine->flags & PXY_ENGINE_F_SYNC);
 	memcpy(j->job.u.rec.iv, iv, sizeof(iv));
 	j->key_iv = (uint8_t)key_iv;
-	j->dir = (uint8_t)d;
 	j->fin = (uint8_t)fin;
 	j->epoch = epoch;
 	j->arr = t->arr_next++;
-	j->cost = r->buf_len;
-	td->queued_bytes += j->cost;
-	t->cnt->pending_bytes += j->cost;
-	if (!td->wait_head && epoch < t->epochs_ready) {
+	if (!td->wait_head && epoch < t->epochs_ready)
 		submit_rec(t, d, j);
-	} else {
-		if (td->wait_tail)
-			td->wait_tail->next = j;
-		else
-			td->wait_head = j;
-		td->wait_tail = j;
-	}
+	else
+		wait_append(td, j);
 }
 
 /* ---- TLS 1.3 with forwarded secrets (RFC 8446, RFC 9850) ------------------------------ */
@@ -1725,8 +1749,7 @@ static int t13_load(struct pxy_tap *t, enum pxy_dir d)
 	t->keys_pending = 0;
 	/* a secret of another hash's length: the key log is not this session's suite */
 	if (n != hl || pxy_tls13_traffic_keys(t->suite, x->secret, n, &x->keys) < 0) {
-		t->cnt->finished_mismatch++;
-		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		keys_wrong(t);
 		return 0;
 	}
 	x->slen = (uint8_t)n;
@@ -1924,8 +1947,7 @@ static int pha_answer(struct pxy_tap *t, const struct pxy_hs_msg *m)
 		PXY_TRY(t13_verify_finished(t, c->secret, c->slen, m->body, &ok));
 		t->tr_len = t->pha_base;
 		if (!ok) {
-			t->cnt->finished_mismatch++;
-			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			keys_wrong(t);
 			return PXY_OK;
 		}
 		t->info.post_auth++;
@@ -2010,8 +2032,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 			PXY_GUARD(m->type == PXY_HS_FINISHED, PXY_E_UNEXPECTED_MSG);
 			PXY_TRY(t13_verify_finished(t, x->hs_secret, x->slen, m->body, &ok));
 			if (!ok) {
-				t->cnt->finished_mismatch++;
-				stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+				keys_wrong(t);
 				return PXY_OK;
 			}
 			PXY_TRY(tr_append(t, m->raw, m->raw_len));
@@ -2048,8 +2069,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 		PXY_GUARD(m->type == PXY_HS_FINISHED && (x->step == C13_FIN || !t->cert_request), PXY_E_UNEXPECTED_MSG);
 		PXY_TRY(t13_verify_finished(t, x->hs_secret, x->slen, m->body, &ok));
 		if (!ok) {
-			t->cnt->finished_mismatch++;
-			stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+			keys_wrong(t);
 			return PXY_OK;
 		}
 		x->step = C13_DONE;
@@ -2081,8 +2101,7 @@ static int on_hs13(struct pxy_tap *t, enum pxy_dir d, const struct pxy_hs_msg *m
 static void t13_bad_record(struct pxy_tap *t, enum pxy_dir d)
 {
 	if (!t->info.fin_ok[d]) {
-		t->cnt->finished_mismatch++;
-		stop_decrypt(t, PXY_R_FINISHED_MISMATCH);
+		keys_wrong(t);
 	} else {
 		t->cnt->record_auth_fail++;
 		stop_decrypt(t, PXY_R_RECORD_AUTH);
@@ -2261,39 +2280,17 @@ static void t13_pump(struct pxy_tap *t, enum pxy_dir d)
 /* A TLS 1.3 ciphertext record (or 0-RTT data before the ServerHello): queued, then opened in order. */
 static void t13_record(struct pxy_tap *t, enum pxy_dir d, struct pxy_record *r)
 {
-	struct tap_dir *td = &t->dir[d];
 	struct tap_job *j;
 
 	if (!t->decrypting || !r->buf) {
 		pxy_recbuf_put(r->buf);
 		return;
 	}
-	if (!room_for(t, td, r->buf_len)) {
-		t->info.dropped[d]++;
-		t->cnt->records_dropped++;
-		pxy_recbuf_put(r->buf);
-		/* one record missing and the rest cannot be followed (the handshake, the sequence) */
-		stop_decrypt(t, PXY_R_ENGINE);
+	/* one record missing and the rest cannot be followed (the handshake, the sequence) */
+	j = record_job(t, d, r, 1);
+	if (!j)
 		return;
-	}
-	j = job_new(t, PXY_JOB_RECORD_OPEN);
-	if (!j) {
-		pxy_recbuf_put(r->buf);
-		stop_decrypt(t, PXY_R_INTERNAL);
-		return;
-	}
-	j->job.u.rec.rec = r->buf;
-	j->job.u.rec.rec_len = r->buf_len;
-	j->job.u.rec.rec_cap = r->buf_len;
-	j->dir = (uint8_t)d;
-	j->cost = r->buf_len;
-	td->queued_bytes += j->cost;
-	t->cnt->pending_bytes += j->cost;
-	if (td->wait_tail)
-		td->wait_tail->next = j;
-	else
-		td->wait_head = j;
-	td->wait_tail = j;
+	wait_append(&t->dir[d], j);
 	t13_pump(t, d);
 	/* the server's Finished may let the client's records go */
 	if (d == PXY_S2C)
