@@ -383,9 +383,10 @@ ossl_server() {
 	SRV_PORT=$(listen_port_of "$SRV_PID") || fail "$tag: s_server did not listen"
 }
 
-# start_relay TOFILE PORTFILE: a TCP relay whose listening port goes into PORTFILE and whose target
-# port is read from TOFILE at each connection (one proxy, a backend per case)
+# start_relay: a TCP relay listening on RELAY_PORT whose target port (set_backend PORT; none at first)
+# is read at each connection: one proxy, a backend per case
 start_relay() {
+	echo 0 >"$T/relay.to"
 	cat >"$T/relay.py" <<'PYEOF'
 import socket, sys, threading
 to_file, port_file = sys.argv[1], sys.argv[2]
@@ -406,12 +407,14 @@ while True:
     threading.Thread(target=pipe, args=(c, s), daemon=True).start()
     threading.Thread(target=pipe, args=(s, c), daemon=True).start()
 PYEOF
-	bg relay "$PY" "$T/relay.py" "$1" "$2"
-	wait_for 10 test -s "$2" || fail "the relay did not start"
+	bg relay "$PY" "$T/relay.py" "$T/relay.to" "$T/relay.port"
+	wait_for 10 test -s "$T/relay.port" || fail "the relay did not start"
+	RELAY_PORT=$(cat "$T/relay.port")
 }
+set_backend() { echo "$1" >"$T/relay.to"; }
 
 # fwd_case TAG SERVER-ARGS... -- CLIENT-ARGS...: one session decrypted with forwarded keys, through
-# PX_PORT to a fresh s_server (its port handed to the script's set_backend), FWD_N random bytes each way;
+# PX_PORT to a fresh s_server (its port handed to set_backend: start_relay first), FWD_N random bytes each way;
 # both ends get exactly the other's, the conn line says decrypted with keys=forwarded (and FWD_EXPECT's
 # fields), the sinks under PT are exact. Leaves CONN and CONN_ID.
 fwd_case() {
@@ -436,7 +439,7 @@ fwd_case() {
 }
 
 # gnutls_fwd_case TAG SERVER_PRIORITY CLIENT_PRIORITY SUITE: gnutls-serv --echo (srv.crt), its keys
-# logged to $KEYLOG through SSLKEYLOGFILE, becomes the backend (the test's set_backend); gnutls-cli
+# logged to $KEYLOG through SSLKEYLOGFILE, becomes the backend (set_backend); gnutls-cli
 # sends 4 KiB of lines through the proxy with SNI TAG and waits for their echo. The session must be
 # decrypted with the forwarded keys, in SUITE, each sink exactly the lines. Sets CONN.
 gnutls_fwd_case() {

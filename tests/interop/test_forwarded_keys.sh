@@ -34,12 +34,9 @@ ossl_case() {
 }
 
 # the proxy forwards to a relay port whose target each case sets (one proxy follows one key log throughout)
-RELAY_TO="$T/relay.to"
-echo 0 >"$RELAY_TO"
-set_backend() { echo "$1" >"$RELAY_TO"; }
-start_relay "$RELAY_TO" "$T/relay.port"
+start_relay
 KEYLOG="$T/keys.log"
-start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
+start_proxy px --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
 	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500
 grep -q "RSA-2048,EC-256" "$PX_LOG" || fail "the start line does not name both keys"
 grep -q "key source $KEYLOG: .*(waiting for it)" "$PX_LOG" || fail "no line saying the key log is awaited"
@@ -103,7 +100,7 @@ timeout 10 "$PROXYSSL" --listen 127.0.0.1:0 --backend 127.0.0.1:1 --cert "$T/ec.
 grep -q "RSA key exchange needs an RSA key" "$T/ec-only.out" || fail "no clear error for an ECDSA key without --key-source: $(cat "$T/ec-only.out")"
 
 # without a key source: refused at ServerHello, as before
-start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key"
+start_proxy px2 --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt" --key "$T/srv.key"
 timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername plain.test -no_tls1_3 </dev/null >/dev/null 2>&1 || true
 wait_for 10 has_conn_sni "$PX_LOG" plain.test || fail "plain: no conn line"
 expect_fields "$(conn_by_sni "$PX_LOG" plain.test)" verdict=rejected reason=non-rsa-kx

@@ -34,14 +34,11 @@ ca_sign listener proxy.keys
 ca_sign fwd server1.keys
 gen_cert rogue rogue.keys
 
-RELAY_TO="$T/relay.to"
-echo 0 >"$RELAY_TO"
-set_backend() { echo "$1" >"$RELAY_TO"; }
-start_relay "$RELAY_TO" "$T/relay.port"
+start_relay
 KPORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LISTEN=(--key-listen "127.0.0.1:$KPORT" --key-listen-cert "$T/listener.crt" --key-listen-key "$T/listener.key"
 	--key-listen-ca "$T/ca.crt")
-start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+start_proxy px --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
 	--key-wait 3000 "${LISTEN[@]}"
 grep -q "key listener on 127.0.0.1:$KPORT" "$PX_LOG" || fail "no line saying the key listener listens"
 
@@ -90,7 +87,7 @@ say "a forwarder that cannot verify the proxy's certificate does not send"
 stop_group "$PX_PID"
 echo "CLIENT_RANDOM $(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') $(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$KEYLOG"
 sleep 0.5
-start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+start_proxy px2 --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
 	--key-wait 3000 "${LISTEN[@]}" --metrics 127.0.0.1:0
 wait_for 10 grep -q "key listener: forwarder 127.0.0.1:[0-9]* connected" "$PX_LOG" || fail "the forwarder did not reconnect"
 backlog_in() { [ "$(kstat | cut -d= -f2)" -ge 1 ]; }

@@ -45,12 +45,9 @@ t13_case() {
 	say "$tag: $(field "$CONN" suite) decrypted with the forwarded secrets (waited $(field "$CONN" key_wait_ms) ms)"
 }
 
-RELAY_TO="$T/relay.to"
-echo 0 >"$RELAY_TO"
-set_backend() { echo "$1" >"$RELAY_TO"; }
-start_relay "$RELAY_TO" "$T/relay.port"
+start_relay
 KEYLOG="$T/keys.log"
-start_proxy px --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
+start_proxy px --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt,$T/ec.crt" --key "$T/srv.key,$T/ec.key" \
 	--plaintext-dir "$PT" --key-source "file:$KEYLOG" --key-wait 1500 --keylog "$T/proxy-keys.log" --pcap-tls "$T/tls13.pcapng" \
 	--pcap "$T/dec13.pcapng"
 
@@ -248,7 +245,7 @@ done
 say "--pcap: $n TCP streams carry the TLS 1.3 sessions' plaintext (1-RTT, PSK, 0-RTT)"
 
 # --require-keys: without the keys the session is refused; with them it goes on
-start_proxy px2 --backend "127.0.0.1:$(cat "$T/relay.port")" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
+start_proxy px2 --backend "127.0.0.1:$RELAY_PORT" --cert "$T/srv.crt" --key "$T/srv.key" --plaintext-dir "$PT" \
 	--key-source "file:$KEYLOG" --key-wait 500 --require-keys
 set_backend "$NOKEYS_PORT"
 printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$PX_PORT" -servername req-nokeys.test \
