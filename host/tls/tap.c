@@ -1886,24 +1886,23 @@ static int pha_request(struct pxy_tap *t, const struct pxy_hs_msg *m)
  * the transcript after the Handshake Context. 0 when there is none. */
 static int pha_take_request(struct pxy_tap *t, struct pxy_cur ctx)
 {
-	size_t off = 0;
+	struct pxy_cur q = pxy_cur_make(t->pha_q, t->pha_q_len);
+	uint8_t type;
+	struct pxy_cur body, rctx;
 
-	while (off + PXY_HS_HDR_LEN <= t->pha_q_len) {
-		const uint8_t *r = t->pha_q + off;
-		size_t len = PXY_HS_HDR_LEN + ((size_t)r[1] << 16 | (size_t)r[2] << 8 | r[3]);
-		struct pxy_cur rctx;
+	while (pxy_cur_u8(&q, &type) == PXY_OK && pxy_cur_sub_u24(&q, &body) == PXY_OK) {
+		const uint8_t *r = body.p - PXY_HS_HDR_LEN;
+		size_t len = PXY_HS_HDR_LEN + body.left, off = (size_t)(r - t->pha_q);
 
-		if (pxy_hs_parse_certificate_request13(pxy_cur_make(r + PXY_HS_HDR_LEN, len - PXY_HS_HDR_LEN),
-						       &rctx) == PXY_OK &&
-		    rctx.left == ctx.left && memcmp(rctx.p, ctx.p, ctx.left) == 0) {
-			t->tr_len = t->pha_base;
-			if (tr_append(t, r, len) != PXY_OK)
-				return 0;
-			memmove(t->pha_q + off, t->pha_q + off + len, t->pha_q_len - off - len);
-			t->pha_q_len -= len;
-			return 1;
-		}
-		off += len;
+		if (pxy_hs_parse_certificate_request13(body, &rctx) != PXY_OK || rctx.left != ctx.left ||
+		    memcmp(rctx.p, ctx.p, ctx.left) != 0)
+			continue;
+		t->tr_len = t->pha_base;
+		if (tr_append(t, r, len) != PXY_OK)
+			return 0;
+		memmove(t->pha_q + off, t->pha_q + off + len, t->pha_q_len - off - len);
+		t->pha_q_len -= len;
+		return 1;
 	}
 	return 0;
 }
